@@ -1,0 +1,182 @@
+"""``howhot up``: the whole local stack in one command — embedded broker, topics, every implemented service.
+
+Children are plain ``python -m services.<name>`` processes with the same HOWHOT_ environment, so what runs locally is
+exactly what runs in a container. Ctrl-C (or SIGTERM) stops the services first (they drain and commit), then the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from libs.common.broker import EmbeddedBroker
+from libs.common.bus import ensure_topics
+from libs.common.settings import Settings
+
+HEALTH_TIMEOUT_S = 180.0  # model warm-up on a cold 2-core machine takes a while
+STOP_TIMEOUT_S = 35.0
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service of the stack: its package, where it listens, and what to tell the user."""
+
+    name: str
+    port_setting: str
+    description: str
+
+    @property
+    def module(self) -> str:
+        return f"services.{self.name}"
+
+    def implemented(self) -> bool:
+        return importlib.util.find_spec(f"{self.module}.__main__") is not None
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("upload", "upload", "website and public API"),
+    ServiceSpec("face", "face", "face detection and alignment"),
+    ServiceSpec("scoring", "scoring", "DEX ensemble and personalization"),
+    ServiceSpec("share", "share", "result cards and share pages"),
+    ServiceSpec("analytics", "analytics", "ClickHouse ingestion and query API"),
+)
+
+
+def service_port(settings: Settings, spec: ServiceSpec) -> tuple[str, int]:
+    section = getattr(settings, spec.port_setting)
+    return section.host, section.port
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback health check
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+class LocalStack:
+    """Starts and stops the local stack; usable from ``howhot up`` and from end-to-end tests."""
+
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None, quiet: bool = False) -> None:
+        self.settings = settings
+        self.env = dict(os.environ if env is None else env)
+        self.quiet = quiet
+        self.broker: EmbeddedBroker | None = None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_dir = settings.core.data_dir / "logs"
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def start(self, only: list[str] | None = None) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.env.setdefault("HOWHOT_DATA_DIR", str(self.settings.core.data_dir.resolve()))
+        if not self.settings.kafka.bootstrap:
+            self.broker = EmbeddedBroker(log_file=self.log_dir / "tansu.log").start()
+            self.env["HOWHOT_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
+            self.settings.kafka.bootstrap = self.broker.bootstrap
+            self._say(f"• broker: embedded Tansu at {self.broker.bootstrap} (memory storage)")
+        else:
+            self._say(f"• broker: {self.settings.kafka.bootstrap}")
+        created = asyncio.run(ensure_topics(self.settings.kafka))
+        self._say(f"• topics: {len(created)} created")
+        specs = [s for s in SERVICES if s.implemented() and (only is None or s.name in only)]
+        for spec in specs:
+            log = (self.log_dir / f"{spec.name}.log").open("ab")
+            self.processes[spec.name] = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", spec.module], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        for spec in specs:
+            host, port = service_port(self.settings, spec)
+            if not _wait_healthy(f"http://{host}:{port}/healthz", self.processes[spec.name], HEALTH_TIMEOUT_S):
+                self.stop()
+                raise RuntimeError(f"service {spec.name} did not become healthy; see {self.log_dir / spec.name}.log")
+            self._say(f"• {spec.name:<10} http://{host}:{port}  ({spec.description})")
+
+    def urls(self) -> dict[str, str]:
+        out = {}
+        for spec in SERVICES:
+            if spec.name in self.processes:
+                host, port = service_port(self.settings, spec)
+                out[spec.name] = f"http://{host}:{port}"
+        return out
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        if self.broker:
+            self.broker.stop()
+            self.broker = None
+
+    def kill(self, name: str) -> None:
+        """kill -9 one service (fault tests)."""
+        process = self.processes.get(name)
+        if process and process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def run_up(settings: Settings) -> int:
+    """Start everything, print the URLs (website/API first), block until Ctrl-C, stop cleanly."""
+    stack = LocalStack(settings)
+    print("Starting Howhot…", flush=True)
+    try:
+        stack.start()
+    except Exception as exc:  # noqa: BLE001 - shown to the user with the log location
+        print(f"✗ {exc}", file=sys.stderr)
+        return 1
+    urls = stack.urls()
+    print("\nHowhot is up:")
+    if "upload" in urls:
+        print(f"  Website / API   {urls['upload']}/   (OpenAPI: {urls['upload']}/api/v1/openapi.json)")
+    for name, url in urls.items():
+        if name != "upload":
+            print(f"  {name:<15} {url}/healthz")
+    print(f"  Logs            {Path(stack.log_dir).resolve()}\nPress Ctrl-C to stop.", flush=True)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        while not stopping:
+            for name, process in stack.processes.items():
+                if process.poll() is not None:
+                    print(f"✗ service {name} exited ({process.returncode}); see {stack.log_dir / name}.log")
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        print("\nStopping…", flush=True)
+        stack.stop()
+        print("Stopped.")
+    return 0

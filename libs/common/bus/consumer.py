@@ -1,0 +1,265 @@
+"""The consumer loop every service uses: validate → handle → commit, with retries and a dead-letter topic.
+
+Follows the snuba/arroyo chain. Three kinds of failure:
+- invalid message (undecodable, schema-invalid, wrong topic): straight to ``<topic>.dlq``, never retried;
+- handler error: bounded retries with exponential backoff, then ``<topic>.dlq`` with the error, and the loop goes on;
+- stop requested (SIGTERM/SIGINT): the batch in hand finishes and is committed, then the consumer leaves the group.
+Offsets are committed only after every message of the batch was handled or dead-lettered: at-least-once delivery,
+so handlers must be idempotent. Small batches per poll keep a slow handler inside max_poll_interval (aiokafka #848).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from libs.common.bus.kafka import client_kwargs, start_with_retry
+from libs.common.bus.producer import EventPublisher
+from libs.common.events import Event, InvalidEvent, decode_event, dlq_topic
+from libs.common.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 500  # how long one poll blocks: bounds the reaction time to a stop request
+MAX_BACKOFF_S = 10.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One validated event with where it came from (analytics stores topic/partition/offset with each row)."""
+
+    event: Event
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes
+
+
+EventHandler = Callable[[Event], Awaitable[None]]
+BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+
+
+@dataclass
+class ConsumerStats:
+    """Counters exported on /metrics."""
+
+    handled: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    batches: int = 0
+    last_commit_at: float = 0.0
+    by_topic: dict[str, int] = field(default_factory=dict)
+
+
+class ConsumerRunner:
+    """Runs a consumer group over ``topics`` with either a per-event ``handler`` or a ``batch_handler``."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        group_id: str,
+        topics: list[str],
+        dlq_publisher: EventPublisher,
+        handler: EventHandler | None = None,
+        batch_handler: BatchHandler | None = None,
+        max_records: int | None = None,
+        max_wait_s: float = 0.0,
+    ) -> None:
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler or batch_handler")
+        self._settings = settings
+        self._group_id = group_id
+        self._topics = topics
+        self._dlq = dlq_publisher
+        self._handler = handler
+        self._batch_handler = batch_handler
+        self._max_records = max_records or settings.max_poll_records
+        self._max_wait_s = max_wait_s
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self.stats = ConsumerStats()
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit it and leave the group."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def lag(self) -> int:
+        """Messages not yet consumed on this consumer's assigned partitions (admission control reads it)."""
+        consumer = self._consumer
+        if consumer is None:
+            return 0
+        partitions = list(consumer.assignment())
+        if not partitions:
+            return 0
+        ends = await consumer.end_offsets(partitions)
+        total = 0
+        for tp in partitions:
+            try:
+                position = await consumer.position(tp)
+            except KafkaError:
+                continue
+            total += max(0, ends.get(tp, 0) - position)
+        return total
+
+    async def run(self) -> None:
+        """Consume until ``stop()``; never lets one bad message or handler error end the loop."""
+        consumer = AIOKafkaConsumer(
+            *self._topics,
+            **client_kwargs(self._settings),
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=self._settings.max_poll_interval_ms,
+            session_timeout_ms=self._settings.session_timeout_ms,
+            heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
+        )
+        await start_with_retry(consumer, f"consumer:{self._group_id}")
+        self._consumer = consumer
+        log.info("consumer started", extra={"group": self._group_id, "topics": self._topics})
+        try:
+            while not self._stopping.is_set():
+                records = await self._poll(consumer)
+                if records:
+                    await self._process(records)
+                    await self._commit(consumer, records)
+        finally:
+            self._consumer = None
+            await consumer.stop()
+            log.info("consumer stopped", extra={"group": self._group_id, "handled": self.stats.handled})
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> list[ConsumerRecord]:
+        """One poll, then more polls until the batch is full or ``max_wait_s`` has passed (size-or-time batching)."""
+        got = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=self._max_records)
+        records = [r for batch in got.values() for r in batch]
+        if not records or self._max_wait_s <= 0:
+            return records
+        deadline = time.monotonic() + self._max_wait_s
+        while len(records) < self._max_records and not self._stopping.is_set():
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                break
+            more = await consumer.getmany(timeout_ms=remaining_ms, max_records=self._max_records - len(records))
+            records.extend(r for batch in more.values() for r in batch)
+        return records
+
+    async def _process(self, records: list[ConsumerRecord]) -> None:
+        deliveries: list[Delivery] = []
+        for record in records:
+            try:
+                event = decode_event(record.value, record.topic)
+            except InvalidEvent as exc:
+                await self._dead_letter(record.topic, record.partition, record.offset, record.key, record.value, exc, 0)
+                continue
+            deliveries.append(Delivery(event, record.topic, record.partition, record.offset, record.value or b""))
+        if self._batch_handler is not None and deliveries:
+            await self._handle_batch(deliveries)
+        elif self._handler is not None:
+            for delivery in deliveries:
+                await self._handle_one(delivery)
+        self.stats.batches += 1
+
+    async def _handle_batch(self, deliveries: list[Delivery]) -> None:
+        assert self._batch_handler is not None
+        error = await self._retrying(lambda: self._batch_handler(deliveries))  # type: ignore[misc]
+        if error is None:
+            self._count(deliveries)
+            return
+        log.warning("batch failed after retries; isolating messages", extra={"size": len(deliveries)})
+        for delivery in deliveries:  # find the poison message(s); the rest still get written
+            single_error = await self._retrying(lambda d=delivery: self._batch_handler([d]))  # type: ignore[misc]
+            if single_error is None:
+                self._count([delivery])
+            else:
+                await self._dead_letter_delivery(delivery, single_error)
+
+    async def _handle_one(self, delivery: Delivery) -> None:
+        assert self._handler is not None
+        error = await self._retrying(lambda: self._handler(delivery.event))  # type: ignore[misc]
+        if error is None:
+            self._count([delivery])
+        else:
+            await self._dead_letter_delivery(delivery, error)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[None]]) -> BaseException | None:
+        """Run ``attempt`` up to 1 + handler_retries times with exponential backoff; return the last error or None."""
+        delay = self._settings.retry_backoff_s
+        last: BaseException | None = None
+        for n in range(1 + self._settings.handler_retries):
+            try:
+                await attempt()
+                return None
+            except InvalidEvent as exc:  # the handler found the event unusable: retrying will not help
+                return exc
+            except Exception as exc:  # noqa: BLE001 - any handler error is retried, then dead-lettered
+                last = exc
+                log.warning("handler failed", extra={"group": self._group_id, "attempt": n + 1, "error": repr(exc)})
+                if n < self._settings.handler_retries:
+                    self.stats.retries += 1
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_BACKOFF_S)
+        return last
+
+    def _count(self, deliveries: list[Delivery]) -> None:
+        self.stats.handled += len(deliveries)
+        for d in deliveries:
+            self.stats.by_topic[d.topic] = self.stats.by_topic.get(d.topic, 0) + 1
+
+    async def _dead_letter_delivery(self, delivery: Delivery, error: BaseException) -> None:
+        key = delivery.event.partition_key
+        await self._dead_letter(
+            delivery.topic, delivery.partition, delivery.offset, key.encode() if key else None, delivery.raw, error,
+            1 + self._settings.handler_retries,
+        )
+
+    async def _dead_letter(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: BaseException,
+        attempts: int,
+    ) -> None:
+        """Publish the original bytes with the error to ``<topic>.dlq``; retried until the broker takes it."""
+        headers = [
+            ("error", str(error)[:2000].encode()),
+            ("error_type", type(error).__name__.encode()),
+            ("source_topic", topic.encode()),
+            ("source_partition", str(partition).encode()),
+            ("source_offset", str(offset).encode()),
+            ("consumer_group", self._group_id.encode()),
+            ("attempts", str(attempts).encode()),
+            ("failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        delay = self._settings.retry_backoff_s
+        while True:
+            try:
+                await self._dlq.publish_raw(dlq_topic(topic), value or b"", key, headers)
+                break
+            except KafkaError as exc:  # never drop a message: wait for the broker rather than commit past it
+                log.error("dead-letter publish failed, retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+        self.stats.dead_lettered += 1
+        log.error(
+            "message dead-lettered",
+            extra={"topic": topic, "partition": partition, "offset": offset, "error": str(error)[:500]},
+        )
+
+    async def _commit(self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, -1), record.offset + 1)
+        try:
+            await consumer.commit(offsets)
+            self.stats.last_commit_at = time.time()
+        except CommitFailedError as exc:  # partitions moved during a rebalance: the new owner re-processes
+            log.warning("commit failed after rebalance; messages will be redelivered", extra={"error": str(exc)})

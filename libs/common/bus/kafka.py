@@ -1,0 +1,78 @@
+"""aiokafka connection details shared by producers, consumers and admin: one place that reads KafkaSettings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from libs.common.events import TOPICS, dlq_topic
+from libs.common.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+CONNECT_BACKOFF_MAX_S = 5.0  # services wait for a broker that is down at start; cap the retry interval
+
+
+class BrokerNotConfigured(RuntimeError):
+    """No bootstrap servers: run through ``howhot up`` (embedded Tansu) or set HOWHOT_KAFKA_BOOTSTRAP."""
+
+
+def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments common to every aiokafka client."""
+    if not settings.bootstrap:
+        raise BrokerNotConfigured("HOWHOT_KAFKA_BOOTSTRAP is empty: start the stack with `howhot up` or set it")
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        kwargs["sasl_mechanism"] = settings.sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.sasl_username
+        kwargs["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    return kwargs
+
+
+async def start_with_retry(client: Any, what: str, deadline_s: float | None = None) -> None:
+    """Start an aiokafka client, retrying with capped backoff while the broker is unreachable."""
+    delay = 0.2
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        try:
+            await client.start()
+            return
+        except KafkaConnectionError as exc:
+            if deadline_s is not None and loop.time() - started > deadline_s:
+                raise
+            log.warning("broker unreachable, retrying", extra={"what": what, "error": str(exc), "retry_in_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
+
+
+async def ensure_topics(settings: KafkaSettings, topics: tuple[str, ...] = TOPICS) -> list[str]:
+    """Create every topic and its dead-letter twin if missing; returns the topics that were created."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await start_with_retry(admin, "admin", deadline_s=60)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for topic in topics for t in (topic, dlq_topic(topic)) if t not in existing]
+        created: list[str] = []
+        for name in wanted:
+            try:
+                await admin.create_topics(
+                    [NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor)]
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+            except KafkaError as exc:  # another process created it between list and create
+                if "already exists" not in str(exc).lower():
+                    raise
+        return created
+    finally:
+        await admin.close()

@@ -1,0 +1,51 @@
+"""Events about visitors rather than photos: page views, share views, ratings. Analytics consumes them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from libs.common.events.envelope import Event
+from libs.common.events.photo import Attribution
+from libs.common.ids import ID_PATTERN
+
+
+class PageViewed(Event):
+    """A visitor viewed a page of the website (analytics only)."""
+
+    TOPIC = "page.viewed"
+    type: Literal["page.viewed"] = "page.viewed"
+    visitor_id: str = Field(pattern=ID_PATTERN)
+    path: str = Field(max_length=2048)
+    attribution: Attribution = Field(default_factory=Attribution)
+    new_visitor: bool = False
+
+
+class ShareViewed(Event):
+    """Someone opened a share page /s/{share_id}: the top of the referral loop."""
+
+    TOPIC = "share.viewed"
+    type: Literal["share.viewed"] = "share.viewed"
+    share_id: str = Field(pattern=ID_PATTERN)
+    photo_id: str = Field(pattern=ID_PATTERN)
+    visitor_id: str = Field(pattern=ID_PATTERN)
+    referrer: str | None = Field(default=None, max_length=2048)
+    attribution: Attribution = Field(default_factory=Attribution)
+
+
+class RatingSubmitted(Event):
+    """A visitor rated another visitor's face (hot-or-not or 1–10) on the rate-others page."""
+
+    TOPIC = "rating.submitted"
+    type: Literal["rating.submitted"] = "rating.submitted"
+    visitor_id: str = Field(pattern=ID_PATTERN)
+    photo_id: str = Field(pattern=ID_PATTERN)
+    face_index: int = Field(ge=0, le=63)
+    scale: Literal["hot_or_not", "1to10"]
+    rating: float
+
+    @property
+    def partition_key(self) -> str | None:
+        """Ratings are keyed by rater so one rater's history stays ordered for online personalization."""
+        return self.visitor_id

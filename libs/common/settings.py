@@ -1,0 +1,221 @@
+"""Configuration: one pydantic-settings model per concern, all read from ``HOWHOT_*`` environment variables.
+
+Every backend has an embedded default (Tansu found on a free port, a local blob directory, chDB under the data
+directory) and a distributed one (Kafka, S3/MinIO, a ClickHouse server) chosen only by these settings.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".howhot")
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOWHOT_", extra="ignore", populate_by_name=True)
+
+
+class CoreSettings(_Base):
+    """Where local state lives and how the process identifies itself."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    log_level: str = "INFO"
+    log_json: bool = True
+    public_base_url: str = "http://127.0.0.1:8080"
+
+
+class KafkaSettings(_Base):
+    """The Kafka-protocol broker. Empty bootstrap means: ``howhot up`` starts an embedded Tansu broker."""
+
+    model_config = SettingsConfigDict(env_prefix="HOWHOT_KAFKA_", extra="ignore")
+
+    bootstrap: str = ""
+    partitions: int = 3
+    replication_factor: int = 1
+    client_id: str = "howhot"
+    max_poll_records: int = 50  # small batches: a slow handler must never exceed max_poll_interval (aiokafka #848)
+    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = 10_000  # a killed consumer's partitions move on within seconds, not a minute
+    heartbeat_interval_ms: int = 1_000
+    handler_retries: int = 3
+    retry_backoff_s: float = 0.2
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+
+class BlobSettings(_Base):
+    """The blob store: a local directory (embedded) or an S3 bucket (MinIO, AWS)."""
+
+    model_config = SettingsConfigDict(env_prefix="HOWHOT_BLOBS_", extra="ignore")
+
+    backend: Literal["local", "s3"] = "local"
+    local_dir: Path | None = None  # default: <data_dir>/blobs
+    s3_endpoint: str | None = None
+    s3_bucket: str = "howhot"
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_create_bucket: bool = False
+    s3_max_attempts: int = 4
+    s3_timeout_s: float = 10.0
+
+
+class ClickHouseSettings(_Base):
+    """The analytics store, always reached through clickhouse-connect: ``chdb://`` (embedded) or ``http://``."""
+
+    model_config = SettingsConfigDict(env_prefix="HOWHOT_CLICKHOUSE_", extra="ignore")
+
+    dsn: str = ""  # default: chdb:///<data_dir>/clickhouse
+    database: str = "howhot"
+    username: str = "default"
+    password: SecretStr | None = None
+
+
+class ModelSettings(_Base):
+    """Where converted model weights live, and which ensemble profile to run."""
+
+    model_config = SettingsConfigDict(env_prefix="HOWHOT_MODELS_", extra="ignore")
+
+    dir: Path | None = None  # default: <data_dir>/models
+    profile: Literal["default", "commercial-safe"] = "default"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+class UploadSettings(_Base):
+    """The upload service: public API and website."""
+
+    model_config = SettingsConfigDict(env_prefix="HOWHOT_UPLOAD_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_bytes: int = 15 * 1024 * 1024  # a 12-megapixel phone JPEG is ~5 MB; leave room for PNGs
+    max_pixels: int = 40_000_000  # decompression-bomb guard; a 12 MP photo is 12e6
+    max_side_stored: int = 2048  # the normalized stored copy; detection downsizes further anyway
+
+
+class FaceSettings(_Base):
+    """The face service: detection and alignment."""
+
+    model_config = SettingsConfigDict(env_prefix="HOWHOT_FACE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    detector: str = "retinaface_mobilenetv2"
+    threshold: float = 0.9  # false positives scored ~0.8 are common
+    max_faces: int = 10
+    max_side: int = 1280
+    max_batch: int = 8
+    max_wait_ms: int = 20
+
+
+class ScoringSettings(_Base):
+    """The scoring service: the DEX ensemble and personalization."""
+
+    model_config = SettingsConfigDict(env_prefix="HOWHOT_SCORING_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8082
+    max_batch: int = 32
+    max_wait_ms: int = 10
+    minor_threshold: float = 0.2  # withhold attractiveness when P(age < 18) exceeds this
+
+
+class ShareSettings(_Base):
+    """The share service: result cards and share pages."""
+
+    model_config = SettingsConfigDict(env_prefix="HOWHOT_SHARE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8083
+
+
+class AnalyticsSettings(_Base):
+    """The analytics service: ingestion into ClickHouse and the query API."""
+
+    model_config = SettingsConfigDict(env_prefix="HOWHOT_ANALYTICS_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8084
+    batch_size: int = 10_000
+    flush_interval_s: float = 1.0
+    dashboard_port: int = 8501
+    dashboard_token: SecretStr | None = None
+
+
+class Settings:
+    """All settings, read once. ``Settings()`` re-reads the environment (tests set variables, then build one)."""
+
+    def __init__(self, **overrides: Any) -> None:
+        self.core = overrides.get("core") or CoreSettings()
+        self.kafka = overrides.get("kafka") or KafkaSettings()
+        self.blobs = overrides.get("blobs") or BlobSettings()
+        self.clickhouse = overrides.get("clickhouse") or ClickHouseSettings()
+        self.models = overrides.get("models") or ModelSettings()
+        self.upload = overrides.get("upload") or UploadSettings()
+        self.face = overrides.get("face") or FaceSettings()
+        self.scoring = overrides.get("scoring") or ScoringSettings()
+        self.share = overrides.get("share") or ShareSettings()
+        self.analytics = overrides.get("analytics") or AnalyticsSettings()
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.blobs.local_dir or self.core.data_dir / "blobs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.models.dir or self.core.data_dir / "models"
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse.dsn or f"chdb:///{(self.core.data_dir / 'clickhouse').resolve()}"
+
+    def sections(self) -> dict[str, BaseSettings]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, BaseSettings)}
+
+    def masked(self) -> dict[str, dict[str, Any]]:
+        """The effective configuration with secrets masked, for ``howhot config``."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, section in self.sections().items():
+            values = section.model_dump(mode="json")
+            for key, field in type(section).model_fields.items():
+                raw = getattr(section, key)
+                if isinstance(raw, SecretStr):
+                    values[key] = "********"
+                _ = field
+            out[name] = values
+        out["derived"] = {
+            "blob_dir": str(self.blob_dir),
+            "models_dir": str(self.models_dir),
+            "clickhouse_dsn": self.clickhouse_dsn,
+        }
+        return out
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (composition roots call this once and pass the result down)."""
+    return Settings()
+
+
+__all__ = [
+    "AnalyticsSettings",
+    "BlobSettings",
+    "ClickHouseSettings",
+    "CoreSettings",
+    "FaceSettings",
+    "KafkaSettings",
+    "ModelSettings",
+    "ScoringSettings",
+    "Settings",
+    "ShareSettings",
+    "UploadSettings",
+    "get_settings",
+    "Field",
+]

@@ -1,0 +1,48 @@
+"""docker-compose.yml is checked statically (no Docker engine here): every HOWHOT_ variable must be a real setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from libs.common import settings as settings_module
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def known_variables() -> set[str]:
+    names: set[str] = set()
+    for obj in vars(settings_module).values():
+        if isinstance(obj, type) and issubclass(obj, settings_module._Base) and obj is not settings_module._Base:
+            prefix = obj.model_config.get("env_prefix", "")
+            names.update(f"{prefix}{field}".upper() for field in obj.model_fields)
+    return names
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_every_howhot_variable_in_compose_exists_in_the_settings() -> None:
+    known = known_variables()
+    used: set[str] = set()
+    for service in compose()["services"].values():
+        env = service.get("environment") or {}
+        used.update(k for k in env if k.startswith("HOWHOT_"))
+    assert used, "compose sets no HOWHOT_ variables"
+    assert used - known == set(), f"unknown settings in docker-compose.yml: {sorted(used - known)}"
+
+
+def test_compose_runs_the_distributed_backends_and_every_service_from_one_image() -> None:
+    services = compose()["services"]
+    for backend in ("kafka", "minio", "minio-init", "clickhouse"):
+        assert backend in services
+    assert "KRaft" in (ROOT / "docker-compose.yml").read_text() or "KAFKA_PROCESS_ROLES" in services["kafka"]["environment"]
+    howhot = {name: s for name, s in services.items() if s.get("image") == "howhot:latest"}
+    assert {"upload", "face", "scoring", "share", "analytics"} <= set(howhot)
+    builds = [s["build"] for s in services.values() if "build" in s]
+    assert builds and all(b["dockerfile"] == "infra/docker/Dockerfile" for b in builds)
+    assert (ROOT / "infra/docker/Dockerfile").exists()
+    env = services["upload"]["environment"]
+    assert env["HOWHOT_BLOBS_BACKEND"] == "s3" and env["HOWHOT_CLICKHOUSE_DSN"].startswith("http://")
