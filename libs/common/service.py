@@ -21,7 +21,7 @@ PUBLISHER = web.AppKey("publisher", KafkaEventPublisher)
 CONSUMERS = web.AppKey("consumers", list)
 
 
-def publisher_context(settings: Settings, producer_name: str) -> Callable[[web.Application], AsyncIterator[None]]:
+def publisher_context(settings: Settings, producer_name: str) -> AppContext:
     """cleanup_ctx: one Kafka producer per app, started before serving and flushed/stopped at shutdown."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -40,7 +40,10 @@ def publisher_context(settings: Settings, producer_name: str) -> Callable[[web.A
     return ctx
 
 
-def consumer_context(build: Callable[[web.Application], ConsumerRunner]) -> Callable[[web.Application], AsyncIterator[None]]:
+AppContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def consumer_context(build: Callable[[web.Application], ConsumerRunner]) -> AppContext:
     """cleanup_ctx: run a consumer loop in the background; on shutdown let it drain, commit and leave the group."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -71,5 +74,5 @@ def consumer_context(build: Callable[[web.Application], ConsumerRunner]) -> Call
 
 
 def run_service(app: web.Application, host: str, port: int) -> None:
-    """Serve until SIGTERM/SIGINT; aiohttp runs the cleanup contexts (drain consumers, stop producers) on the way out."""
+    """Serve until SIGTERM/SIGINT; aiohttp runs the cleanup contexts (drain consumers, stop producers) on exit."""
     web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)

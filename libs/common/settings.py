@@ -210,6 +210,7 @@ __all__ = [
     "ClickHouseSettings",
     "CoreSettings",
     "FaceSettings",
+    "Field",
     "KafkaSettings",
     "ModelSettings",
     "ScoringSettings",
@@ -217,5 +218,4 @@ __all__ = [
     "ShareSettings",
     "UploadSettings",
     "get_settings",
-    "Field",
 ]

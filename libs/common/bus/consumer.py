@@ -72,6 +72,7 @@ class ConsumerRunner:
         batch_handler: BatchHandler | None = None,
         max_records: int | None = None,
         max_wait_s: float = 0.0,
+        concurrency: int = 1,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler or batch_handler")
@@ -83,6 +84,7 @@ class ConsumerRunner:
         self._batch_handler = batch_handler
         self._max_records = max_records or settings.max_poll_records
         self._max_wait_s = max_wait_s
+        self._concurrency = max(1, concurrency)
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self.stats = ConsumerStats()
@@ -166,9 +168,28 @@ class ConsumerRunner:
         if self._batch_handler is not None and deliveries:
             await self._handle_batch(deliveries)
         elif self._handler is not None:
+            await self._handle_concurrently(deliveries)
+        self.stats.batches += 1
+
+    async def _handle_concurrently(self, deliveries: list[Delivery]) -> None:
+        """Handle a poll's events with up to ``concurrency`` in flight, so handlers can micro-batch model work across
+        messages; events sharing a key (one photo) stay strictly in order."""
+        if self._concurrency == 1:
             for delivery in deliveries:
                 await self._handle_one(delivery)
-        self.stats.batches += 1
+            return
+        by_key: dict[str, list[Delivery]] = {}
+        for delivery in deliveries:
+            key = delivery.event.partition_key or f"{delivery.partition}:{delivery.offset}"
+            by_key.setdefault(key, []).append(delivery)
+        slots = asyncio.Semaphore(self._concurrency)
+
+        async def run_chain(chain: list[Delivery]) -> None:
+            async with slots:
+                for delivery in chain:
+                    await self._handle_one(delivery)
+
+        await asyncio.gather(*(run_chain(chain) for chain in by_key.values()))
 
     async def _handle_batch(self, deliveries: list[Delivery]) -> None:
         assert self._batch_handler is not None

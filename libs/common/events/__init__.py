@@ -74,7 +74,7 @@ def decode_event(raw: bytes | None, topic: str | None = None) -> Event:
         raise InvalidEvent(f"schema validation failed: {exc.error_count()} error(s): {exc.errors()[:3]}") from exc
     except ValueError as exc:
         raise InvalidEvent(f"undecodable: {exc}") from exc
-    if topic is not None and event.TOPIC != topic:
+    if topic is not None and topic != event.TOPIC:
         raise InvalidEvent(f"event type {event.type!r} does not belong on topic {topic!r}")
     return event
 
