@@ -152,3 +152,21 @@ async def test_batch_handler_isolates_a_poison_message(kafka: KafkaSettings) -> 
     assert str(poison.event_id) not in written
     assert runner.stats.dead_lettered >= 1
     await publisher.stop()
+
+
+async def test_dlq_command_lists_and_replays_dead_letters(kafka: KafkaSettings) -> None:
+    from libs.cli.dlq import list_dead_letters, replay_dead_letters
+
+    raw = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await raw.start()
+    event = uploaded()
+    await raw.send_and_wait(dlq_topic(TOPIC), event.to_bytes(), headers=[
+        ("error_type", b"RuntimeError"), ("error", b"s3 was down"), ("source_topic", TOPIC.encode()),
+    ])
+    await raw.stop()
+    letters = await list_dead_letters(kafka, TOPIC)
+    assert any(letter.value == event.to_bytes() and letter.error == "s3 was down" for letter in letters)
+    assert await replay_dead_letters(kafka, TOPIC) >= 1
+    assert await replay_dead_letters(kafka, TOPIC) == 0  # committed: a second replay does nothing
+    back = await read_all(kafka, TOPIC, expect=10_000, timeout_s=3)
+    assert any(r.value == event.to_bytes() for r in back)
