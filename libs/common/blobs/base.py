@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from libs.common.errors import TransientError
+
 MAX_KEY_BYTES = 1024  # S3's limit on an object key; enforced everywhere so local and S3 accept the same keys
 MAX_CONTENT_TYPE_CHARS = 255  # RFC 6838 caps type/subtype at 127 chars each; anything longer is garbage
 DEFAULT_CONTENT_TYPE = "application/octet-stream"  # what HTTP assumes for bytes of unknown type
@@ -28,7 +30,7 @@ class BlobNotFound(BlobStoreError, LookupError):
         self.key = key
 
 
-class BlobStoreUnavailable(BlobStoreError):
+class BlobStoreUnavailable(BlobStoreError, TransientError):
     """The store could not be reached or failed even after the adapter's own retries: transient, retry later."""
 
 

@@ -22,6 +22,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from libs.common.bus.kafka import client_kwargs, start_with_retry
 from libs.common.bus.producer import EventPublisher
+from libs.common.errors import TransientError
 from libs.common.events import Event, InvalidEvent, decode_event, dlq_topic
 from libs.common.settings import KafkaSettings
 
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500  # how long one poll blocks: bounds the reaction time to a stop request
 MAX_BACKOFF_S = 10.0
+
+
+class _StopWhileWaiting(Exception):
+    """Raised inside the loop when stop() arrives while a transient outage is being waited out."""
 
 
 @dataclass(frozen=True)
@@ -127,14 +132,18 @@ class ConsumerRunner:
             session_timeout_ms=self._settings.session_timeout_ms,
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
         )
-        await start_with_retry(consumer, f"consumer:{self._group_id}")
+        if not await start_with_retry(consumer, f"consumer:{self._group_id}", stop=self._stopping):
+            return
         self._consumer = consumer
         log.info("consumer started", extra={"group": self._group_id, "topics": self._topics})
         try:
             while not self._stopping.is_set():
                 records = await self._poll(consumer)
                 if records:
-                    await self._process(records)
+                    try:
+                        await self._process(records)
+                    except _StopWhileWaiting:
+                        break  # a backend is down and we were asked to stop: leave uncommitted, redelivered later
                     await self._commit(consumer, records)
         finally:
             self._consumer = None
@@ -217,12 +226,23 @@ class ConsumerRunner:
         """Run ``attempt`` up to 1 + handler_retries times with exponential backoff; return the last error or None."""
         delay = self._settings.retry_backoff_s
         last: BaseException | None = None
-        for n in range(1 + self._settings.handler_retries):
+        n = 0
+        while n < 1 + self._settings.handler_retries:
             try:
                 await attempt()
                 return None
             except InvalidEvent as exc:  # the handler found the event unusable: retrying will not help
                 return exc
+            except TransientError as exc:  # a backend is down: wait for it, without limit, never dead-letter
+                self.stats.retries += 1
+                log.warning("backend unavailable, waiting", extra={"group": self._group_id, "error": repr(exc)})
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    raise _StopWhileWaiting from exc
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
             except Exception as exc:  # noqa: BLE001 - any handler error is retried, then dead-lettered
                 last = exc
                 log.warning("handler failed", extra={"group": self._group_id, "attempt": n + 1, "error": repr(exc)})
@@ -230,6 +250,7 @@ class ConsumerRunner:
                     self.stats.retries += 1
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, MAX_BACKOFF_S)
+                n += 1
         return last
 
     def _count(self, deliveries: list[Delivery]) -> None:
@@ -264,7 +285,7 @@ class ConsumerRunner:
             try:
                 await self._dlq.publish_raw(dlq_topic(topic), value or b"", key, headers)
                 break
-            except KafkaError as exc:  # never drop a message: wait for the broker rather than commit past it
+            except Exception as exc:  # noqa: BLE001 - never drop a message: wait for the broker, don't commit past it
                 log.error("dead-letter publish failed, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -37,20 +38,31 @@ def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
     return kwargs
 
 
-async def start_with_retry(client: Any, what: str, deadline_s: float | None = None) -> None:
-    """Start an aiokafka client, retrying with capped backoff while the broker is unreachable."""
+async def start_with_retry(
+    client: Any, what: str, deadline_s: float | None = None, stop: asyncio.Event | None = None
+) -> bool:
+    """Start an aiokafka client, retrying with capped backoff while the broker is unreachable.
+
+    Returns False (client not started) if ``stop`` was set while waiting, so shutdown never hangs on a dead broker.
+    """
     delay = 0.2
     loop = asyncio.get_running_loop()
     started = loop.time()
     while True:
+        if stop is not None and stop.is_set():
+            return False
         try:
             await client.start()
-            return
+            return True
         except KafkaConnectionError as exc:
             if deadline_s is not None and loop.time() - started > deadline_s:
                 raise
             log.warning("broker unreachable, retrying", extra={"what": what, "error": str(exc), "retry_in_s": delay})
-            await asyncio.sleep(delay)
+            if stop is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
 
 

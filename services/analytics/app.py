@@ -1,0 +1,79 @@
+"""The analytics service: the only process that opens the analytics store. It ingests every topic into
+``{db}.events`` and serves the named-query API that the dashboard and the CLI read through."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from libs.common.bus import EventPublisher
+from libs.common.observability import HEALTH_CHECKS, METRICS, install_observability
+from libs.common.service import PUBLISHER, consumer_context, publisher_context
+from libs.common.settings import Settings
+from services.analytics.consumer import build_consumer
+from services.analytics.routes import STORE, add_routes
+from services.analytics.store import AnalyticsStore, EventStore
+
+SERVICE_NAME = "analytics"
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+STORE_PING_TIMEOUT_S = 2.0  # a store that takes longer for SELECT 1 is effectively down for the dashboard
+
+
+def _store_context(settings: Settings, injected: EventStore | None) -> CleanupContext:
+    """cleanup_ctx: open the store and migrate before anything consumes; close it last (after the consumer drained).
+    An injected store belongs to the caller, who closes it."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        store = injected if injected is not None else await AnalyticsStore.open(settings)
+        app[STORE] = store
+
+        async def store_answers() -> bool:
+            try:
+                return await asyncio.wait_for(store.ping(), STORE_PING_TIMEOUT_S)
+            except TimeoutError:
+                return False
+
+        app[HEALTH_CHECKS]["analytics_store"] = store_answers
+        yield
+        if injected is None and isinstance(store, AnalyticsStore):
+            await store.close()
+
+    return ctx
+
+
+def _injected_publisher_context(publisher: EventPublisher) -> CleanupContext:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[PUBLISHER] = publisher  # type: ignore[assignment] - any EventPublisher will do for dead letters
+        yield
+
+    return ctx
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: EventStore | None = None,
+    publisher: EventPublisher | None = None,
+    consume: bool = True,
+) -> web.Application:
+    """Wire the analytics service. ``store``/``publisher`` replace the real adapters (tests); by default the app
+    opens the store named by ``settings.clickhouse_dsn`` and a Kafka producer for the dead-letter topics.
+
+    ``consume=False`` serves only the query API: more query replicas against a ClickHouse server, and unit tests
+    that must not wait for a broker (a consumer still connecting delays shutdown by the service's grace period).
+    """
+    app = web.Application()
+    install_observability(app, SERVICE_NAME)
+    token = settings.analytics.dashboard_token.get_secret_value() if settings.analytics.dashboard_token else ""
+    add_routes(app, token)
+    app.cleanup_ctx.append(_store_context(settings, store))
+    if not consume:
+        return app
+    if publisher is None:
+        app.cleanup_ctx.append(publisher_context(settings, f"{SERVICE_NAME}-dlq"))
+    else:
+        app.cleanup_ctx.append(_injected_publisher_context(publisher))
+    app.cleanup_ctx.append(consumer_context(lambda a: build_consumer(settings, a[STORE], a[PUBLISHER], a[METRICS])))
+    return app
