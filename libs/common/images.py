@@ -105,7 +105,7 @@ def normalize_upload(data: bytes, *, max_bytes: int, max_pixels: int, max_side: 
     image = _fit_within(_to_rgb(_upright(image)), max_side)
     image.info.clear()  # Pillow re-writes some info keys (comment, dpi) on save; the stored copy carries none
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True, exif=b"")
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY, exif=b"")  # optimize=True costs ~4 ms a photo for ~3 % bytes
     return NormalizedImage(
         jpeg=buffer.getvalue(), width=image.width, height=image.height, original_format=fmt, image=image
     )
@@ -180,9 +180,14 @@ def _draft_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     return max(1, math.ceil(size[0] * scale)), max(1, math.ceil(size[1] * scale))
 
 
+EXIF_ORIENTATION_TAG = 0x0112
+
+
 def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation, so phone photos are stored the way they were held."""
     try:
+        if image.getexif().get(EXIF_ORIENTATION_TAG, 1) == 1:
+            return image  # already upright: skip exif_transpose's full copy of the pixels
         return ImageOps.exif_transpose(image)
     except DECODE_ERRORS:  # EXIF is untrusted and optional: a broken block must not reject a photo that decodes fine
         return image

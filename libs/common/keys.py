@@ -20,7 +20,7 @@ _ID = re.compile(ID_PATTERN)
 
 
 def _check(identifier: str) -> str:
-    if not _ID.match(identifier):
+    if not _ID.fullmatch(identifier):
         raise ValueError(f"not a valid id: {identifier!r}")
     return identifier
 

@@ -1,0 +1,104 @@
+"""The upload service's composition root: the one place that chooses adapters and owns their lifetimes.
+
+Production gets the Kafka producer (started in the background, so the service answers 503 while the broker is down)
+and the blob store named by the settings; tests inject a LocalBlobStore and a RecordingPublisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from libs.common.blobs import BlobStore, BlobStoreError, create_blob_store
+from libs.common.bus import EventPublisher
+from libs.common.observability import HEALTH_CHECKS, HealthCheck, install_observability
+from libs.common.service import PUBLISHER, publisher_context
+from libs.common.settings import Settings
+from services.upload.deps import DEPS, Admission, UploadDeps
+from services.upload.errors import json_errors
+from services.upload.publishing import GuardedPublisher
+from services.upload.routes_api import routes as api_routes
+
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+SERVICE = "upload"
+MULTIPART_SLACK_BYTES = 64 * 1024  # boundaries, part headers and the two flag fields around a max-size photo
+MAX_UPLOADS_IN_FLIGHT = 64  # each may hold a full body in memory; past this, shed load with 503 (ARCHITECTURE.md)
+DECODE_CONCURRENCY = os.cpu_count() or 2  # decoding is CPU-bound: more threads than cores only adds memory
+HEALTH_PROBE_KEY = "healthz/probe"  # a key nobody writes: exists() proves the store answers without touching data
+
+
+def create_app(
+    settings: Settings, *, blob_store: BlobStore | None = None, publisher: EventPublisher | None = None
+) -> web.Application:
+    """Build the upload app. Injected adapters are used as-is and left open; the ones built here are closed here."""
+    app = web.Application(client_max_size=settings.upload.max_bytes + MULTIPART_SLACK_BYTES)
+    metrics = install_observability(app, SERVICE)
+    app.middlewares.append(json_errors)  # inside the metrics middleware, so metrics count the final status codes
+
+    events = GuardedPublisher(publisher)
+    if publisher is None:
+        app.cleanup_ctx.append(publisher_context(settings, SERVICE))
+        app.cleanup_ctx.append(_bind_kafka_publisher(events))
+    else:
+        app[HEALTH_CHECKS]["event_publisher"] = _ready_check(events)
+
+    owns_store = blob_store is None
+    blobs = blob_store if blob_store is not None else create_blob_store(settings)
+    if owns_store:
+        app.cleanup_ctx.append(_close_blob_store(blobs))
+    app[HEALTH_CHECKS]["blob_store"] = _blob_store_check(blobs)
+
+    admission = Admission(MAX_UPLOADS_IN_FLIGHT)
+    metrics.gauge("howhot_upload_in_flight", "uploads being received, decoded or stored").set_function(
+        lambda: admission.active
+    )
+    app[DEPS] = UploadDeps(
+        settings=settings,
+        blobs=blobs,
+        events=events,
+        admission=admission,
+        decode_slots=asyncio.Semaphore(DECODE_CONCURRENCY),
+    )
+    app.router.add_routes(api_routes)
+    return app
+
+
+def _bind_kafka_publisher(events: GuardedPublisher) -> CleanupCtx:
+    """Hand the producer created by publisher_context (which runs just before) to the guard the views use."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        events.bind(app[PUBLISHER])
+        yield
+        events.bind(None)
+
+    return ctx
+
+
+def _close_blob_store(blobs: BlobStore) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await blobs.close()
+
+    return ctx
+
+
+def _ready_check(events: GuardedPublisher) -> HealthCheck:
+    async def check() -> bool:
+        return events.ready
+
+    return check
+
+
+def _blob_store_check(blobs: BlobStore) -> HealthCheck:
+    async def check() -> bool:
+        try:
+            await blobs.exists(HEALTH_PROBE_KEY)
+        except BlobStoreError:
+            return False
+        return True
+
+    return check

@@ -1,0 +1,180 @@
+"""The upload service's use cases as plain async functions over the BlobStore and event-publisher ports.
+
+No aiohttp, aiokafka or boto3 here: the HTTP layer (routes_api.py) parses requests and maps the outcomes below to
+responses; app.py chooses the adapters. Each function states what it leaves behind when a backend fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from libs.common import keys
+from libs.common.blobs import BlobNotFound, BlobStore
+from libs.common.documents import FacesManifest, PhotoMeta, ResultDocument
+from libs.common.events import PhotoDeleted, PhotoUploaded, new_trace_id, utcnow
+from libs.common.ids import hash_secret, new_id, new_secret, secret_matches
+from libs.common.images import STORED_CONTENT_TYPE, NormalizedImage
+from libs.common.logs import trace_id_var
+from services.upload.publishing import BusUnavailable, GuardedPublisher
+from services.upload.status import StageDocuments
+
+log = logging.getLogger(__name__)
+
+JSON_CONTENT_TYPE = "application/json"
+PRODUCER = "upload"
+D = TypeVar("D", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class UploadChoices:
+    """What the owner decided at upload time."""
+
+    rateable: bool = False
+    store_photo: bool = True
+
+
+@dataclass(frozen=True)
+class AcceptedPhoto:
+    """An upload that is durable and announced: the delete token exists only here, never in storage."""
+
+    photo_id: str
+    delete_token: str
+    trace_id: str
+
+
+class PhotoNotFound(Exception):
+    """No meta and no tombstone: unknown id."""
+
+
+class PhotoGone(Exception):
+    """The photo was deleted (a tombstone exists)."""
+
+
+class WrongDeleteToken(Exception):
+    """The presented delete token does not match the stored hash (or none was presented)."""
+
+
+async def accept_photo(
+    image: NormalizedImage, choices: UploadChoices, *, blobs: BlobStore, events: GuardedPublisher
+) -> AcceptedPhoto:
+    """Store the normalized photo and its meta, then publish photo.uploaded (acks=all).
+
+    If the broker does not take the event, the blobs just written are removed and BusUnavailable propagates: a photo
+    is accepted only when both the bytes and the event are durable, so nothing is ever stored without being processed.
+    """
+    photo_id, token, trace_id = new_id(), new_secret(), new_trace_id()
+    trace_id_var.set(trace_id)
+    meta = PhotoMeta(
+        photo_id=photo_id,
+        created_at=utcnow(),
+        delete_token_sha256=hash_secret(token),
+        rateable=choices.rateable,
+        store_photo=choices.store_photo,
+        width=image.width,
+        height=image.height,
+    )
+    photo_key, meta_key = keys.photo(photo_id), keys.meta(photo_id)
+    try:
+        written = await asyncio.gather(  # both finish before any clean-up, so no late write outlives _forget
+            blobs.put(photo_key, image.jpeg, STORED_CONTENT_TYPE),
+            blobs.put(meta_key, _json(meta), JSON_CONTENT_TYPE),
+            return_exceptions=True,
+        )
+        for outcome in written:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        await events.publish(
+            PhotoUploaded(
+                photo_id=photo_id,
+                blob_key=photo_key,
+                content_type=STORED_CONTENT_TYPE,
+                width=image.width,
+                height=image.height,
+                size_bytes=len(image.jpeg),
+                rateable=choices.rateable,
+                store_photo=choices.store_photo,
+                trace_id=trace_id,
+                producer=PRODUCER,
+            )
+        )
+    except BaseException:
+        await _forget(blobs, [photo_key, meta_key])
+        raise
+    log.info("photo accepted", extra={"photo_id": photo_id, "bytes": len(image.jpeg), "store": choices.store_photo})
+    return AcceptedPhoto(photo_id=photo_id, delete_token=token, trace_id=trace_id)
+
+
+async def load_stage_documents(photo_id: str, *, blobs: BlobStore) -> StageDocuments:
+    """Read the four documents that make up a photo's status, concurrently (one round trip on S3)."""
+    tombstoned, meta, faces, result = await asyncio.gather(
+        blobs.exists(keys.tombstone(photo_id)),
+        _read_doc(blobs, keys.meta(photo_id), PhotoMeta),
+        _read_doc(blobs, keys.faces_manifest(photo_id), FacesManifest),
+        _read_doc(blobs, keys.result(photo_id), ResultDocument),
+    )
+    return StageDocuments(tombstoned=tombstoned, meta=meta, faces=faces, result=result)
+
+
+async def delete_photo(photo_id: str, token: str | None, *, blobs: BlobStore, events: GuardedPublisher) -> None:
+    """Delete the photo and everything derived from it, leave a tombstone, publish photo.deleted.
+
+    Order makes a retry after any failure finish the job: derived blobs go first (privacy wins), then the tombstone
+    (status answers 410 from here on), then the event, and the meta (holding the token hash) goes last, so the owner's
+    token keeps working until everything else is done. Raises PhotoGone once the meta is gone (a repeated DELETE),
+    PhotoNotFound for unknown ids, WrongDeleteToken, or BusUnavailable (retry: the photo bytes are already gone).
+    """
+    meta = await _read_doc(blobs, keys.meta(photo_id), PhotoMeta)
+    if meta is None:
+        if await blobs.exists(keys.tombstone(photo_id)):
+            raise PhotoGone(photo_id)
+        raise PhotoNotFound(photo_id)
+    if not secret_matches(token, meta.delete_token_sha256):
+        raise WrongDeleteToken(photo_id)
+    trace_id = new_trace_id()
+    trace_id_var.set(trace_id)
+    single_keys, prefixes = keys.derived_keys_and_prefixes(photo_id)
+    await asyncio.gather(*(blobs.delete(k) for k in single_keys), *(blobs.delete_prefix(p) for p in prefixes))
+    tombstone = {"photo_id": photo_id, "deleted_at": utcnow().isoformat(), "reason": "owner"}
+    await blobs.put(keys.tombstone(photo_id), json.dumps(tombstone).encode(), JSON_CONTENT_TYPE)
+    await events.publish(PhotoDeleted(photo_id=photo_id, reason="owner", trace_id=trace_id, producer=PRODUCER))
+    await blobs.delete(keys.meta(photo_id))
+    log.info("photo deleted", extra={"photo_id": photo_id})
+
+
+async def _read_doc(blobs: BlobStore, key: str, model: type[D]) -> D | None:
+    try:
+        blob = await blobs.get(key)
+    except BlobNotFound:
+        return None
+    return model.model_validate_json(blob.data)
+
+
+async def _forget(blobs: BlobStore, blob_keys: list[str]) -> None:
+    """Best-effort removal of blobs of a refused upload; shielded so a cancelled request still cleans up."""
+    results = await asyncio.shield(asyncio.gather(*(blobs.delete(k) for k in blob_keys), return_exceptions=True))
+    for key, outcome in zip(blob_keys, results, strict=True):
+        if isinstance(outcome, BaseException):
+            log.error("could not remove blob of a refused upload", extra={"key": key, "error": repr(outcome)})
+
+
+def _json(doc: BaseModel) -> bytes:
+    return doc.model_dump_json().encode()
+
+
+__all__ = [
+    "AcceptedPhoto",
+    "BusUnavailable",
+    "PhotoGone",
+    "PhotoNotFound",
+    "UploadChoices",
+    "WrongDeleteToken",
+    "accept_photo",
+    "delete_photo",
+    "load_stage_documents",
+]

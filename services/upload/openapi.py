@@ -1,0 +1,181 @@
+"""The hand-written OpenAPI 3.1 description of the public API, served at /api/v1/openapi.json.
+
+Written by hand (not generated) so it says what we promise, including every error code; a unit test checks that
+each route the app serves under /api/v1 appears here with its method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$", "description": "Unguessable id (≥ 96 random bits)."}
+JSON = "application/json"
+
+
+def _error(description: str, codes: list[str], *, retry_after: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": f"{description} Codes: {', '.join(codes)}.",
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if retry_after:
+        response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+    return response
+
+
+_STATUS = {"content": {JSON: {"schema": {"$ref": "#/components/schemas/PhotoStatus"}}}}
+_PHOTO_ID_PARAM = {"name": "photo_id", "in": "path", "required": True, "schema": ID_SCHEMA}
+_SERVER_ERROR = _error("Unexpected server error (a bug; it is logged).", ["internal_error"])
+_UNAVAILABLE = _error(
+    "A backend is down or the service is shedding load; nothing was changed, retry after Retry-After seconds.",
+    ["broker_unavailable", "storage_unavailable", "overloaded"],
+    retry_after=True,
+)
+_NOT_FOUND = _error("No photo with this id (malformed ids included).", ["not_found"])
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Howhot upload API",
+        "version": "1.0.0",
+        "description": "Upload a face photo, follow its processing, delete it. Every error has the Error shape.",
+    },
+    "paths": {
+        "/api/v1/photos": {
+            "post": {
+                "operationId": "uploadPhoto",
+                "summary": "Upload a photo (JPEG, PNG or WebP); processing continues asynchronously.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["photo"],
+                                "properties": {
+                                    "photo": {"type": "string", "contentMediaType": "application/octet-stream",
+                                              "description": "Exactly one image file; its filename is ignored."},
+                                    "rateable": {"type": "string", "enum": ["true", "false", "1", "0", "on", "off",
+                                                                            "yes", "no"], "default": "false",
+                                                 "description": "The owner opts in to being rated by others."},
+                                    "store": {"type": "string", "enum": ["true", "false", "1", "0", "on", "off",
+                                                                         "yes", "no"], "default": "true",
+                                              "description": "false: don't keep my photo once it is scored."},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "Accepted: stored and queued for processing. Keep the delete token: it is "
+                        "shown only once.",
+                        "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Accepted"}}},
+                    },
+                    "400": _error(
+                        "The form is malformed.",
+                        [
+                            "empty", "missing_photo", "too_many_files", "unexpected_file", "duplicate_field",
+                            "invalid_field", "invalid_encoding", "too_many_parts", "malformed_multipart",
+                            "incomplete_body",
+                        ],
+                    ),
+                    "413": _error("The upload or the image is too big.", ["too_large", "too_many_pixels"]),
+                    "415": _error(
+                        "Not a multipart form, or not a decodable JPEG/PNG/WebP.",
+                        ["not_multipart", "unsupported_type", "undecodable"],
+                    ),
+                    "500": _SERVER_ERROR,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/api/v1/photos/{photo_id}": {
+            "parameters": [_PHOTO_ID_PARAM],
+            "get": {
+                "operationId": "getPhotoStatus",
+                "summary": "The photo's processing status and, when done, its result.",
+                "parameters": [
+                    {"name": "viewer", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "Reserved for personalization; accepted and ignored for now."}
+                ],
+                "responses": {
+                    "200": {"description": "Status: processing, faces_found, no_face, done or failed.", **_STATUS},
+                    "404": _NOT_FOUND,
+                    "410": {"description": "The photo was deleted (status: deleted).", **_STATUS},
+                    "500": _SERVER_ERROR,
+                    "503": _UNAVAILABLE,
+                },
+            },
+            "delete": {
+                "operationId": "deletePhoto",
+                "summary": "Delete the photo and everything derived from it.",
+                "parameters": [
+                    {"name": "X-Delete-Token", "in": "header", "required": True, "schema": {"type": "string"},
+                     "description": "The delete_token returned by the upload."}
+                ],
+                "responses": {
+                    "200": {"description": "Deleted now.", **_STATUS},
+                    "403": _error("Missing or wrong delete token.", ["missing_delete_token", "invalid_delete_token"]),
+                    "404": _NOT_FOUND,
+                    "410": {"description": "Already deleted (a repeated DELETE; no token check is possible).",
+                            **_STATUS},
+                    "500": _SERVER_ERROR,
+                    "503": _UNAVAILABLE,
+                },
+            },
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi",
+                "summary": "This document.",
+                "responses": {"200": {"description": "OpenAPI 3.1 document.", "content": {JSON: {"schema": {}}}}},
+            }
+        },
+    },
+    "components": {
+        "headers": {
+            "RetryAfter": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {
+                            "code": {"type": "string", "description": "Stable, machine-readable."},
+                            "message": {"type": "string", "description": "Plain words for the user."},
+                        },
+                    }
+                },
+            },
+            "Accepted": {
+                "type": "object",
+                "required": ["photo_id", "status_url", "delete_token", "trace_id"],
+                "properties": {
+                    "photo_id": ID_SCHEMA,
+                    "status_url": {"type": "string", "format": "uri"},
+                    "delete_token": {"type": "string", "description": "Shown once; only its hash is stored."},
+                    "trace_id": {"type": "string", "description": "Quote it when reporting a problem."},
+                },
+            },
+            "PhotoStatus": {
+                "type": "object",
+                "required": ["photo_id", "status"],
+                "properties": {
+                    "photo_id": ID_SCHEMA,
+                    "status": {"enum": ["processing", "faces_found", "no_face", "done", "failed", "deleted"]},
+                    "face_count": {"type": "integer", "description": "faces_found: faces waiting for scoring."},
+                    "faces": {"type": "array", "items": {"type": "object"}, "description": "done: per-face results."},
+                    "model_versions": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "scored_at": {"type": ["string", "null"], "format": "date-time"},
+                    "reason": {"type": "string", "description": "failed: plain words for the user."},
+                    "code": {"type": "string", "description": "failed: machine-readable cause."},
+                },
+            },
+        },
+    },
+}

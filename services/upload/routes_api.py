@@ -1,0 +1,120 @@
+"""The public JSON API under /api/v1: parse and check the request at the edge, call a handler, shape the answer.
+
+Status codes are documented in openapi.py (served at /api/v1/openapi.json); tests keep the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from libs.common.blobs import BlobStoreUnavailable
+from libs.common.ids import ID_PATTERN
+from libs.common.images import ImageRejected
+from services.upload import handlers
+from services.upload.deps import DEPS
+from services.upload.errors import ApiError, unavailable
+from services.upload.form import read_upload_form
+from services.upload.openapi import OPENAPI
+from services.upload.status import NOT_FOUND_MESSAGE, compose_status
+
+API_PREFIX = "/api/v1"
+PHOTOS_PATH = f"{API_PREFIX}/photos"
+PHOTO_PATH = f"{API_PREFIX}/photos/{{photo_id}}"
+OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
+DELETE_TOKEN_HEADER = "X-Delete-Token"  # noqa: S105 - a header name, not a secret
+TRACE_HEADER = "X-Trace-Id"
+NO_STORE = {"Cache-Control": "no-store"}  # status and tokens are per-owner and change: no shared or stale copies
+_PHOTO_ID = re.compile(ID_PATTERN)
+
+routes = web.RouteTableDef()
+
+
+def _broker_down() -> ApiError:
+    return unavailable("broker_unavailable", "We cannot accept photos for a moment; please retry shortly.")
+
+
+def _storage_down() -> ApiError:
+    return unavailable("storage_unavailable", "Photo storage is unavailable for a moment; please retry shortly.")
+
+
+def _photo_id(request: web.Request) -> str:
+    """The path's photo id, or 404: a malformed id names no photo (fullmatch: no trailing newline sneaks in)."""
+    photo_id = request.match_info["photo_id"]
+    if not _PHOTO_ID.fullmatch(photo_id):
+        raise ApiError(404, "not_found", NOT_FOUND_MESSAGE)
+    return photo_id
+
+
+@routes.post(PHOTOS_PATH)
+async def upload_photo(request: web.Request) -> web.Response:
+    """Accept a photo: 202 with the status URL and the one-time delete token, once bytes and event are durable."""
+    deps = request.app[DEPS]
+    if not deps.events.ready:  # refuse before reading the body: nothing could be accepted anyway
+        raise _broker_down()
+    with deps.admission.slot():
+        form = await read_upload_form(request, max_photo_bytes=deps.settings.upload.max_bytes)
+        try:
+            image = await deps.normalize(form.photo)
+        except ImageRejected as exc:
+            raise ApiError(exc.http_status, exc.code, exc.message) from exc
+        choices = handlers.UploadChoices(rateable=form.rateable, store_photo=form.store_photo)
+        try:
+            accepted = await handlers.accept_photo(image, choices, blobs=deps.blobs, events=deps.events)
+        except handlers.BusUnavailable as exc:
+            raise _broker_down() from exc
+        except BlobStoreUnavailable as exc:
+            raise _storage_down() from exc
+    status_url = f"{deps.settings.core.public_base_url.rstrip('/')}{PHOTOS_PATH}/{accepted.photo_id}"
+    body = {
+        "photo_id": accepted.photo_id,
+        "status_url": status_url,
+        "delete_token": accepted.delete_token,
+        "trace_id": accepted.trace_id,
+    }
+    headers = {**NO_STORE, "Location": status_url, TRACE_HEADER: accepted.trace_id}
+    return web.json_response(body, status=202, headers=headers)
+
+
+@routes.get(PHOTO_PATH)
+async def photo_status(request: web.Request) -> web.Response:
+    """The photo's status composed from the stage documents; ``?viewer=`` is accepted and not used yet."""
+    deps = request.app[DEPS]
+    photo_id = _photo_id(request)
+    try:
+        docs = await handlers.load_stage_documents(photo_id, blobs=deps.blobs)
+    except BlobStoreUnavailable as exc:
+        raise _storage_down() from exc
+    status = compose_status(photo_id, docs)
+    return web.json_response(status.body, status=status.http_status, headers=NO_STORE)
+
+
+@routes.delete(PHOTO_PATH)
+async def delete_photo(request: web.Request) -> web.Response:
+    """Delete with the owner's token. A repeated DELETE answers 410 like GET does (there is nothing left to check)."""
+    deps = request.app[DEPS]
+    photo_id = _photo_id(request)
+    token = request.headers.get(DELETE_TOKEN_HEADER)
+    try:
+        await handlers.delete_photo(photo_id, token, blobs=deps.blobs, events=deps.events)
+    except handlers.PhotoNotFound as exc:
+        raise ApiError(404, "not_found", NOT_FOUND_MESSAGE) from exc
+    except handlers.PhotoGone:
+        return web.json_response({"photo_id": photo_id, "status": "deleted"}, status=410, headers=NO_STORE)
+    except handlers.WrongDeleteToken as exc:
+        if not token:
+            message = f"Send the delete token in the {DELETE_TOKEN_HEADER} header."
+            raise ApiError(403, "missing_delete_token", message) from exc
+        raise ApiError(403, "invalid_delete_token", "This delete token does not match the photo.") from exc
+    except handlers.BusUnavailable as exc:
+        raise _broker_down() from exc
+    except BlobStoreUnavailable as exc:
+        raise _storage_down() from exc
+    return web.json_response({"photo_id": photo_id, "status": "deleted"}, headers=NO_STORE)
+
+
+@routes.get(OPENAPI_PATH)
+async def openapi_document(request: web.Request) -> web.Response:
+    """The hand-written OpenAPI 3.1 description of this API."""
+    return web.json_response(OPENAPI)

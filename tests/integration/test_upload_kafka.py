@@ -1,0 +1,103 @@
+"""The upload app with its real Kafka producer (publisher_context) against a real Tansu broker: an accepted photo's
+photo.uploaded event is on the topic, keyed by photo id and carrying the response's trace id; a broker that cannot be
+reached means 503 and nothing stored."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiohttp import FormData
+from aiokafka import AIOKafkaConsumer
+
+from libs.common import keys
+from libs.common.blobs import LocalBlobStore
+from libs.common.broker import EmbeddedBroker
+from libs.common.bus import ensure_topics
+from libs.common.events import PhotoDeleted, PhotoUploaded, decode_event
+from libs.common.ids import new_id
+from libs.common.netutil import free_port
+from libs.common.settings import KafkaSettings, Settings
+from services.upload.app import create_app
+
+pytestmark = pytest.mark.integration
+
+READY_TIMEOUT_S = 30.0  # the producer connects in the background after the app starts
+CONSUME_TIMEOUT_S = 20.0
+
+
+def photo_form(data: bytes) -> FormData:
+    form = FormData()
+    form.add_field("photo", data, filename="me.jpg", content_type="image/jpeg")
+    return form
+
+
+async def wait_until_ready(client) -> None:
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
+    while (await client.get("/healthz")).status != 200:
+        assert asyncio.get_running_loop().time() < deadline, "the producer never connected"
+        await asyncio.sleep(0.1)
+
+
+async def find_event(bootstrap: str, topic: str, photo_id: str) -> tuple[bytes | None, bytes, dict[str, bytes]]:
+    """Read ``topic`` from the beginning until the event of ``photo_id`` shows up; return its key, value, headers."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=f"test-{new_id()}",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + CONSUME_TIMEOUT_S
+        while asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for record in (r for batch in batches.values() for r in batch):
+                if photo_id.encode() in (record.value or b""):
+                    return record.key, record.value, {k: v for k, v in record.headers}
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no event for {photo_id} on {topic}")
+
+
+async def test_upload_publishes_photo_uploaded(
+    aiohttp_client, kafka_broker: EmbeddedBroker, tmp_path: Path, astronaut_jpeg: bytes
+) -> None:
+    kafka = KafkaSettings(bootstrap=kafka_broker.bootstrap)
+    await ensure_topics(kafka)
+    store = LocalBlobStore(tmp_path)
+    client = await aiohttp_client(create_app(Settings(kafka=kafka), blob_store=store))
+    await wait_until_ready(client)
+
+    response = await client.post("/api/v1/photos", data=photo_form(astronaut_jpeg))
+    assert response.status == 202, await response.text()
+    body = await response.json()
+    photo_id = body["photo_id"]
+
+    key, value, headers = await find_event(kafka.bootstrap, PhotoUploaded.TOPIC, photo_id)
+    event = decode_event(value, PhotoUploaded.TOPIC)
+    assert isinstance(event, PhotoUploaded)
+    assert key == photo_id.encode()
+    assert event.blob_key == keys.photo(photo_id)
+    assert event.trace_id == body["trace_id"] == headers["trace_id"].decode()
+    assert (await store.get(event.blob_key)).data[:3] == b"\xff\xd8\xff"
+
+    deleted = await client.delete(f"/api/v1/photos/{photo_id}", headers={"X-Delete-Token": body["delete_token"]})
+    assert deleted.status == 200
+    _, value, _ = await find_event(kafka.bootstrap, PhotoDeleted.TOPIC, photo_id)
+    assert decode_event(value, PhotoDeleted.TOPIC).photo_id == photo_id  # type: ignore[attr-defined]
+
+
+async def test_unreachable_broker_means_503_and_nothing_stored(
+    aiohttp_client, tmp_path: Path, astronaut_jpeg: bytes
+) -> None:
+    nobody = KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens there
+    store = LocalBlobStore(tmp_path)
+    client = await aiohttp_client(create_app(Settings(kafka=nobody), blob_store=store))
+    response = await client.post("/api/v1/photos", data=photo_form(astronaut_jpeg))
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "broker_unavailable"
+    assert "Retry-After" in response.headers
+    assert await store.list("") == []
+    health = await client.get("/healthz")
+    assert health.status == 503
+    assert (await health.json())["checks"]["kafka_producer"] is False
