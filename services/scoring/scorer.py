@@ -1,0 +1,143 @@
+"""``FaceScorer``: the ensemble behind one call, loaded once and warmed, for the scoring service and the CLI.
+
+Every member runs exactly one forward pass per batch (flipped copies ride in the same batch); crops are cut from the
+chips by ``services.scoring.crops``; ``services.scoring.ensemble`` turns the members' outputs into a ``FaceScore``.
+Performance choices: ``torch.inference_mode``; channels-last tensors (measured ~1.7× faster for the WRN on these
+CPUs); bf16 autocast on CUDA for every member and on CPU for the WRN only (2× faster there, mean |Δage| 0.08 years
+on 96 UTKFace chips; the CC0 nets are too small to gain); optional ``torch.compile``.
+Wire it into asyncio through ``libs.common.batching.MicroBatcher(scorer.score_items, max_batch, max_wait_ms)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
+from services.scoring.ensemble import EnsembleCalibration, combine, load_calibration
+from services.scoring.members import MemberOutput, member_crops, run_member
+from services.scoring.models.registry import create_model, pretrained_config
+
+log = logging.getLogger(__name__)
+
+CPU_BF16_MEMBERS = frozenset({"wrn16_8_imdbwiki"})  # the only member whose CPU cost matters (6.2 GMAC per face)
+WARMUP_BATCH = 2  # one small batch builds oneDNN kernels / CUDA graphs before the first real request
+FEMALE_THRESHOLD = 0.5
+
+
+@dataclass
+class FaceScore:
+    """The ensemble's answer for one face, with every member's own answer for transparency."""
+
+    age: float
+    age_low: float  # central 80 % interval of the combined age distribution
+    age_high: float
+    age_std: float  # spread of the combined distribution: the age uncertainty
+    p_female: float
+    gender: str  # "female" | "male"
+    members: dict[str, dict[str, float | None]] = field(default_factory=dict)  # name → {age, p_female}
+    model_versions: dict[str, str] = field(default_factory=dict)
+    profile: str = "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → the first CUDA device when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class FaceScorer:
+    """Loads a profile's members once and scores batches of chips."""
+
+    def __init__(
+        self,
+        models_dir: Path | None = None,
+        profile: str = "default",
+        device: str = "auto",
+        calibration: EnsembleCalibration | None = None,
+        compile: bool = False,
+        cpu_bf16: bool = True,
+        warmup: bool = True,
+    ) -> None:
+        if models_dir is None:
+            from libs.common.settings import Settings
+
+            models_dir = Settings().models_dir
+        self.profile = profile
+        self.device = resolve_device(device)
+        self.calibration = calibration or load_calibration(profile)
+        if self.calibration.profile != profile:
+            raise ValueError(f"calibration is for profile {self.calibration.profile!r}, not {profile!r}")
+        self.configs = {n: pretrained_config(n) for n in self.calibration.members}
+        self.models: dict[str, torch.nn.Module] = {}
+        for name in self.configs:
+            model = create_model(name, models_dir).to(self.device, memory_format=torch.channels_last)
+            self.models[name] = torch.compile(model) if compile else model
+        self.autocast: dict[str, torch.dtype | None] = {
+            n: torch.bfloat16 if self.device.type == "cuda" or (cpu_bf16 and n in CPU_BF16_MEMBERS) else None
+            for n in self.configs
+        }
+        if warmup:
+            self.warmup()
+
+    def warmup(self) -> None:
+        """Run a tiny batch through every member so the first request does not pay for kernel selection."""
+        started = time.perf_counter()
+        chip = np.full((CHIP_SIZE, CHIP_SIZE, 3), 128, dtype=np.uint8)
+        self.score_batch([chip] * WARMUP_BATCH, [CHIP_TEMPLATE] * WARMUP_BATCH)
+        log.info("scorer warmed up in %.2fs on %s", time.perf_counter() - started, self.device)
+
+    def member_outputs(self, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> dict[str, MemberOutput]:
+        """Every member's raw outputs for the batch (one forward pass each)."""
+        outputs = {}
+        flips = set(self.calibration.flip_members)
+        for name, cfg in self.configs.items():
+            crops = member_crops(cfg, chips, landmarks)
+            outputs[name] = run_member(cfg, self.models[name], crops, flip=name in flips, device=self.device,
+                                       autocast_dtype=self.autocast[name])
+        return outputs
+
+    def score_batch(self, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> list[FaceScore]:
+        """Scores for a batch of 256×256 RGB uint8 chips and their [5, 2] chip landmarks, in input order."""
+        if len(chips) != len(landmarks):
+            raise ValueError(f"{len(chips)} chips but {len(landmarks)} landmark sets")
+        if not chips:
+            return []
+        for chip in chips:
+            if chip.dtype != np.uint8 or chip.ndim != 3 or chip.shape[2] != 3:
+                raise ValueError(f"chips must be HxWx3 uint8 RGB, got {chip.shape} {chip.dtype}")
+        outputs = self.member_outputs(chips, landmarks)
+        result = combine(outputs, self.calibration)
+        versions = {n: cfg.version for n, cfg in self.configs.items()}
+        scores = []
+        for i in range(len(chips)):
+            members = {
+                n: {
+                    "age": float(result.member_age[n][i]) if n in result.member_age else None,
+                    "p_female": float(result.member_p_female[n][i]) if n in result.member_p_female else None,
+                }
+                for n in self.configs
+            }
+            p_female = float(result.p_female[i])
+            scores.append(FaceScore(
+                age=float(result.age[i]), age_low=float(result.age_low[i]), age_high=float(result.age_high[i]),
+                age_std=float(result.age_std[i]), p_female=p_female,
+                gender="female" if p_female > FEMALE_THRESHOLD else "male", members=members,
+                model_versions=versions, profile=self.profile,
+            ))
+        return scores
+
+    def score_items(self, items: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[FaceScore]:
+        """``score_batch`` over (chip, landmarks) pairs: the shape ``MicroBatcher`` hands a batch function."""
+        return self.score_batch([c for c, _ in items], [lm for _, lm in items])
