@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from libs.common.bus import ConsumerRunner, KafkaEventPublisher
+from libs.common.blobs import BlobStore
+from libs.common.bus import ConsumerRunner, EventPublisher, KafkaEventPublisher
 from libs.common.observability import HEALTH_CHECKS, METRICS
 from libs.common.settings import Settings
 
@@ -17,14 +18,22 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 30.0  # time a consumer gets to finish and commit its batch on SIGTERM
 
-PUBLISHER = web.AppKey("publisher", KafkaEventPublisher)
+PUBLISHER = web.AppKey("publisher", EventPublisher)  # type: ignore[type-abstract]
 CONSUMERS = web.AppKey("consumers", list)
 
 
-def publisher_context(settings: Settings, producer_name: str) -> AppContext:
-    """cleanup_ctx: one Kafka producer per app, started before serving and flushed/stopped at shutdown."""
+def publisher_context(
+    settings: Settings, producer_name: str, injected: EventPublisher | None = None
+) -> AppContext:
+    """cleanup_ctx: one Kafka producer per app, started before serving and flushed/stopped at shutdown.
+
+    An ``injected`` publisher (tests: RecordingPublisher) is stored as-is and left to its owner."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if injected is not None:
+            app[PUBLISHER] = injected
+            yield
+            return
         publisher = KafkaEventPublisher(settings.kafka, producer_name)
         app[PUBLISHER] = publisher
         start = asyncio.create_task(publisher.start())  # the broker may be down at start: serve 503s meanwhile
@@ -69,6 +78,17 @@ def consumer_context(build: Callable[[web.Application], ConsumerRunner]) -> AppC
             await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_S)
         except TimeoutError:
             task.cancel()
+
+    return ctx
+
+
+def blob_store_context(blobs: BlobStore, owned: bool) -> AppContext:
+    """cleanup_ctx: close the blob store at shutdown if this app created it."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        if owned:
+            await blobs.close()
 
     return ctx
 

@@ -43,14 +43,6 @@ def _store_context(settings: Settings, injected: EventStore | None) -> CleanupCo
     return ctx
 
 
-def _injected_publisher_context(publisher: EventPublisher) -> CleanupContext:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        app[PUBLISHER] = publisher  # type: ignore[assignment] - any EventPublisher will do for dead letters
-        yield
-
-    return ctx
-
-
 def create_app(
     settings: Settings,
     *,
@@ -71,9 +63,6 @@ def create_app(
     app.cleanup_ctx.append(_store_context(settings, store))
     if not consume:
         return app
-    if publisher is None:
-        app.cleanup_ctx.append(publisher_context(settings, f"{SERVICE_NAME}-dlq"))
-    else:
-        app.cleanup_ctx.append(_injected_publisher_context(publisher))
+    app.cleanup_ctx.append(publisher_context(settings, f"{SERVICE_NAME}-dlq", publisher))
     app.cleanup_ctx.append(consumer_context(lambda a: build_consumer(settings, a[STORE], a[PUBLISHER], a[METRICS])))
     return app

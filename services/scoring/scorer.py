@@ -45,9 +45,12 @@ class FaceScore:
     members: dict[str, dict[str, float | None]] = field(default_factory=dict)  # name → {age, p_female}
     model_versions: dict[str, str] = field(default_factory=dict)
     profile: str = "default"
+    age_probs: np.ndarray | None = field(default=None, repr=False)  # [101] combined distribution (minor checks)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("age_probs")
+        return out
 
 
 def resolve_device(device: str) -> torch.device:
@@ -134,7 +137,7 @@ class FaceScorer:
                 age=float(result.age[i]), age_low=float(result.age_low[i]), age_high=float(result.age_high[i]),
                 age_std=float(result.age_std[i]), p_female=p_female,
                 gender="female" if p_female > FEMALE_THRESHOLD else "male", members=members,
-                model_versions=versions, profile=self.profile,
+                model_versions=versions, profile=self.profile, age_probs=result.age_probs[i],
             ))
         return scores
 

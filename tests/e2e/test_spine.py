@@ -46,3 +46,28 @@ def test_uploaded_photo_lands_in_clickhouse(stack: LocalStack, astronaut_jpeg: b
 
     status = requests.get(body["status_url"], timeout=10)
     assert status.status_code == 200 and status.json()["photo_id"] == photo_id
+
+
+def test_a_face_photo_is_detected_scored_and_recorded(stack: LocalStack, astronaut_jpeg: bytes) -> None:
+    urls = stack.urls()
+    if "face" not in urls or "scoring" not in urls:
+        pytest.fail("the face and scoring services must be part of the local stack")
+    posted = requests.post(f"{urls['upload']}/api/v1/photos",
+                           files={"photo": ("a.jpg", astronaut_jpeg, "image/jpeg")}, timeout=30).json()
+
+    def done():
+        doc = requests.get(posted["status_url"], timeout=10).json()
+        assert doc["status"] not in ("failed", "no_face"), doc
+        return doc if doc["status"] == "done" else None
+
+    doc = wait_for(done, timeout_s=120)
+    (face,) = doc["faces"]
+    assert 25 <= face["age"] <= 55 and face["gender"] == "female" and len(face["box"]) == 4
+
+    def stages():
+        r = requests.get(f"{urls['analytics']}/api/v1/query/photo_events",
+                         params={"photo_id": posted["photo_id"]}, timeout=10).json()
+        types = {dict(zip(r["columns"], row, strict=True))["type"] for row in r["rows"]}
+        return types if {"photo.uploaded", "faces.detected", "photo.scored"} <= types else None
+
+    wait_for(stages)

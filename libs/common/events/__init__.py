@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from libs.common.events.envelope import Event, new_trace_id, utcnow
+from libs.common.events.envelope import Event, derived_event_id, new_trace_id, utcnow
 from libs.common.events.photo import (
     Attribution,
     CardRendered,
@@ -99,6 +99,7 @@ __all__ = [
     "RatingSubmitted",
     "ShareViewed",
     "decode_event",
+    "derived_event_id",
     "dlq_topic",
     "new_trace_id",
     "utcnow",

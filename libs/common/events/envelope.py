@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from typing import ClassVar
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -48,3 +48,12 @@ class Event(BaseModel):
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
 
+
+
+def derived_event_id(source: Event, kind: str) -> UUID:
+    """A deterministic id for the event a handler emits in reaction to ``source``.
+
+    Redelivery of the same input makes the same output event id, so analytics' dedup on event_id also removes the
+    duplicates that at-least-once processing creates downstream.
+    """
+    return uuid5(source.event_id, kind)

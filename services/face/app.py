@@ -1,0 +1,74 @@
+"""The face service's composition root: RetinaFace loaded once behind a micro-batcher, and a consumer of
+photo.uploaded that keeps up to ``max_batch`` photos in flight so detection batches fill across messages."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from aiohttp import web
+
+from libs.common.blobs import BlobStore, create_blob_store
+from libs.common.bus import ConsumerRunner, EventPublisher
+from libs.common.events import Event, PhotoUploaded
+from libs.common.model_serving import BatchedModel, batched_model_context
+from libs.common.observability import METRICS, install_observability
+from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context
+from libs.common.settings import Settings
+from services.face.detector import DetectedFace, FaceDetector
+from services.face.handlers import FaceStage, handle_photo_uploaded
+
+SERVICE = "face"
+CONSUMER_GROUP = "face"
+MODEL = web.AppKey("face_model", BatchedModel)
+
+
+def _build_model(settings: Settings, detector: FaceDetector | None) -> Callable[[], BatchedModel]:
+    def load() -> FaceDetector:
+        if detector is not None:
+            return detector
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        return FaceDetector.from_settings(settings)
+
+    def run(model: FaceDetector, images: list[np.ndarray]) -> list[list[DetectedFace]]:
+        return model.detect_batch(images)
+
+    return lambda: BatchedModel(load, run, settings.face.max_batch, settings.face.max_wait_ms)
+
+
+def build_consumer(settings: Settings, app: web.Application, blobs: BlobStore) -> ConsumerRunner:
+    stage = FaceStage(blobs=blobs, publisher=app[PUBLISHER], detect=app[MODEL].submit,
+                      detector_name=settings.face.detector, producer=SERVICE)
+    metrics = app[METRICS]
+
+    async def handler(event: Event) -> None:
+        if isinstance(event, PhotoUploaded):
+            with metrics.stage_seconds.labels("detect_photo").time():
+                await handle_photo_uploaded(event, stage)
+
+    return ConsumerRunner(
+        settings.kafka, group_id=CONSUMER_GROUP, topics=[PhotoUploaded.TOPIC], dlq_publisher=app[PUBLISHER],
+        handler=handler, concurrency=settings.face.max_batch,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    blob_store: BlobStore | None = None,
+    publisher: EventPublisher | None = None,
+    detector: FaceDetector | None = None,
+    consume: bool = True,
+) -> web.Application:
+    """Wire the face service; injected adapters (tests) are used as-is and left to their owner."""
+    app = web.Application()
+    install_observability(app, SERVICE)
+    blobs = blob_store if blob_store is not None else create_blob_store(settings)
+    app.cleanup_ctx.append(blob_store_context(blobs, owned=blob_store is None))
+    app.cleanup_ctx.append(publisher_context(settings, SERVICE, publisher))
+    app.cleanup_ctx.append(batched_model_context(MODEL, _build_model(settings, detector)))
+    if consume:
+        app.cleanup_ctx.append(consumer_context(lambda a: build_consumer(settings, a, blobs)))
+    return app

@@ -1,0 +1,72 @@
+"""The scoring service's composition root: the ensemble loaded once behind a micro-batcher, and a consumer of
+faces.detected that keeps up to ``max_batch`` photos in flight so batches fill across messages."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+
+import torch
+from aiohttp import web
+
+from libs.common.blobs import BlobStore, create_blob_store
+from libs.common.bus import ConsumerRunner, EventPublisher
+from libs.common.events import Event, FacesDetected
+from libs.common.model_serving import BatchedModel, batched_model_context
+from libs.common.observability import METRICS, install_observability
+from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context
+from libs.common.settings import Settings
+from services.scoring.handlers import ScoringStage, handle_faces_detected
+from services.scoring.scorer import FaceScorer
+
+SERVICE = "scoring"
+CONSUMER_GROUP = "scoring"
+MODEL = web.AppKey("scoring_model", BatchedModel)
+AppContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _build_model(settings: Settings, scorer: FaceScorer | None) -> Callable[[], BatchedModel]:
+    def load() -> FaceScorer:
+        if scorer is not None:
+            return scorer
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        return FaceScorer(settings.models_dir, settings.models.profile, settings.models.device)
+
+    return lambda: BatchedModel(
+        load, lambda model, items: model.score_items(items), settings.scoring.max_batch, settings.scoring.max_wait_ms
+    )
+
+
+def build_consumer(settings: Settings, app: web.Application, blobs: BlobStore) -> ConsumerRunner:
+    stage = ScoringStage(blobs=blobs, publisher=app[PUBLISHER], score=app[MODEL].submit, producer=SERVICE)
+    metrics = app[METRICS]
+
+    async def handler(event: Event) -> None:
+        if isinstance(event, FacesDetected):
+            with metrics.stage_seconds.labels("score_photo").time():
+                await handle_faces_detected(event, stage)
+
+    return ConsumerRunner(
+        settings.kafka, group_id=CONSUMER_GROUP, topics=[FacesDetected.TOPIC], dlq_publisher=app[PUBLISHER],
+        handler=handler, concurrency=settings.scoring.max_batch,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    blob_store: BlobStore | None = None,
+    publisher: EventPublisher | None = None,
+    scorer: FaceScorer | None = None,
+    consume: bool = True,
+) -> web.Application:
+    """Wire the scoring service; injected adapters (tests) are used as-is and left to their owner."""
+    app = web.Application()
+    install_observability(app, SERVICE)
+    blobs = blob_store if blob_store is not None else create_blob_store(settings)
+    app.cleanup_ctx.append(blob_store_context(blobs, owned=blob_store is None))
+    app.cleanup_ctx.append(publisher_context(settings, SERVICE, publisher))
+    app.cleanup_ctx.append(batched_model_context(MODEL, _build_model(settings, scorer)))
+    if consume:
+        app.cleanup_ctx.append(consumer_context(lambda a: build_consumer(settings, a, blobs)))
+    return app

@@ -1,0 +1,121 @@
+"""The scoring stage's logic: faces.detected → ensemble scores per face → results/{photo_id}.json + photo.scored.
+
+Pure of Kafka/S3/HTTP: dependencies arrive in ``ScoringStage``. Idempotent: the same faces.detected produces the same
+result document and a photo.scored with the same event id (derived from the input's), so redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from libs.common import keys
+from libs.common.blobs import BlobNotFound, BlobStore
+from libs.common.bus import EventPublisher
+from libs.common.documents import ResultDocument
+from libs.common.events import FaceResult, FacesDetected, InvalidEvent, PhotoFailed, PhotoScored, derived_event_id
+from libs.common.events.envelope import utcnow
+from services.scoring.scorer import FaceScore
+
+RESULT_CONTENT_TYPE = "application/json"
+ROUND = 2  # decimals kept in the result document: more is noise to a person and bytes to the wire
+
+ScoreFn = Callable[[tuple[np.ndarray, np.ndarray]], Awaitable[FaceScore]]
+EnrichFn = Callable[[FaceScore, np.ndarray], Awaitable[dict[str, Any]]]
+"""Adds attractiveness fields (or the minors notice) to a face; returns {} when no attractiveness model is loaded."""
+
+
+async def no_enrichment(score: FaceScore, chip: np.ndarray) -> dict[str, Any]:
+    return {}
+
+
+@dataclass
+class ScoringStage:
+    """What the handler needs: storage, the event publisher and the (micro-batched) scoring function."""
+
+    blobs: BlobStore
+    publisher: EventPublisher
+    score: ScoreFn
+    enrich: EnrichFn = no_enrichment
+    producer: str = "scoring"
+    extra_versions: dict[str, str] = field(default_factory=dict)
+
+
+def decode_chip(data: bytes) -> np.ndarray:
+    """A stored chip (PNG written by the face stage) as an RGB uint8 array."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, ROUND) if isinstance(v, float) else v for k, v in values.items()}
+
+
+async def _fail(stage: ScoringStage, event: FacesDetected, code: str, reason: str) -> None:
+    """Make the failure the photo's terminal state (the user is told), then dead-letter the event."""
+    doc = ResultDocument(photo_id=event.photo_id, status="failed", code=code, reason=reason, scored_at=utcnow())
+    await stage.blobs.put(keys.result(event.photo_id), doc.model_dump_json().encode(), RESULT_CONTENT_TYPE)
+    await stage.publisher.publish(PhotoFailed(
+        event_id=derived_event_id(event, "photo.failed"), photo_id=event.photo_id, stage="scoring", code=code,
+        reason=reason, trace_id=event.trace_id, producer=stage.producer,
+    ))
+    raise InvalidEvent(f"{code}: {reason}")
+
+
+async def handle_faces_detected(event: FacesDetected, stage: ScoringStage) -> None:
+    """Score every face of a photo and publish the result."""
+    if not event.faces:
+        return  # no_face is already the photo's terminal state, written by the face stage
+    if await stage.blobs.exists(keys.tombstone(event.photo_id)):
+        return  # deleted while queued: nothing to score, nothing to store
+    started = time.perf_counter()
+    try:
+        blobs = await asyncio.gather(*(stage.blobs.get(face.chip_key) for face in event.faces))
+    except BlobNotFound as exc:
+        if await stage.blobs.exists(keys.tombstone(event.photo_id)):
+            return
+        await _fail(stage, event, "chip_missing", f"A face image of this photo is missing ({exc.key}).")
+    try:
+        chips = [decode_chip(blob.data) for blob in blobs]
+    except (OSError, ValueError) as exc:
+        await _fail(stage, event, "chip_unreadable", f"A face image of this photo could not be read ({exc}).")
+    landmarks = [np.asarray(face.chip_landmarks, dtype=np.float32) for face in event.faces]
+    scores = await asyncio.gather(*(stage.score((c, lm)) for c, lm in zip(chips, landmarks, strict=True)))
+    extras = await asyncio.gather(*(stage.enrich(s, c) for s, c in zip(scores, chips, strict=True)))
+
+    faces_doc: list[dict[str, Any]] = []
+    summaries: list[FaceResult] = []
+    versions: dict[str, str] = dict(stage.extra_versions)
+    for face, score, extra in zip(event.faces, scores, extras, strict=True):
+        versions.update(score.model_versions)
+        summary = FaceResult(
+            index=face.index, age=round(score.age, 1), age_low=round(score.age_low, 1),
+            age_high=round(score.age_high, 1), p_female=round(score.p_female, 4), gender=score.gender,  # type: ignore[arg-type]
+            attractiveness=extra.get("attractiveness"), attractiveness_word=extra.get("attractiveness_word"),
+            withheld_reason=extra.get("withheld_reason"),
+        )
+        summaries.append(summary)
+        faces_doc.append({
+            **summary.model_dump(),
+            "box": [round(v, 1) for v in face.box],
+            "detection_score": round(face.score, 4),
+            "age_std": round(score.age_std, 2),
+            "members": {name: _rounded(values) for name, values in score.members.items()},
+            **{k: v for k, v in extra.items() if k not in summary.model_fields},
+        })
+    doc = ResultDocument(
+        photo_id=event.photo_id, status="done", faces=faces_doc, model_versions=versions, scored_at=event.occurred_at
+    )
+    await stage.blobs.put(keys.result(event.photo_id), doc.model_dump_json().encode(), RESULT_CONTENT_TYPE)
+    await stage.publisher.publish(PhotoScored(
+        event_id=derived_event_id(event, "photo.scored"), photo_id=event.photo_id,
+        result_key=keys.result(event.photo_id), faces=summaries, model_versions=versions,
+        elapsed_ms=round((time.perf_counter() - started) * 1000, 1), trace_id=event.trace_id, producer=stage.producer,
+    ))
