@@ -1,0 +1,171 @@
+"""The share stage's event handlers: render cards when a photo is scored, drop them when it is deleted.
+
+Plain async code over the BlobStore and EventPublisher ports (no aiohttp, no aiokafka), so unit tests run it with a
+LocalBlobStore and a RecordingPublisher.
+
+Idempotent by construction (ARCHITECTURE.md principle 4): a card's key is photo id + format + template version and the
+renderer is deterministic, so a redelivered photo.scored overwrites each card with identical bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from libs.common import keys
+from libs.common.blobs import BlobNotFound, BlobStore
+from libs.common.bus import EventPublisher
+from libs.common.documents import FacesManifest, PhotoMeta
+from libs.common.events import CardRendered, Event, FaceResult, InvalidEvent, PhotoDeleted, PhotoScored
+from libs.common.logs import trace_id_var
+from libs.common.observability import ServiceMetrics
+from services.share.cards import TEMPLATE_VERSION, card_key
+from services.share.featured import choose_featured_face, score_is_valid, share_url
+from services.share.layout import CardFormat
+from services.share.render import PNG_CONTENT_TYPE, CardRenderer, ChipUnreadable
+
+log = logging.getLogger(__name__)
+
+SERVICE = "share"
+M = TypeVar("M", bound=BaseModel)
+RENDER_STAGE = "share_render"
+
+
+@dataclass(frozen=True)
+class CardSource:
+    """Everything a card needs: the featured face, its chip bytes and the photo's pre-allocated share id."""
+
+    photo_id: str
+    share_id: str
+    face: FaceResult
+    chip_png: bytes
+
+
+@dataclass(frozen=True)
+class StoredCards:
+    """Cards that are durable in the blob store: their keys, the render time, and the bytes (for on-demand serving)."""
+
+    keys: dict[CardFormat, str]
+    elapsed_ms: float
+    pngs: dict[CardFormat, bytes]
+
+
+class ShareHandlers:
+    """The share service's handlers, bound to their ports (built once by the app factory)."""
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        events: EventPublisher,
+        renderer: CardRenderer,
+        public_base_url: str,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.blobs = blobs
+        self.events = events
+        self.renderer = renderer
+        self.public_base_url = public_base_url
+        self.metrics = metrics
+
+    async def handle(self, event: Event) -> None:
+        """The consumer's entry point: route by event type (the runner has already validated the event)."""
+        if isinstance(event, PhotoScored):
+            await self.on_photo_scored(event)
+        elif isinstance(event, PhotoDeleted):
+            await self.on_photo_deleted(event)
+
+    async def on_photo_scored(self, event: PhotoScored) -> CardRendered | None:
+        """Render and store the three cards of the photo's featured face, then publish card.rendered.
+
+        Skipped quietly (None) when nothing can or should be shown: no scored face, or the photo (meta, chip) is
+        gone or tombstoned — a deleted photo must not get new derived blobs."""
+        trace_id_var.set(event.trace_id)
+        source = await self.card_source(event.photo_id, event.faces)
+        if source is None:
+            return None
+        stored = await self.render_and_store(source)
+        if stored is None:
+            return None
+        rendered = CardRendered(
+            photo_id=event.photo_id,
+            template_version=TEMPLATE_VERSION,
+            card_keys=dict(stored.keys),
+            elapsed_ms=stored.elapsed_ms,
+            trace_id=event.trace_id,
+            producer=SERVICE,
+        )
+        await self.events.publish(rendered)
+        return rendered
+
+    async def on_photo_deleted(self, event: PhotoDeleted) -> int:
+        """Delete every card of the photo (idempotent: a second delete finds nothing)."""
+        trace_id_var.set(event.trace_id)
+        removed = await self.blobs.delete_prefix(keys.cards_prefix(event.photo_id))
+        log.info("cards deleted", extra={"photo_id": event.photo_id, "removed": removed})
+        return removed
+
+    async def card_source(self, photo_id: str, faces: list[FaceResult]) -> CardSource | None:
+        """Gather the featured face, its chip and the share id; None (logged) when there is nothing to render."""
+        if not faces:
+            log.info("no scored face: no card", extra={"photo_id": photo_id})
+            return None
+        if await self.blobs.exists(keys.tombstone(photo_id)):
+            log.info("photo deleted: no card", extra={"photo_id": photo_id})
+            return None
+        meta = await read_document(self.blobs, keys.meta(photo_id), PhotoMeta)
+        if meta is None:
+            log.info("photo meta gone: no card", extra={"photo_id": photo_id})
+            return None
+        if meta.share_id is None:
+            log.warning("photo has no pre-allocated share id: no card", extra={"photo_id": photo_id})
+            return None
+        manifest = await read_document(self.blobs, keys.faces_manifest(photo_id), FacesManifest)
+        face = choose_featured_face(faces, manifest)
+        assert face is not None  # faces is non-empty
+        if not score_is_valid(face.attractiveness):
+            raise InvalidEvent(f"attractiveness {face.attractiveness} is outside the printable range")
+        try:
+            chip = await self.blobs.get(keys.chip(photo_id, face.index))
+        except BlobNotFound:
+            log.info("face chip gone: no card", extra={"photo_id": photo_id, "face_index": face.index})
+            return None
+        return CardSource(photo_id, meta.share_id, face, chip.data)
+
+    async def render_and_store(self, source: CardSource) -> StoredCards | None:
+        """Render all formats, store them, and undo that if the photo was deleted meanwhile."""
+        url = share_url(self.public_base_url, source.share_id)
+        try:
+            rendered = await self.renderer.render(source.chip_png, source.face, url)
+        except ChipUnreadable as exc:
+            raise InvalidEvent(f"photo {source.photo_id}: {exc}") from exc
+        if self.metrics is not None:
+            self.metrics.stage_seconds.labels(RENDER_STAGE).observe(rendered.elapsed_ms / 1000)
+        stored: dict[CardFormat, str] = {}
+        for fmt, png in rendered.pngs.items():
+            stored[fmt] = card_key(source.photo_id, fmt)
+            await self.blobs.put(stored[fmt], png, PNG_CONTENT_TYPE)
+        if await self.blobs.exists(keys.tombstone(source.photo_id)):  # deleted while we rendered: leave nothing
+            await self.blobs.delete_prefix(keys.cards_prefix(source.photo_id))
+            log.info("photo deleted during render: cards removed", extra={"photo_id": source.photo_id})
+            return None
+        log.info(
+            "cards rendered",
+            extra={"photo_id": source.photo_id, "face_index": source.face.index, "elapsed_ms": rendered.elapsed_ms},
+        )
+        return StoredCards(stored, rendered.elapsed_ms, rendered.pngs)
+
+
+async def read_document(blobs: BlobStore, key: str, model: type[M]) -> M | None:
+    """A JSON document from the blob store; None when it is missing or unreadable (logged: a writer's bug)."""
+    try:
+        blob = await blobs.get(key)
+    except BlobNotFound:
+        return None
+    try:
+        return model.model_validate_json(blob.data)
+    except ValidationError as exc:
+        log.error("unreadable document", extra={"key": key, "error": str(exc)[:500]})
+        return None

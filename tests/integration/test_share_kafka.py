@@ -1,0 +1,120 @@
+"""The real share app (its own Kafka producer and "share" consumer) against a real Tansu broker: a photo.scored for a
+photo whose chip and meta are in the blob store yields three stored cards and a card.rendered event on the topic;
+photo.deleted removes the cards again."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from PIL import Image
+from skimage import data
+
+from libs.common import keys
+from libs.common.blobs import LocalBlobStore
+from libs.common.broker import EmbeddedBroker
+from libs.common.bus import KafkaEventPublisher, ensure_topics
+from libs.common.documents import PhotoMeta
+from libs.common.events import CardRendered, FaceResult, PhotoDeleted, PhotoScored, decode_event
+from libs.common.ids import new_id
+from libs.common.settings import CoreSettings, KafkaSettings, Settings
+from services.share.app import create_app
+from services.share.cards import card_key
+from services.share.render import CARD_FORMATS
+
+pytestmark = pytest.mark.integration
+
+READY_TIMEOUT_S = 60.0  # producer connects, renderer warms, consumer joins its group
+CONSUME_TIMEOUT_S = 60.0  # group join + rebalance on a fresh topic can take several seconds on Tansu
+ASTRONAUT_FACE_BOX = (130, 30, 320, 220)
+CHIP_SIZE = 256
+
+
+def chip_png() -> bytes:
+    chip = Image.fromarray(data.astronaut()).crop(ASTRONAUT_FACE_BOX).resize((CHIP_SIZE, CHIP_SIZE))
+    buf = io.BytesIO()
+    chip.save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def wait_until_healthy(client: Any) -> None:
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
+    while (response := await client.get("/healthz")).status != 200:
+        assert asyncio.get_running_loop().time() < deadline, await response.text()
+        await asyncio.sleep(0.2)
+
+
+async def wait_for(condition: Any, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + CONSUME_TIMEOUT_S
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+async def find_event(bootstrap: str, topic: str, photo_id: str) -> tuple[bytes | None, bytes]:
+    """Read ``topic`` from the beginning until the event of ``photo_id`` shows up; return its key and value."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=f"test-{new_id()}",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + CONSUME_TIMEOUT_S
+        while asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for record in (r for batch in batches.values() for r in batch):
+                if photo_id.encode() in (record.value or b""):
+                    return record.key, record.value or b""
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no event for {photo_id} on {topic}")
+
+
+async def test_photo_scored_becomes_cards_and_card_rendered(
+    aiohttp_client: Any, kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    kafka = KafkaSettings(bootstrap=kafka_broker.bootstrap, session_timeout_ms=6000, heartbeat_interval_ms=500)
+    await ensure_topics(kafka)
+    store = LocalBlobStore(tmp_path)
+    photo_id, share_id = new_id(), new_id()
+    meta = PhotoMeta(
+        photo_id=photo_id, created_at=datetime.now(UTC), delete_token_sha256="0" * 64, width=512, height=512,
+        share_id=share_id,
+    )
+    await store.put(keys.meta(photo_id), meta.model_dump_json().encode(), "application/json")
+    await store.put(keys.chip(photo_id, 0), chip_png(), "image/png")
+
+    settings = Settings(kafka=kafka, core=CoreSettings(public_base_url="https://howhot.example"))
+    client = await aiohttp_client(create_app(settings, blob_store=store))
+    await wait_until_healthy(client)
+
+    publisher = KafkaEventPublisher(kafka, "test")
+    await publisher.start(deadline_s=30)
+    try:
+        face = FaceResult(index=0, age=31.2, age_low=26, age_high=37, p_female=0.93, gender="female",
+                          attractiveness=7.1, attractiveness_word="Hot")
+        scored = PhotoScored(photo_id=photo_id, result_key=keys.result(photo_id), faces=[face], elapsed_ms=80.0)
+        await publisher.publish(scored)
+
+        key, value = await find_event(kafka.bootstrap, CardRendered.TOPIC, photo_id)
+        rendered = decode_event(value, CardRendered.TOPIC)
+        assert isinstance(rendered, CardRendered)
+        assert key == photo_id.encode()
+        assert rendered.trace_id == scored.trace_id
+        assert rendered.card_keys == {fmt: card_key(photo_id, fmt) for fmt in CARD_FORMATS}
+        for card in rendered.card_keys.values():
+            assert (await store.get(card)).data.startswith(b"\x89PNG\r\n\x1a\n")
+
+        await publisher.publish(PhotoDeleted(photo_id=photo_id))
+
+        async def cards_gone() -> bool:
+            return await store.list(keys.cards_prefix(photo_id)) == []
+
+        await wait_for(cards_gone, "cards to be deleted")
+    finally:
+        await publisher.stop()
