@@ -1,0 +1,1 @@
+"""Face-detector networks (one file per architecture), their registry and the weight converters."""
