@@ -134,6 +134,7 @@ class ShareSettings(_Base):
 
     host: str = "127.0.0.1"
     port: int = 8083
+    internal_url: str = ""  # where the upload service proxies /s/* and /cards/*; default http://{host}:{port}
 
 
 class AnalyticsSettings(_Base):

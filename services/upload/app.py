@@ -21,6 +21,7 @@ from services.upload.deps import DEPS, Admission, UploadDeps
 from services.upload.errors import json_errors
 from services.upload.publishing import GuardedPublisher
 from services.upload.routes_api import routes as api_routes
+from services.upload.web.site import install_website
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
@@ -64,6 +65,7 @@ def create_app(
         decode_slots=asyncio.Semaphore(DECODE_CONCURRENCY),
     )
     app.router.add_routes(api_routes)
+    install_website(app, settings, events)
     return app
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pydantic import BaseModel
 
 from libs.common import keys
-from libs.common.blobs import BlobNotFound, BlobStore
-from libs.common.documents import FacesManifest, PhotoMeta, ResultDocument
-from libs.common.events import PhotoDeleted, PhotoUploaded, new_trace_id, utcnow
+from libs.common.blobs import Blob, BlobNotFound, BlobStore
+from libs.common.documents import FacesManifest, PhotoMeta, ResultDocument, ShareRecord
+from libs.common.events import Attribution, PhotoDeleted, PhotoShared, PhotoUploaded, new_trace_id, utcnow
 from libs.common.ids import hash_secret, new_id, new_secret, secret_matches
 from libs.common.images import STORED_CONTENT_TYPE, NormalizedImage
 from libs.common.logs import trace_id_var
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json"
 PRODUCER = "upload"
+CARD_FORMATS = ("og", "square", "story")  # the share service renders these (services.share.layout.FORMATS)
+CARD_TEMPLATE_VERSION = "v1"  # services.share.cards.TEMPLATE_VERSION; a unit test keeps the two in step
 D = TypeVar("D", bound=BaseModel)
 
 
@@ -60,20 +62,57 @@ class WrongDeleteToken(Exception):
     """The presented delete token does not match the stored hash (or none was presented)."""
 
 
+class PhotoNotReady(Exception):
+    """Sharing needs a finished result (and a pre-allocated share id): nothing to show on a share page yet."""
+
+
+class PhotoNotKept(Exception):
+    """The owner asked us not to keep the photo, and it has been discarded after scoring."""
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who uploaded and how they arrived (from the website's cookies); empty for API clients without cookies."""
+
+    visitor_id: str | None = None
+    attribution: Attribution = field(default_factory=Attribution)
+
+
+@dataclass(frozen=True)
+class SharedPhoto:
+    """The outcome of pressing share: the public share id, whether this call made it public, and card readiness."""
+
+    photo_id: str
+    share_id: str
+    created: bool
+    cards_ready: bool
+
+
 async def accept_photo(
-    image: NormalizedImage, choices: UploadChoices, *, blobs: BlobStore, events: GuardedPublisher
+    image: NormalizedImage,
+    choices: UploadChoices,
+    *,
+    blobs: BlobStore,
+    events: GuardedPublisher,
+    visitor: Visitor | None = None,
 ) -> AcceptedPhoto:
     """Store the normalized photo and its meta, then publish photo.uploaded (acks=all).
+
+    The share id is allocated now (kept private in the meta) so the share stage can print the final short URL on the
+    cards right after scoring; the share page becomes public only when the owner presses share (share_photo).
 
     If the broker does not take the event, the blobs just written are removed and BusUnavailable propagates: a photo
     is accepted only when both the bytes and the event are durable, so nothing is ever stored without being processed.
     """
     photo_id, token, trace_id = new_id(), new_secret(), new_trace_id()
     trace_id_var.set(trace_id)
+    visitor = visitor or Visitor()
     meta = PhotoMeta(
         photo_id=photo_id,
         created_at=utcnow(),
         delete_token_sha256=hash_secret(token),
+        visitor_id=visitor.visitor_id,
+        share_id=new_id(),
         rateable=choices.rateable,
         store_photo=choices.store_photo,
         width=image.width,
@@ -99,6 +138,8 @@ async def accept_photo(
                 size_bytes=len(image.jpeg),
                 rateable=choices.rateable,
                 store_photo=choices.store_photo,
+                visitor_id=visitor.visitor_id,
+                attribution=visitor.attribution,
                 trace_id=trace_id,
                 producer=PRODUCER,
             )
@@ -129,6 +170,78 @@ async def delete_photo(photo_id: str, token: str | None, *, blobs: BlobStore, ev
     token keeps working until everything else is done. Raises PhotoGone once the meta is gone (a repeated DELETE),
     PhotoNotFound for unknown ids, WrongDeleteToken, or BusUnavailable (retry: the photo bytes are already gone).
     """
+    meta = await _owned_meta(photo_id, token, blobs=blobs)
+    trace_id = new_trace_id()
+    trace_id_var.set(trace_id)
+    single_keys, prefixes = keys.derived_keys_and_prefixes(photo_id)
+    if meta.share_id:  # a shared photo's public page goes with it
+        single_keys.append(keys.share(meta.share_id))
+    await asyncio.gather(*(blobs.delete(k) for k in single_keys), *(blobs.delete_prefix(p) for p in prefixes))
+    tombstone = {"photo_id": photo_id, "deleted_at": utcnow().isoformat(), "reason": "owner"}
+    await blobs.put(keys.tombstone(photo_id), json.dumps(tombstone).encode(), JSON_CONTENT_TYPE)
+    await events.publish(PhotoDeleted(photo_id=photo_id, reason="owner", trace_id=trace_id, producer=PRODUCER))
+    await blobs.delete(keys.meta(photo_id))
+    log.info("photo deleted", extra={"photo_id": photo_id})
+
+
+async def share_photo(
+    photo_id: str,
+    token: str | None,
+    *,
+    channel: str | None,
+    visitor_id: str | None,
+    blobs: BlobStore,
+    events: GuardedPublisher,
+) -> SharedPhoto:
+    """Make the photo's pre-allocated share page public (write shares/{share_id}.json) and publish photo.shared.
+
+    Idempotent: the record is written once; every call publishes photo.shared, because each press of a share
+    channel (X, WhatsApp, copy…) is a share action analytics counts. The record is written before the event, so a
+    retry after BusUnavailable finds the page public and only re-publishes. Raises PhotoNotFound, PhotoGone,
+    WrongDeleteToken, PhotoNotReady (no finished result yet) or BusUnavailable.
+    """
+    meta = await _owned_meta(photo_id, token, blobs=blobs)
+    result = await _read_doc(blobs, keys.result(photo_id), ResultDocument)
+    if result is None or result.status != "done" or not meta.share_id:
+        raise PhotoNotReady(photo_id)
+    share_id = meta.share_id
+    trace_id = new_trace_id()
+    trace_id_var.set(trace_id)
+    record_key = keys.share(share_id)
+    created = not await blobs.exists(record_key)
+    if created:
+        record = ShareRecord(share_id=share_id, photo_id=photo_id, created_at=utcnow())
+        await blobs.put(record_key, _json(record), JSON_CONTENT_TYPE)
+    await events.publish(
+        PhotoShared(
+            photo_id=photo_id, share_id=share_id, visitor_id=visitor_id, channel=channel,
+            trace_id=trace_id, producer=PRODUCER,
+        )
+    )
+    cards_ready = await blobs.exists(keys.card(photo_id, CARD_FORMATS[0], CARD_TEMPLATE_VERSION))
+    log.info("photo shared", extra={"photo_id": photo_id, "newly_shared": created, "channel": channel})
+    return SharedPhoto(photo_id=photo_id, share_id=share_id, created=created, cards_ready=cards_ready)
+
+
+async def load_photo_image(photo_id: str, *, blobs: BlobStore) -> Blob:
+    """The stored normalized JPEG. When it is absent, say why: deleted (PhotoGone), discarded at the owner's request
+    after scoring (PhotoNotKept), or unknown (PhotoNotFound)."""
+    try:
+        return await blobs.get(keys.photo(photo_id))
+    except BlobNotFound:
+        pass
+    tombstoned, meta = await asyncio.gather(
+        blobs.exists(keys.tombstone(photo_id)), _read_doc(blobs, keys.meta(photo_id), PhotoMeta)
+    )
+    if tombstoned:
+        raise PhotoGone(photo_id)
+    if meta is not None and not meta.store_photo:
+        raise PhotoNotKept(photo_id)
+    raise PhotoNotFound(photo_id)
+
+
+async def _owned_meta(photo_id: str, token: str | None, *, blobs: BlobStore) -> PhotoMeta:
+    """The meta, once the token proves ownership (PhotoGone / PhotoNotFound / WrongDeleteToken otherwise)."""
     meta = await _read_doc(blobs, keys.meta(photo_id), PhotoMeta)
     if meta is None:
         if await blobs.exists(keys.tombstone(photo_id)):
@@ -136,15 +249,7 @@ async def delete_photo(photo_id: str, token: str | None, *, blobs: BlobStore, ev
         raise PhotoNotFound(photo_id)
     if not secret_matches(token, meta.delete_token_sha256):
         raise WrongDeleteToken(photo_id)
-    trace_id = new_trace_id()
-    trace_id_var.set(trace_id)
-    single_keys, prefixes = keys.derived_keys_and_prefixes(photo_id)
-    await asyncio.gather(*(blobs.delete(k) for k in single_keys), *(blobs.delete_prefix(p) for p in prefixes))
-    tombstone = {"photo_id": photo_id, "deleted_at": utcnow().isoformat(), "reason": "owner"}
-    await blobs.put(keys.tombstone(photo_id), json.dumps(tombstone).encode(), JSON_CONTENT_TYPE)
-    await events.publish(PhotoDeleted(photo_id=photo_id, reason="owner", trace_id=trace_id, producer=PRODUCER))
-    await blobs.delete(keys.meta(photo_id))
-    log.info("photo deleted", extra={"photo_id": photo_id})
+    return meta
 
 
 async def _read_doc(blobs: BlobStore, key: str, model: type[D]) -> D | None:
@@ -168,13 +273,21 @@ def _json(doc: BaseModel) -> bytes:
 
 
 __all__ = [
+    "CARD_FORMATS",
+    "CARD_TEMPLATE_VERSION",
     "AcceptedPhoto",
     "BusUnavailable",
     "PhotoGone",
     "PhotoNotFound",
+    "PhotoNotKept",
+    "PhotoNotReady",
+    "SharedPhoto",
     "UploadChoices",
+    "Visitor",
     "WrongDeleteToken",
     "accept_photo",
     "delete_photo",
+    "load_photo_image",
     "load_stage_documents",
+    "share_photo",
 ]

@@ -30,6 +30,7 @@ _UNAVAILABLE = _error(
     ["broker_unavailable", "storage_unavailable", "overloaded"],
     retry_after=True,
 )
+_SHARED = {"content": {JSON: {"schema": {"$ref": "#/components/schemas/Shared"}}}}
 _NOT_FOUND = _error("No photo with this id (malformed ids included).", ["not_found"])
 
 OPENAPI: dict[str, Any] = {
@@ -125,6 +126,51 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        "/api/v1/photos/{photo_id}/share": {
+            "parameters": [_PHOTO_ID_PARAM],
+            "post": {
+                "operationId": "sharePhoto",
+                "summary": "Make the result public at /s/{share_id} (owner only); idempotent.",
+                "description": "The share id is allocated at upload (so cards carry the final URL) but the share page "
+                "exists only after this call. Every call publishes photo.shared with its channel (each press of a "
+                "share button is counted); the share record is written once.",
+                "parameters": [
+                    {"name": "X-Delete-Token", "in": "header", "required": True, "schema": {"type": "string"},
+                     "description": "The delete_token returned by the upload proves ownership."}
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {JSON: {"schema": {"$ref": "#/components/schemas/ShareRequest"}}},
+                },
+                "responses": {
+                    "201": {"description": "Shared now.", **_SHARED},
+                    "200": {"description": "Already shared; the same share id.", **_SHARED},
+                    "400": _error("The body is not a JSON object or the channel is unknown.",
+                                  ["invalid_json", "invalid_channel"]),
+                    "403": _error("Missing or wrong delete token.", ["missing_delete_token", "invalid_delete_token"]),
+                    "404": _NOT_FOUND,
+                    "409": _error("The result is not done yet (or the photo has no share id).", ["not_ready"]),
+                    "410": _error("The photo was deleted.", ["gone"]),
+                    "500": _SERVER_ERROR,
+                    "503": _UNAVAILABLE,
+                },
+            },
+        },
+        "/api/v1/photos/{photo_id}/image": {
+            "parameters": [_PHOTO_ID_PARAM],
+            "get": {
+                "operationId": "getPhotoImage",
+                "summary": "The stored, normalized photo (JPEG, no metadata); Cache-Control: private.",
+                "responses": {
+                    "200": {"description": "The JPEG.", "content": {"image/jpeg": {"schema": {}}}},
+                    "404": _NOT_FOUND,
+                    "410": _error("Deleted by its owner, or not kept after scoring at the owner's request.",
+                                  ["gone", "not_kept"]),
+                    "500": _SERVER_ERROR,
+                    "503": _UNAVAILABLE,
+                },
+            },
+        },
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",
@@ -160,6 +206,28 @@ OPENAPI: dict[str, Any] = {
                     "status_url": {"type": "string", "format": "uri"},
                     "delete_token": {"type": "string", "description": "Shown once; only its hash is stored."},
                     "trace_id": {"type": "string", "description": "Quote it when reporting a problem."},
+                },
+            },
+            "ShareRequest": {
+                "type": "object",
+                "properties": {
+                    "channel": {"enum": ["x", "facebook", "whatsapp", "copy", "download", "native"],
+                                "description": "Where the owner is sharing (analytics only)."},
+                },
+            },
+            "Shared": {
+                "type": "object",
+                "required": ["share_id", "share_url", "card_urls", "cards_ready"],
+                "properties": {
+                    "share_id": ID_SCHEMA,
+                    "share_url": {"type": "string", "format": "uri", "description": "public_base_url + /s/{share_id}"},
+                    "card_urls": {
+                        "type": "object",
+                        "required": ["og", "square", "story"],
+                        "properties": {fmt: {"type": "string", "format": "uri"} for fmt in ("og", "square", "story")},
+                        "description": "PNG cards: og 1200×630, square 1080×1080, story 1080×1920.",
+                    },
+                    "cards_ready": {"type": "boolean", "description": "Whether the og card is rendered yet."},
                 },
             },
             "PhotoStatus": {

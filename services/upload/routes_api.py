@@ -5,7 +5,9 @@ Status codes are documented in openapi.py (served at /api/v1/openapi.json); test
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from aiohttp import web
 
@@ -18,11 +20,17 @@ from services.upload.errors import ApiError, unavailable
 from services.upload.form import read_upload_form
 from services.upload.openapi import OPENAPI
 from services.upload.status import NOT_FOUND_MESSAGE, compose_status
+from services.upload.web.visitor import stored_attribution, visitor_id_of
 
 API_PREFIX = "/api/v1"
 PHOTOS_PATH = f"{API_PREFIX}/photos"
 PHOTO_PATH = f"{API_PREFIX}/photos/{{photo_id}}"
+SHARE_PATH = f"{PHOTO_PATH}/share"
+IMAGE_PATH = f"{PHOTO_PATH}/image"
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
+SHARE_CHANNELS = frozenset({"x", "facebook", "whatsapp", "copy", "download", "native"})  # PhotoShared.channel
+MAX_SHARE_BODY_BYTES = 1024  # {"channel": "..."} is a few dozen bytes
+IMAGE_CACHE = "private, max-age=3600"  # the owner's browser may keep it; shared caches must not (it is a face)
 DELETE_TOKEN_HEADER = "X-Delete-Token"  # noqa: S105 - a header name, not a secret
 TRACE_HEADER = "X-Trace-Id"
 NO_STORE = {"Cache-Control": "no-store"}  # status and tokens are per-owner and change: no shared or stale copies
@@ -60,8 +68,11 @@ async def upload_photo(request: web.Request) -> web.Response:
         except ImageRejected as exc:
             raise ApiError(exc.http_status, exc.code, exc.message) from exc
         choices = handlers.UploadChoices(rateable=form.rateable, store_photo=form.store_photo)
+        visitor = handlers.Visitor(visitor_id=visitor_id_of(request), attribution=stored_attribution(request))
         try:
-            accepted = await handlers.accept_photo(image, choices, blobs=deps.blobs, events=deps.events)
+            accepted = await handlers.accept_photo(
+                image, choices, blobs=deps.blobs, events=deps.events, visitor=visitor
+            )
         except handlers.BusUnavailable as exc:
             raise _broker_down() from exc
         except BlobStoreUnavailable as exc:
@@ -103,15 +114,90 @@ async def delete_photo(request: web.Request) -> web.Response:
     except handlers.PhotoGone:
         return web.json_response({"photo_id": photo_id, "status": "deleted"}, status=410, headers=NO_STORE)
     except handlers.WrongDeleteToken as exc:
-        if not token:
-            message = f"Send the delete token in the {DELETE_TOKEN_HEADER} header."
-            raise ApiError(403, "missing_delete_token", message) from exc
-        raise ApiError(403, "invalid_delete_token", "This delete token does not match the photo.") from exc
+        raise _token_refused(token) from exc
     except handlers.BusUnavailable as exc:
         raise _broker_down() from exc
     except BlobStoreUnavailable as exc:
         raise _storage_down() from exc
     return web.json_response({"photo_id": photo_id, "status": "deleted"}, headers=NO_STORE)
+
+
+def _token_refused(token: str | None) -> ApiError:
+    if not token:
+        return ApiError(403, "missing_delete_token", f"Send the delete token in the {DELETE_TOKEN_HEADER} header.")
+    return ApiError(403, "invalid_delete_token", "This delete token does not match the photo.")
+
+
+async def _share_channel(request: web.Request) -> str | None:
+    """The optional ``{"channel": ...}`` body: empty is fine, anything else must be one of SHARE_CHANNELS."""
+    raw = await request.content.read(MAX_SHARE_BODY_BYTES + 1)
+    if not raw.strip():
+        return None
+    if len(raw) > MAX_SHARE_BODY_BYTES:
+        raise ApiError(400, "invalid_json", "The share request body is too long.")
+    try:
+        body: Any = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, "invalid_json", "The body must be a JSON object like {\"channel\": \"x\"}.") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "The body must be a JSON object like {\"channel\": \"x\"}.")
+    channel = body.get("channel")
+    if channel is not None and channel not in SHARE_CHANNELS:
+        raise ApiError(400, "invalid_channel", f"channel must be one of {', '.join(sorted(SHARE_CHANNELS))}.")
+    return channel
+
+
+@routes.post(SHARE_PATH)
+async def share_photo(request: web.Request) -> web.Response:
+    """Make the result public at /s/{share_id} (owner only, proven by the delete token); 201 first time, then 200."""
+    deps = request.app[DEPS]
+    photo_id = _photo_id(request)
+    token = request.headers.get(DELETE_TOKEN_HEADER)
+    channel = await _share_channel(request)
+    try:
+        shared = await handlers.share_photo(
+            photo_id, token, channel=channel, visitor_id=visitor_id_of(request), blobs=deps.blobs, events=deps.events
+        )
+    except handlers.PhotoNotFound as exc:
+        raise ApiError(404, "not_found", NOT_FOUND_MESSAGE) from exc
+    except handlers.PhotoGone as exc:
+        raise ApiError(410, "gone", "This photo was deleted.") from exc
+    except handlers.WrongDeleteToken as exc:
+        raise _token_refused(token) from exc
+    except handlers.PhotoNotReady as exc:
+        raise ApiError(409, "not_ready", "The result is not ready yet; share it once it is done.") from exc
+    except handlers.BusUnavailable as exc:
+        raise _broker_down() from exc
+    except BlobStoreUnavailable as exc:
+        raise _storage_down() from exc
+    base = deps.settings.core.public_base_url.rstrip("/")
+    body = {
+        "share_id": shared.share_id,
+        "share_url": f"{base}/s/{shared.share_id}",
+        "card_urls": {fmt: f"{base}/cards/{shared.share_id}/{fmt}.png" for fmt in handlers.CARD_FORMATS},
+        "cards_ready": shared.cards_ready,
+    }
+    return web.json_response(body, status=201 if shared.created else 200, headers=NO_STORE)
+
+
+@routes.get(IMAGE_PATH)
+async def photo_image(request: web.Request) -> web.Response:
+    """The stored normalized JPEG (no metadata): for the result page. Private caching only."""
+    deps = request.app[DEPS]
+    photo_id = _photo_id(request)
+    try:
+        blob = await handlers.load_photo_image(photo_id, blobs=deps.blobs)
+    except handlers.PhotoNotFound as exc:
+        raise ApiError(404, "not_found", NOT_FOUND_MESSAGE) from exc
+    except handlers.PhotoGone as exc:
+        raise ApiError(410, "gone", "This photo was deleted.") from exc
+    except handlers.PhotoNotKept as exc:
+        message = "You asked us not to keep this photo, so it was deleted after scoring."
+        raise ApiError(410, "not_kept", message) from exc
+    except BlobStoreUnavailable as exc:
+        raise _storage_down() from exc
+    headers = {"Cache-Control": IMAGE_CACHE, "X-Content-Type-Options": "nosniff"}
+    return web.Response(body=blob.data, content_type=blob.content_type, headers=headers)
 
 
 @routes.get(OPENAPI_PATH)
