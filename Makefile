@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install models up test test-fast lint bench clean
+.PHONY: install models browser up test test-fast lint bench clean
 
 ## install: create .venv in the repo root, install Howhot with its test extras, fetch and convert the models
 install: $(STAMP) models
@@ -23,8 +23,14 @@ models: $(STAMP)
 up: install
 	$(BIN)/howhot up
 
+## browser: Debian's headless Chromium for the browser tests (installed when missing and we are root)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+
 ## test: lint, then the whole test suite (unit, contract, integration on real loopback backends, end-to-end)
-test: install
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -rs --durations=15
 
