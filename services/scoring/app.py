@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from aiohttp import web
 
@@ -16,8 +19,9 @@ from libs.common.model_serving import BatchedModel, batched_model_context
 from libs.common.observability import METRICS, install_observability
 from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context
 from libs.common.settings import Settings
+from services.scoring.attractiveness import Attractiveness
 from services.scoring.handlers import ScoringStage, handle_faces_detected
-from services.scoring.scorer import FaceScorer
+from services.scoring.scorer import FaceScore, FaceScorer
 
 SERVICE = "scoring"
 CONSUMER_GROUP = "scoring"
@@ -25,15 +29,28 @@ MODEL = web.AppKey("scoring_model", BatchedModel)
 AppContext = Callable[[web.Application], AsyncIterator[None]]
 
 
+@dataclass
+class ScoringModels:
+    """Everything scored per face, loaded once: the age/gender ensemble and the attractiveness head."""
+
+    scorer: FaceScorer
+    attractiveness: Attractiveness
+
+    def score(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[FaceScore, dict[str, Any]]]:
+        """One batch: ensemble forward passes, then attractiveness on the same chips (minors withheld)."""
+        scores = self.scorer.score_items(items)
+        extras = self.attractiveness.enrich(self.scorer, [c for c, _ in items], [lm for _, lm in items], scores)
+        return list(zip(scores, extras, strict=True))
+
+
 def _build_model(settings: Settings, scorer: FaceScorer | None) -> Callable[[], BatchedModel]:
-    def load() -> FaceScorer:
-        if scorer is not None:
-            return scorer
+    def load() -> ScoringModels:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-        return FaceScorer(settings.models_dir, settings.models.profile, settings.models.device)
+        ensemble = scorer or FaceScorer(settings.models_dir, settings.models.profile, settings.models.device)
+        return ScoringModels(ensemble, Attractiveness.load(settings.models.profile, settings.scoring.minor_threshold))
 
     return lambda: BatchedModel(
-        load, lambda model, items: model.score_items(items), settings.scoring.max_batch, settings.scoring.max_wait_ms
+        load, lambda models, items: models.score(items), settings.scoring.max_batch, settings.scoring.max_wait_ms
     )
 
 

@@ -27,13 +27,8 @@ from services.scoring.scorer import FaceScore
 RESULT_CONTENT_TYPE = "application/json"
 ROUND = 2  # decimals kept in the result document: more is noise to a person and bytes to the wire
 
-ScoreFn = Callable[[tuple[np.ndarray, np.ndarray]], Awaitable[FaceScore]]
-EnrichFn = Callable[[FaceScore, np.ndarray], Awaitable[dict[str, Any]]]
-"""Adds attractiveness fields (or the minors notice) to a face; returns {} when no attractiveness model is loaded."""
-
-
-async def no_enrichment(score: FaceScore, chip: np.ndarray) -> dict[str, Any]:
-    return {}
+ScoreFn = Callable[[tuple[np.ndarray, np.ndarray]], Awaitable[tuple[FaceScore, dict[str, Any]]]]
+"""(chip, chip landmarks) → the ensemble's FaceScore and the extra fields (attractiveness or the minors notice)."""
 
 
 @dataclass
@@ -43,7 +38,6 @@ class ScoringStage:
     blobs: BlobStore
     publisher: EventPublisher
     score: ScoreFn
-    enrich: EnrichFn = no_enrichment
     producer: str = "scoring"
     extra_versions: dict[str, str] = field(default_factory=dict)
 
@@ -87,8 +81,9 @@ async def handle_faces_detected(event: FacesDetected, stage: ScoringStage) -> No
     except (OSError, ValueError) as exc:
         await _fail(stage, event, "chip_unreadable", f"A face image of this photo could not be read ({exc}).")
     landmarks = [np.asarray(face.chip_landmarks, dtype=np.float32) for face in event.faces]
-    scores = await asyncio.gather(*(stage.score((c, lm)) for c, lm in zip(chips, landmarks, strict=True)))
-    extras = await asyncio.gather(*(stage.enrich(s, c) for s, c in zip(scores, chips, strict=True)))
+    scored = await asyncio.gather(*(stage.score((c, lm)) for c, lm in zip(chips, landmarks, strict=True)))
+    scores = [s for s, _ in scored]
+    extras = [e for _, e in scored]
 
     faces_doc: list[dict[str, Any]] = []
     summaries: list[FaceResult] = []

@@ -16,6 +16,8 @@ from libs.common.ids import new_id
 from libs.common.settings import Settings
 from services.face.detector import FaceDetector
 from services.face.handlers import FaceStage, handle_photo_uploaded
+from services.scoring.app import ScoringModels
+from services.scoring.attractiveness import Attractiveness
 from services.scoring.handlers import ScoringStage, handle_faces_detected
 from services.scoring.scorer import FaceScorer
 
@@ -44,8 +46,10 @@ def face_stage(blobs: LocalBlobStore, publisher: RecordingPublisher, detector: F
 
 
 def scoring_stage(blobs: LocalBlobStore, publisher: RecordingPublisher, scorer: FaceScorer) -> ScoringStage:
+    models = ScoringModels(scorer, Attractiveness.load("default", minor_threshold=0.2))
+
     async def score(item):
-        return scorer.score_items([item])[0]
+        return models.score([item])[0]
 
     return ScoringStage(blobs=blobs, publisher=publisher, score=score)
 
@@ -77,6 +81,10 @@ async def test_a_photo_goes_from_upload_to_scores(tmp_path: Path, astronaut_jpeg
     assert 25 <= first["age"] <= 55 and first["age_low"] <= first["age"] <= first["age_high"]
     assert first["gender"] == "female" and first["box"] == [round(v, 1) for v in face.box]
     assert set(first["members"]) >= {"wrn16_8_imdbwiki", "agegender_cc0_age"}
+    if first["withheld_reason"] is None:  # an adult: a global attractiveness score with its word
+        assert 1 <= first["attractiveness"] <= 10 and first["attractiveness_word"]
+    else:
+        assert first["attractiveness"] is None and first["p_minor"] > 0.2
 
     # Redelivery: same keys, same document, same output event id (analytics dedups it).
     await handle_faces_detected(detected, scoring_stage(blobs, published, scorer))

@@ -1,0 +1,61 @@
+"""Attractiveness for the scoring service: the committed beauty head on the members' features, with minors withheld.
+
+Runs inside the same micro-batch as the age/gender ensemble (one call per batch), on the scorer's already-loaded
+member networks; the minors rule (P(age < 18) above the threshold → no score, global or personal) is applied to the
+ensemble's age distribution before anything is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from libs.common.modelcard import ModelCard
+from services.scoring.beauty.minors import withhold_attractiveness
+from services.scoring.beauty.scorer import BeautyHead, chip_features, head_members, load_beauty_head, score_blocks
+from services.scoring.scorer import FaceScore, FaceScorer
+
+ROUND = 2
+DEFAULT_HEAD_BY_PROFILE = {"default": "beauty_head_all", "commercial-safe": "beauty_head_cc0"}
+
+
+@dataclass
+class Attractiveness:
+    """The loaded head plus the minors threshold; ``enrich`` returns the extra result fields per face."""
+
+    head: BeautyHead
+    card: ModelCard
+    minor_threshold: float
+
+    @classmethod
+    def load(cls, profile: str, minor_threshold: float) -> Attractiveness:
+        head, card = load_beauty_head(DEFAULT_HEAD_BY_PROFILE.get(profile, "beauty_head_all"))
+        return cls(head, card, minor_threshold)
+
+    @property
+    def version(self) -> str:
+        return f"{self.card.name}@{self.card.version}"
+
+    def enrich(
+        self, scorer: FaceScorer, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], scores: list[FaceScore]
+    ) -> list[dict[str, Any]]:
+        """Per face: attractiveness, word and spread — or the withheld notice with its reason."""
+        decisions = [withhold_attractiveness(s.age_probs, self.minor_threshold) for s in scores]
+        adults = [i for i, d in enumerate(decisions) if not d.withhold]
+        out: list[dict[str, Any]] = [{"p_minor": round(d.p_minor, 3)} for d in decisions]
+        for fields, decision in zip(out, decisions, strict=True):
+            if decision.withhold:
+                fields["withheld_reason"] = decision.reason
+        if adults:
+            members = {name: scorer.models[name] for name in head_members(self.head) if name in scorer.models}
+            blocks = chip_features(members, [chips[i] for i in adults], [landmarks[i] for i in adults])
+            for i, beauty in zip(adults, score_blocks(self.head, blocks), strict=True):
+                out[i].update({
+                    "attractiveness": round(min(10.0, max(1.0, beauty.score)), ROUND),
+                    "attractiveness_word": beauty.word,
+                    "attractiveness_spread": round(beauty.spread, ROUND),
+                })
+        return out

@@ -1,0 +1,134 @@
+"""Visual features: penultimate (and one earlier) activations of the scoring members, read with forward hooks.
+
+Why hooks: the member classes return only probabilities and are owned by another module; a hook reads the
+activations without changing them. Why these layers: attractiveness is not what the members were trained for, so
+the last layer before the softmax is too specialised on its own; one earlier, more generic block and a coarse 2×2
+spatial grid (face layout matters for attractiveness, a global average throws it away) are kept beside it. Each block
+is cached separately so the head can pick the combination by validation without re-running the networks.
+
+Blocks are named ``<member>.<layer>``; every block is a float32 [N, D] array. The members' own outputs (expected age,
+P(female), the age distribution) are blocks too: age and gender explain a large share of rated attractiveness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from services.scoring.members import member_crops, to_input
+from services.scoring.models.registry import PretrainedConfig
+
+GRID = 2  # 2×2 spatial pooling: keeps upper/lower and left/right face halves apart at 4× the size of a global mean
+FEATURE_BATCH = 64  # crops per forward pass: bounded memory, large enough to amortise the per-call overhead
+
+CC0_MEMBERS = ("agegender_cc0_age", "agegender_cc0_gender")  # commercial-safe feature sources
+ALL_MEMBERS = ("agegender_cc0_age", "agegender_cc0_gender", "wrn16_8_imdbwiki")
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """Where to read one activation map (a module's output) and how to pool it."""
+
+    module: str  # dotted module path inside the member
+    relu: bool  # the member applies a ReLU after this module in forward() (the hook sees the pre-activation)
+    grid: bool  # also keep a GRID×GRID average pool (else the global average only)
+
+
+HOOKS: dict[str, dict[str, HookSpec]] = {
+    "wrn16_8_imdbwiki": {
+        "final": HookSpec("bn", relu=True, grid=True),  # the map both heads read, 512 channels
+        "stage2": HookSpec("blocks.3", relu=False, grid=False),  # end of stage 2, 256 channels, more generic
+    },
+    "agegender_cc0_age": {
+        "final": HookSpec("blocks.4", relu=False, grid=True),  # input of the global average + fc: 256 channels
+        "stage2": HookSpec("blocks.2", relu=False, grid=False),  # 128 channels
+    },
+    "agegender_cc0_gender": {
+        "conv": HookSpec("affine4", relu=True, grid=True),  # last conv map, 64 channels
+        "fc1": HookSpec("fc1", relu=True, grid=False),  # the 16-unit penultimate layer
+    },
+}
+
+
+def _pool(activation: torch.Tensor, spec: HookSpec) -> dict[str, torch.Tensor]:
+    x = F.relu(activation) if spec.relu else activation
+    if x.dim() == 2:
+        return {"": x}
+    out = {"gap": x.mean(dim=(2, 3))}
+    if spec.grid:
+        out["grid"] = F.adaptive_avg_pool2d(x, GRID).flatten(1)
+    return out
+
+
+def member_features(
+    cfg: PretrainedConfig,
+    model: nn.Module,
+    chips: Sequence[np.ndarray],
+    landmarks: Sequence[np.ndarray],
+    flip: bool = True,
+) -> dict[str, np.ndarray]:
+    """Feature blocks of one member for N chips; with ``flip`` each block is the mean over the face and its mirror."""
+    crops = member_crops(cfg, chips, landmarks)
+    n = len(crops)
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    modules = dict(model.named_modules())
+    for layer, spec in HOOKS[cfg.name].items():
+        def hook(_m: nn.Module, _i: object, out: torch.Tensor, layer: str = layer) -> None:
+            captured[layer] = out
+        handles.append(modules[spec.module].register_forward_hook(hook))
+    try:
+        x = to_input(cfg, crops, flip)
+        with torch.inference_mode():
+            out = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    blocks: dict[str, np.ndarray] = {}
+    for layer, spec in HOOKS[cfg.name].items():
+        for kind, value in _pool(captured[layer], spec).items():
+            arr = value.float().numpy()
+            arr = (arr[:n] + arr[n:]) / 2 if flip else arr
+            blocks[f"{cfg.name}.{layer}{'_' + kind if kind else ''}"] = arr.astype(np.float32)
+    probs = out if isinstance(out, tuple) else (out,)
+    merged = [((p[:n] + p[n:]) / 2 if flip else p).float().numpy() for p in probs]
+    if cfg.task == "age+gender":
+        blocks[f"{cfg.name}.p_female"] = merged[0][:, cfg.female_index : cfg.female_index + 1]
+        blocks[f"{cfg.name}.age_probs"] = merged[1]
+    elif cfg.task == "age":
+        blocks[f"{cfg.name}.age_probs"] = merged[0]
+    else:
+        blocks[f"{cfg.name}.p_female"] = merged[0][:, cfg.female_index : cfg.female_index + 1]
+    return {k: v.astype(np.float32) for k, v in blocks.items()}
+
+
+def batched_member_features(
+    cfg: PretrainedConfig,
+    model: nn.Module,
+    chips: Sequence[np.ndarray],
+    landmarks: Sequence[np.ndarray],
+    flip: bool = True,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """``member_features`` over any number of chips in FEATURE_BATCH slices (bounded memory), concatenated."""
+    from tqdm import tqdm
+
+    parts: list[dict[str, np.ndarray]] = []
+    starts = range(0, len(chips), FEATURE_BATCH)
+    for start in tqdm(starts, desc=cfg.name, unit="batch", disable=not progress):
+        stop = start + FEATURE_BATCH
+        parts.append(member_features(cfg, model, chips[start:stop], landmarks[start:stop], flip))
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def stack_blocks(blocks: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """Concatenate the named blocks (in order) into one [N, D] float64 matrix."""
+    missing = [n for n in names if n not in blocks]
+    if missing:
+        raise KeyError(f"feature blocks missing: {missing}; have {sorted(blocks)}")
+    return np.concatenate([np.asarray(blocks[n], dtype=np.float64) for n in names], axis=1)

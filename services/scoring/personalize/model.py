@@ -1,0 +1,185 @@
+"""The personalisation bundle the scoring service loads: item regression, rater prior, scales, version.
+
+``fit_personal_model`` trains it from a ratings matrix and the faces' visual features; ``PersonalModel`` then
+answers the service's questions: a rater's personal score for a face (its features only — faces are always cold-start
+items here, which is the paper's setting), the state after a new rating, and which faces to ask next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from services.scoring.personalize.mf import DEFAULT_RANK, DEFAULT_REG, BiasedMF, fit_biased_mf
+from services.scoring.personalize.picker import pick_informative
+from services.scoring.personalize.prior import RaterPrior, encode_demographics, fit_rater_prior
+from services.scoring.personalize.rater import RaterState
+from services.scoring.personalize.visual import RidgeMap, fit_ridge_loo
+
+MIN_RATINGS_FOR_PERSONAL = 5  # below this many ratings (and without demographics) the global score is shown
+HOT_OFFSET_SD = 0.798  # E[z | z > 0] for a standard normal: "hot" ≈ 0.8 rating-sd above the mean, "not" below
+DISPLAY_MIN, DISPLAY_MAX = 1.0, 10.0  # personal scores are shown on the same 1–10 scale as the global score
+
+
+@dataclass(frozen=True)
+class PersonalScore:
+    """A score on 1–10 and where it came from: 'personal', 'demographic_prior' or 'global' (fallback)."""
+
+    score: float
+    source: str
+    n_ratings: int
+
+
+@dataclass
+class PersonalModel:
+    """Everything needed to personalise for raters and faces the model never saw."""
+
+    version: str
+    scale_min: float
+    scale_max: float
+    mu: float
+    rating_sd: float
+    noise_var: float
+    item_map: RidgeMap  # features → [b_i, q_1..q_K]
+    prior: RaterPrior
+    min_ratings: int = MIN_RATINGS_FOR_PERSONAL
+    blocks: list[str] = field(default_factory=list)  # feature blocks, in order, that make a face's feature vector
+    global_score_weight: float = 0.0  # > 0: the global beauty score is appended as the last feature column
+
+    def face_vector(self, blocks: Mapping[str, np.ndarray], global_score: float | None = None) -> np.ndarray:
+        """One face's feature vector [D] from its blocks (each [D_b] or [1, D_b]) and, if used, the global score."""
+        parts = [np.asarray(blocks[name], dtype=np.float64).reshape(-1) for name in self.blocks]
+        if self.global_score_weight > 0:
+            if global_score is None:
+                raise ValueError("this personal model needs the global beauty score as a feature")
+            parts.append(np.array([float(global_score)]))
+        return np.concatenate(parts)
+
+    @property
+    def dim(self) -> int:
+        """Rater vector size K + 1 (factors and bias)."""
+        return int(self.item_map.weight.shape[1])
+
+    def item_params(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(offset μ + b_i [N], item vector [q_i, 1] [N, K + 1]) for faces given their feature vectors [N, D]."""
+        out = self.item_map(features)
+        return self.mu + out[:, 0], np.hstack([out[:, 1:], np.ones((len(out), 1))])
+
+    def _demo(self, state: RaterState) -> np.ndarray | None:
+        d = state.demographics
+        if not d or not self.prior.uses_demographics:
+            return None
+        return encode_demographics(d.get("sex"), d.get("age"), d.get("preference"))
+
+    def rater_weights(self, state: RaterState) -> np.ndarray:
+        """The rater's current [p_u, b_u]: the posterior mean given the prior and their ratings."""
+        demo = self._demo(state)
+        return state.weights(self.prior.mean(demo), self.prior.precision_for(demo), self.noise_var)
+
+    def predict_ratings(self, state: RaterState, features: np.ndarray) -> np.ndarray:
+        """Predicted ratings on the model's own scale for faces [N, D] (no fallback: used by evaluation)."""
+        offset, vectors = self.item_params(features)
+        return offset + vectors @ self.rater_weights(state)
+
+    def to_display(self, rating: np.ndarray | float) -> np.ndarray:
+        """Model scale → 1–10, linearly."""
+        frac = (np.asarray(rating, dtype=np.float64) - self.scale_min) / (self.scale_max - self.scale_min)
+        return np.clip(DISPLAY_MIN + frac * (DISPLAY_MAX - DISPLAY_MIN), DISPLAY_MIN, DISPLAY_MAX)
+
+    def to_model_scale(self, scale: str, rating: float) -> float:
+        """A RatingSubmitted rating on the model's scale: '1to10' linearly, 'hot_or_not' as μ ± 0.8 sd."""
+        if scale == "hot_or_not":
+            return self.mu + (HOT_OFFSET_SD if rating > 0 else -HOT_OFFSET_SD) * self.rating_sd
+        if scale == "1to10":
+            frac = (float(rating) - DISPLAY_MIN) / (DISPLAY_MAX - DISPLAY_MIN)
+            return self.scale_min + frac * (self.scale_max - self.scale_min)
+        raise ValueError(f"unknown rating scale {scale!r}")
+
+    def new_state(self, rater_id: str, demographics: dict | None = None) -> RaterState:
+        return RaterState.new(rater_id, self.version, self.dim, demographics)
+
+    def add_rating(self, state: RaterState, face: str, features: np.ndarray, rating: float,
+                   scale: str = "1to10") -> RaterState:
+        """The state after one more rating (a RatingSubmitted event); a rating of an already rated face replaces
+        nothing — repeated views count again, as MEBeauty's averaged repeat ratings do."""
+        offset, vectors = self.item_params(np.atleast_2d(features))
+        return state.with_rating(face, vectors[0], float(offset[0]), self.to_model_scale(scale, rating))
+
+    def personal_score(self, state: RaterState, features: np.ndarray, global_score: float) -> PersonalScore:
+        """Personal 1–10 score for one face; the global score until the rater has ``min_ratings`` ratings, unless
+        demographics give a prior."""
+        if state.model_version != self.version:
+            raise ValueError(f"rater state is for model {state.model_version!r}, not {self.version!r}: replay it")
+        if state.n_ratings < self.min_ratings and self._demo(state) is None:
+            return PersonalScore(float(global_score), "global", state.n_ratings)
+        source = "personal" if state.n_ratings >= self.min_ratings else "demographic_prior"
+        rating = float(self.predict_ratings(state, np.atleast_2d(features))[0])
+        return PersonalScore(float(self.to_display(rating)), source, state.n_ratings)
+
+    def pick_faces(self, state: RaterState, candidate_features: np.ndarray, n: int,
+                   exclude: np.ndarray | None = None) -> list[int]:
+        """Indices of the ``n`` candidate faces whose ratings would pin this rater down fastest."""
+        demo = self._demo(state)
+        _, vectors = self.item_params(candidate_features)
+        return pick_informative(state.posterior_precision(self.prior.precision_for(demo), self.noise_var),
+                                vectors, n, self.noise_var, exclude)
+
+    def save(self, path: Path) -> None:
+        arrays = {
+            "item_mean": self.item_map.mean, "item_scale": self.item_map.scale, "item_weight": self.item_map.weight,
+            "item_bias": self.item_map.bias, "prior_weight": self.prior.weight, "prior_precision": self.prior.precision,
+            "prior_population_mean": self.prior.population_mean,
+            "prior_precision_no_demo": self.prior.precision_no_demo,
+        }
+        meta = {"version": self.version, "scale_min": self.scale_min, "scale_max": self.scale_max, "mu": self.mu,
+                "rating_sd": self.rating_sd, "noise_var": self.noise_var, "min_ratings": self.min_ratings,
+                "item_alpha": self.item_map.alpha, "item_loo_mse": self.item_map.loo_mse, "blocks": self.blocks,
+                "global_score_weight": self.global_score_weight}
+        np.savez_compressed(path, meta=np.array(json.dumps(meta)),
+                            **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
+
+    @classmethod
+    def load(cls, path: Path) -> PersonalModel:
+        with np.load(path, allow_pickle=False) as d:
+            meta = json.loads(str(d["meta"]))
+            a = {k: d[k].astype(np.float64) for k in d.files if k != "meta"}
+        item_map = RidgeMap(a["item_mean"], a["item_scale"], a["item_weight"], a["item_bias"], meta["item_alpha"],
+                            meta["item_loo_mse"])
+        prior = RaterPrior(a["prior_weight"], a["prior_precision"], a["prior_population_mean"],
+                           a["prior_precision_no_demo"])
+        return cls(meta["version"], meta["scale_min"], meta["scale_max"], meta["mu"], meta["rating_sd"],
+                   meta["noise_var"], item_map, prior, meta["min_ratings"], list(meta.get("blocks", [])),
+                   float(meta.get("global_score_weight", 0.0)))
+
+
+def fit_personal_model(
+    ratings: np.ndarray,
+    item_features: np.ndarray,
+    scale: tuple[float, float],
+    demographics: np.ndarray | None = None,
+    rank: int = DEFAULT_RANK,
+    reg: float = DEFAULT_REG,
+    name: str = "personal",
+    column_weights: np.ndarray | None = None,
+) -> tuple[PersonalModel, BiasedMF]:
+    """MF on the [U, I] ratings (NaN = missing), ridge from features to items, prior from rater vectors.
+
+    Returns the model and the fitted MF (evaluation uses the training faces' MF item vectors for revealed ratings).
+    """
+    mask = ~np.isnan(ratings)
+    mf = fit_biased_mf(ratings, rank=rank, reg=reg)
+    residual = (mf.predict() - np.nan_to_num(ratings))[mask]
+    noise_var = float(np.mean(residual**2))
+    item_map = fit_ridge_loo(item_features, np.hstack([mf.item_bias[:, None], mf.item_factors]),
+                             column_weights=column_weights)
+    rater_vectors = np.hstack([mf.rater_factors, mf.rater_bias[:, None]])
+    prior = fit_rater_prior(rater_vectors, demographics)
+    digest = hashlib.sha256(np.ascontiguousarray(item_map.weight, dtype=np.float32).tobytes()).hexdigest()[:12]
+    model = PersonalModel(f"{name}-r{rank}-{digest}", scale[0], scale[1], mf.mu, float(np.nanstd(ratings)), noise_var,
+                          item_map, prior)
+    return model, mf

@@ -1,0 +1,60 @@
+"""Where rater states live: a tiny async port with a blob-store adapter and an in-memory fake (cosmicpython style).
+
+The personalisation code never touches storage; the scoring service injects a ``RaterStateStore``. States are JSON
+bytes (``RaterState.to_bytes``) under ``raters/<rater_id>.json``, so any key → bytes backend works (the blob store
+here; a ClickHouse row keyed by rater would do as well).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from services.scoring.personalize.rater import RaterState
+
+KEY_PREFIX = "personalize/raters/"  # one blob per rater; the prefix lets an operator list or wipe them
+CONTENT_TYPE = "application/json"
+
+
+class RaterStateStore(Protocol):
+    """Load and save rater states; ``load`` returns None for a rater never seen."""
+
+    async def load(self, rater_id: str) -> RaterState | None: ...
+
+    async def save(self, state: RaterState) -> None: ...
+
+
+class InMemoryRaterStateStore:
+    """The fake for unit tests (keeps bytes, not objects, so serialisation is exercised too)."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    async def load(self, rater_id: str) -> RaterState | None:
+        data = self.blobs.get(rater_id)
+        return None if data is None else RaterState.from_bytes(data)
+
+    async def save(self, state: RaterState) -> None:
+        self.blobs[state.rater_id] = state.to_bytes()
+
+
+class BlobRaterStateStore:
+    """Rater states in a ``libs.common.blobs`` BlobStore (local directory or S3)."""
+
+    def __init__(self, blobs: object, prefix: str = KEY_PREFIX) -> None:
+        self.blobs = blobs
+        self.prefix = prefix
+
+    def key(self, rater_id: str) -> str:
+        return f"{self.prefix}{rater_id}.json"
+
+    async def load(self, rater_id: str) -> RaterState | None:
+        from libs.common.blobs.base import BlobNotFound
+
+        try:
+            blob = await self.blobs.get(self.key(rater_id))  # type: ignore[attr-defined]
+        except BlobNotFound:
+            return None
+        return RaterState.from_bytes(blob.data)
+
+    async def save(self, state: RaterState) -> None:
+        await self.blobs.put(self.key(state.rater_id), state.to_bytes(), CONTENT_TYPE)  # type: ignore[attr-defined]
