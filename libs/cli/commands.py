@@ -27,6 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     faces.add_argument("--limit", type=int)
     faces.set_defaults(fn=_eval_faces)
 
+    beauty = eval_sub.add_parser("beauty", help="attractiveness head on a dataset's test split: Pearson, MAE, RMSE")
+    beauty.add_argument("--dataset", required=True)
+    beauty.add_argument("--head", default="beauty_head_all", help="committed head to evaluate")
+    beauty.add_argument("--json", action="store_true")
+    beauty.set_defaults(fn=_eval_beauty)
+    personal = eval_sub.add_parser("personalize", help="per-rater prediction after k revealed ratings")
+    personal.add_argument("--dataset", required=True)
+    personal.add_argument("--k", default="0,5,10,20", help="comma-separated numbers of revealed ratings")
+    personal.add_argument("--max-raters", type=int)
+    personal.add_argument("--block-set", default="all", choices=["all", "cc0"])
+    personal.add_argument("--json", action="store_true")
+    personal.set_defaults(fn=_eval_personalize)
+
     dlq = sub.add_parser("dlq", help="list or replay dead-lettered messages")
     dlq.add_argument("action", choices=["list", "replay"])
     dlq.add_argument("--topic", help="one source topic (default: all)")
@@ -62,3 +75,33 @@ def _eval_faces(args: argparse.Namespace, settings: object) -> int:
     from libs.cli.analyze import run_eval_faces
 
     return run_eval_faces(args.dataset, settings, args.json, args.limit)  # type: ignore[arg-type]
+
+
+def _print_report(report: dict, as_json: bool) -> int:
+    import json
+
+    if as_json:
+        print(json.dumps(report, indent=2, default=float))
+    else:
+        for key, value in report.items():
+            print(f"{key:<28} {value}")
+    return 0
+
+
+def _eval_beauty(args: argparse.Namespace, settings: object) -> int:
+    from pathlib import Path
+
+    from services.scoring.beauty.evaluate import evaluate_beauty
+
+    return _print_report(evaluate_beauty(Path(args.dataset), head_name=args.head, progress=not args.json), args.json)
+
+
+def _eval_personalize(args: argparse.Namespace, settings: object) -> int:
+    from pathlib import Path
+
+    from services.scoring.personalize.evaluate import evaluate_personalization
+
+    ks = tuple(int(k) for k in args.k.split(","))
+    report = evaluate_personalization(Path(args.dataset), ks=ks, max_raters=args.max_raters,
+                                      block_set=args.block_set, progress=not args.json)
+    return _print_report(report, args.json)
