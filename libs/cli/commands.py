@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     personal.add_argument("--json", action="store_true")
     personal.set_defaults(fn=_eval_personalize)
 
+    simulate = sub.add_parser("simulate", help="simulate a viral launch: events into Kafka, or photos via the API")
+    from services.analytics.simulate.cli import add_arguments as add_simulate_arguments
+
+    add_simulate_arguments(simulate)
+    simulate.set_defaults(fn=_simulate)
+
     dlq = sub.add_parser("dlq", help="list or replay dead-lettered messages")
     dlq.add_argument("action", choices=["list", "replay"])
     dlq.add_argument("--topic", help="one source topic (default: all)")
@@ -105,3 +111,9 @@ def _eval_personalize(args: argparse.Namespace, settings: object) -> int:
     report = evaluate_personalization(Path(args.dataset), ks=ks, max_raters=args.max_raters,
                                       block_set=args.block_set, progress=not args.json)
     return _print_report(report, args.json)
+
+
+def _simulate(args: argparse.Namespace, settings: object) -> int:
+    from services.analytics.simulate.cli import run
+
+    return run(args, settings)

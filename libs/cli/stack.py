@@ -85,7 +85,7 @@ class LocalStack:
         if not self.quiet:
             print(text, flush=True)
 
-    def start(self, only: list[str] | None = None) -> None:
+    def start(self, only: list[str] | None = None, dashboard: bool = True) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.env.setdefault("HOWHOT_DATA_DIR", str(self.settings.core.data_dir.resolve()))
         if not self.settings.kafka.bootstrap:
@@ -110,6 +110,27 @@ class LocalStack:
                 self.stop()
                 raise RuntimeError(f"service {spec.name} did not become healthy; see {self.log_dir / spec.name}.log")
             self._say(f"• {spec.name:<10} http://{host}:{port}  ({spec.description})")
+        if dashboard and "analytics" in self.processes:
+            self._start_dashboard()
+
+    def _start_dashboard(self) -> None:
+        """The Streamlit dashboard, reading through the analytics query API (it never opens chDB itself)."""
+        from services.analytics.dashboard_app.launch import dashboard_command
+
+        log = (self.log_dir / "dashboard.log").open("ab")
+        self.processes["dashboard"] = subprocess.Popen(
+            dashboard_command(self.settings), env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = self.dashboard_url
+        if not _wait_healthy(f"{url}/_stcore/health", self.processes["dashboard"], HEALTH_TIMEOUT_S):
+            self.stop()
+            raise RuntimeError(f"the dashboard did not start; see {self.log_dir / 'dashboard.log'}")
+        self._say(f"• dashboard  {url}  (virality dashboard)")
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.settings.analytics.host}:{self.settings.analytics.dashboard_port}"
 
     def urls(self) -> dict[str, str]:
         out = {}
@@ -117,6 +138,8 @@ class LocalStack:
             if spec.name in self.processes:
                 host, port = service_port(self.settings, spec)
                 out[spec.name] = f"http://{host}:{port}"
+        if "dashboard" in self.processes:
+            out["dashboard"] = self.dashboard_url
         return out
 
     def stop(self) -> None:
@@ -143,6 +166,22 @@ class LocalStack:
             process.wait()
 
 
+    def restart(self, name: str) -> None:
+        """Start one service again (after ``kill``, in fault tests) with the stack's environment; wait until healthy."""
+        spec = next(s for s in SERVICES if s.name == name)
+        old = self.processes.get(name)
+        if old is not None and old.poll() is None:
+            raise RuntimeError(f"service {name} is still running; kill it first")
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = process = subprocess.Popen(
+            [sys.executable, "-m", spec.module], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        host, port = service_port(self.settings, spec)
+        if not _wait_healthy(f"http://{host}:{port}/healthz", process, HEALTH_TIMEOUT_S):
+            raise RuntimeError(f"service {name} did not become healthy again; see {self.log_dir / name}.log")
+
+
 def run_up(settings: Settings) -> int:
     """Start everything, print the URLs (website/API first), block until Ctrl-C, stop cleanly."""
     stack = LocalStack(settings)
@@ -156,8 +195,10 @@ def run_up(settings: Settings) -> int:
     print("\nHowhot is up:")
     if "upload" in urls:
         print(f"  Website / API   {urls['upload']}/   (OpenAPI: {urls['upload']}/api/v1/openapi.json)")
+    if "dashboard" in urls:
+        print(f"  Dashboard       {urls['dashboard']}/")
     for name, url in urls.items():
-        if name != "upload":
+        if name not in ("upload", "dashboard"):
             print(f"  {name:<15} {url}/healthz")
     print(f"  Logs            {Path(stack.log_dir).resolve()}\nPress Ctrl-C to stop.", flush=True)
     stopping = False

@@ -8,6 +8,9 @@
 - results/{photo_id}.json         scoring  the result document the API serves (or the scoring stage's failure)
 - cards/{photo_id}/{fmt}-{v}.png  share    rendered result cards
 - shares/{share_id}.json          upload   public share record (share id → photo id), only once the owner shares
+- features/{photo_id}/{n}.npy     scoring  face n's personalization vector (PersonalModel.face_vector), adults only
+- ratepool/{photo_id}.json        scoring  the photo's faces offered for rating (owner opted in, no minors)
+- personalize/raters/{vid}.json   scoring  a rater's personal-model state (services/scoring/personalize/store.py)
 """
 
 from __future__ import annotations
@@ -65,8 +68,25 @@ def share(share_id: str) -> str:
     return f"shares/{_check(share_id)}.json"
 
 
+RATE_POOL_PREFIX = "ratepool/"
+
+
+def face_features_prefix(photo_id: str) -> str:
+    return f"features/{_check(photo_id)}/"
+
+
+def face_features(photo_id: str, index: int) -> str:
+    """Face ``index``'s personalization vector (.npy), written by scoring and read by its ratings consumer."""
+    return f"{face_features_prefix(photo_id)}{int(index)}.npy"
+
+
+def rate_pool_entry(photo_id: str) -> str:
+    """The photo's entry in the rate-others pool: which of its faces may be shown to other visitors for rating."""
+    return f"{RATE_POOL_PREFIX}{_check(photo_id)}.json"
+
+
 def derived_keys_and_prefixes(photo_id: str) -> tuple[list[str], list[str]]:
     """Everything that must go when a photo is deleted: single keys, and prefixes to delete wholesale."""
-    keys = [photo(photo_id), faces_manifest(photo_id), result(photo_id)]
-    prefixes = [chips_prefix(photo_id), cards_prefix(photo_id)]
+    keys = [photo(photo_id), faces_manifest(photo_id), result(photo_id), rate_pool_entry(photo_id)]
+    prefixes = [chips_prefix(photo_id), cards_prefix(photo_id), face_features_prefix(photo_id)]
     return keys, prefixes

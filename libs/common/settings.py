@@ -98,6 +98,15 @@ class UploadSettings(_Base):
     max_bytes: int = 15 * 1024 * 1024  # a 12-megapixel phone JPEG is ~5 MB; leave room for PNGs
     max_pixels: int = 40_000_000  # decompression-bomb guard; a 12 MP photo is 12e6
     max_side_stored: int = 2048  # the normalized stored copy; detection downsizes further anyway
+    # Admission control (services/upload/admission.py): shed uploads with 503 once this many photos wait in the
+    # face + scoring consumer groups; ~2000 is under a minute of catch-up at the pipeline's design throughput.
+    max_backlog: int = 2000
+    backlog_poll_s: float = 2.0  # how often the consumer lag is re-measured (one admin round trip per poll)
+    # Per-client token bucket (services/upload/ratelimit.py); burst 0 disables it (benchmarks, trusted clients).
+    rate_limit_burst: int = 10  # a visitor may upload a handful of photos back to back
+    rate_limit_per_minute: float = 12.0  # then one every 5 s, far above what a person does by hand
+    rate_limit_max_clients: int = 100_000  # LRU bound on tracked clients: ~100 bytes each, ~10 MB at most
+    rate_limit_ip_factor: int = 10  # a client IP (NAT, campus) gets this many visitors' worth of tokens
 
 
 class FaceSettings(_Base):
@@ -125,6 +134,10 @@ class ScoringSettings(_Base):
     max_batch: int = 32
     max_wait_ms: int = 10
     minor_threshold: float = 0.2  # withhold attractiveness when P(age < 18) exceeds this
+    internal_url: str = ""  # where the upload service calls the personal API; default http://{host}:{port}
+    personal_model: str = ""  # personalization bundle (.npz); "" = the shipped weights/personal_frl_london.npz
+    min_ratings: int = 0  # ratings before a personal score is shown; 0 = the bundle's own threshold
+    rate_pool_size: int = 500  # newest rate-pool photos considered when picking faces for a rater
 
 
 class ShareSettings(_Base):

@@ -152,3 +152,430 @@ QUERIES: dict[str, NamedQuery] = {
         ),
     )
 }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The virality dashboard's queries (tables from infra/clickhouse/002_virality_rollups.sql).
+#
+# Exactness: the minute rollups hold uniqExact states (duplicates cannot inflate them), photo_timeline holds min/max
+# (idempotent), scored_faces is read with FINAL and ratings with LIMIT 1 BY event_id. Every figure below is therefore
+# exact whether or not ClickHouse has merged away duplicate events yet. Rollup-based figures count whole minutes:
+# a minute belongs to [from, to) when its start does (the dashboard's picker is minute-aligned).
+# ---------------------------------------------------------------------------------------------------------------------
+
+RollupMetric = Literal["evaluations", "uploads", "visitors", "page_views", "shares", "share_views", "ratings"]
+_METRIC_TYPES = {  # metric → minute_rollup.type ('visitors' merges the visitor sets of every type instead)
+    "evaluations": "face.scored",
+    "uploads": "photo.uploaded",
+    "visitors": "",
+    "page_views": "page.viewed",
+    "shares": "photo.shared",
+    "share_views": "share.viewed",
+    "ratings": "rating.submitted",
+}
+
+# Spike detection: a robust z-score of each minute against a centered rolling median, scaled by the rolling MAD.
+# seriesOutliersDetectTukey works in chDB 26.9 too, but it judges every minute against the whole range's quartiles,
+# so the peak hours of an ordinary daily curve get flagged; a local baseline does not have that problem.
+SPIKE_WINDOW_MINUTES = 90  # ±90 min: wider than a press spike's ~30–60 min decay, so the spike stays a minority
+SPIKE_MIN_SCORE = 6.0  # robust z; Poisson noise alone almost never reaches 6 scaled MADs
+SPIKE_MIN_RATIO = 1.8  # and at least ~2× the baseline: a spike people should notice, not a statistical blip
+SPIKE_MIN_VALUE = 10  # below ten events a minute "spikes" are noise of a quiet night
+SPIKE_MERGE_GAP_MINUTES = 10  # spike minutes this close are one spike: a decaying wave dips under the bar for minutes
+MAD_TO_SIGMA = 1.4826  # MAD × 1.4826 estimates σ for normal data
+HOT_RATING_1TO10 = 7.0  # on the 1–10 scale a 7 or more counts as "hot"
+HOT_RATING_HOT_OR_NOT = 0.5  # hot_or_not ratings are 1 (hot) or 0 (not)
+AGE_BIN_YEARS = 5  # histogram bar width: coarse enough to read, fine enough to see the 18–24 bulge
+
+
+class RangeParams(_TimeRange):
+    """Optional time range [from, to) over each figure's own event time."""
+
+
+class KpiParams(_TimeRange):
+    """Optional range; "today" is the UTC day that contains the range's end (or now)."""
+
+
+class SeriesParams(_TimeRange):
+    """A bounded per-minute series of one metric."""
+
+    metric: RollupMetric = "evaluations"  # type: ignore[valid-type]
+    start: AwareDatetime = Field(alias="from", description="inclusive, ISO 8601 with timezone")
+    end: AwareDatetime = Field(alias="to", description="exclusive, ISO 8601 with timezone")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if self.end - self.start > MAX_MINUTES_SPAN:
+            raise ValueError(f"range longer than {MAX_MINUTES_SPAN.days} days: ask for a coarser series")
+        return self
+
+    def bind(self) -> dict[str, Any]:
+        return {**super().bind(), "rollup_type": _METRIC_TYPES[self.metric]}
+
+
+_F = "{from:Nullable(DateTime64(3, 'UTC'))}"
+_T = "{to:Nullable(DateTime64(3, 'UTC'))}"
+
+
+def _in_range(column: str) -> str:
+    """``column`` within the optional [from, to) parameters."""
+    return f"({_F} IS NULL OR {column} >= {_F}) AND ({_T} IS NULL OR {column} < {_T})"
+
+
+# One row per photo uploaded in range, with the first time it reached each stage. FINAL merges photo_timeline's
+# min/max columns (exact whatever the merge state; cheaper than GROUP BY photo_id once background merges caught up),
+# and WHERE applies after FINAL (ClickHouse never moves non-key conditions of a FINAL query to PREWHERE).
+_PHOTOS = (
+    "SELECT photo_id, uploaded_at AS up_at, detected_at AS det_at, scored_at AS sc_at, carded_at AS card_at,"  # noqa: S608
+    " shared_at AS sh_at, share_viewed_at AS sv_at, faces_found AS faces, uploader AS owner, via_share AS via,"
+    " referrer AS ref, utm_source AS utm"
+    f" FROM {{db}}.photo_timeline FINAL WHERE uploaded_at IS NOT NULL AND {_in_range('uploaded_at')}"
+)
+_SHARES = "SELECT share_id, photo_id, sharer, shared_at FROM {db}.shares FINAL"
+_FACES = f"SELECT * FROM {{db}}.scored_faces FINAL WHERE {_in_range('occurred_at')}"  # noqa: S608
+_AGE_BAND = (
+    "multiIf(age < 18, '<18', age < 25, '18-24', age < 35, '25-34', age < 45, '35-44', age < 55, '45-54', '55+')"
+)
+_MS = "dateDiff('millisecond', {a}, {b})"
+
+
+def _quantile_or_null(level: float, expr: str, cond: str) -> str:
+    """Interpolated exact quantile (median of 20 and 140 is 80, not 140) that answers NULL (JSON null), not NaN,
+    when no row qualifies."""
+    return f"if(countIf({cond}) = 0, NULL, round(quantileExactInclusiveIf({level})({expr}, {cond}), 3))"
+
+
+_COUNTED_TYPES = "('face.scored', 'photo.uploaded', 'photo.shared', 'share.viewed', 'rating.submitted')"
+# Counts sum per-minute exact sets: an event's duplicates share its occurred_at, hence its minute, so the sum of exact
+# per-minute counts is the exact total, without building one hash set of millions of ids.
+_KPIS_SQL = f"""
+SELECT r.evaluations AS evaluations, r.evaluations_today AS evaluations_today, v.all_visitors AS visitors,
+       r.photos AS photos, r.shares AS shares, r.share_views AS share_views, r.ratings AS ratings,
+       v.sharers AS sharers, p.attributed_uploads AS attributed_uploads,
+       if(v.sharers = 0, NULL, round(p.attributed_uploads / v.sharers, 4)) AS k_factor,
+       p.cycle_p50_s AS share_to_upload_p50_s, p.cycle_p95_s AS share_to_upload_p95_s,
+       p.result_p50_s AS result_p50_s, p.result_p95_s AS result_p95_s
+FROM (
+    SELECT sumIf(n, type = 'face.scored') AS evaluations,
+           sumIf(n, type = 'face.scored' AND minute >= toStartOfDay(
+               ifNull({_T}, now64(3, 'UTC')) - toIntervalMillisecond(1))) AS evaluations_today,
+           sumIf(n, type = 'photo.uploaded') AS photos,
+           sumIf(n, type = 'photo.shared') AS shares,
+           sumIf(n, type = 'share.viewed') AS share_views,
+           sumIf(n, type = 'rating.submitted') AS ratings
+    FROM (
+        SELECT minute, type, uniqExactMerge(events) AS n FROM {{db}}.minute_rollup
+        WHERE type IN {_COUNTED_TYPES} AND {_in_range('minute')} GROUP BY minute, type
+    )
+) AS r
+CROSS JOIN (
+    SELECT uniqMerge(visitors) AS all_visitors, uniqMergeIf(visitors, type = 'photo.shared') AS sharers
+    FROM {{db}}.minute_visitors WHERE {_in_range('minute')}
+) AS v
+CROSS JOIN (
+    SELECT countIf(via != '') AS attributed_uploads,
+           {_quantile_or_null(0.5, _MS.format(a='up_at', b='sc_at') + ' / 1000', 'sc_at IS NOT NULL')} AS result_p50_s,
+           {_quantile_or_null(0.95, _MS.format(a='up_at', b='sc_at') + ' / 1000', 'sc_at IS NOT NULL')} AS result_p95_s,
+           {_quantile_or_null(0.5, _MS.format(a='s.shared_at', b='up_at') + ' / 1000', "s.share_id != ''")}
+               AS cycle_p50_s,
+           {_quantile_or_null(0.95, _MS.format(a='s.shared_at', b='up_at') + ' / 1000', "s.share_id != ''")}
+               AS cycle_p95_s
+    FROM ({_PHOTOS}) AS ph LEFT JOIN ({_SHARES}) AS s ON ph.via = s.share_id
+) AS p
+SETTINGS join_use_nulls = 0
+"""  # noqa: S608
+
+_SERIES_BOUNDS = (
+    "minute >= toStartOfMinute({from:DateTime64(3, 'UTC')}) AND minute < {to:DateTime64(3, 'UTC')}"
+)
+_WINDOW = f"ORDER BY minute ROWS BETWEEN {SPIKE_WINDOW_MINUTES} PRECEDING AND {SPIKE_WINDOW_MINUTES} FOLLOWING"
+# minute, value, baseline (rolling median), score (robust z), is_spike.
+_SERIES_SQL = f"""
+SELECT minute, value, baseline, score,
+       score >= {SPIKE_MIN_SCORE} AND value >= {SPIKE_MIN_RATIO} * baseline AND value >= {SPIKE_MIN_VALUE} AS is_spike
+FROM (
+    SELECT minute, value, baseline,
+           round((value - baseline) / greatest({MAD_TO_SIGMA} * mad, sqrt(baseline), 1), 2) AS score
+    FROM (
+        SELECT minute, value, baseline,
+               quantileExact(0.5)(abs(value - baseline)) OVER w AS mad
+        FROM (
+            SELECT minute, value, quantileExact(0.5)(value) OVER w AS baseline
+            FROM (
+                SELECT minute, toFloat64(sum(n)) AS value
+                FROM (
+                    SELECT minute, uniqExactMerge(events) AS n FROM {{db}}.minute_rollup
+                    WHERE {{rollup_type:String}} != '' AND type = {{rollup_type:String}} AND {_SERIES_BOUNDS}
+                    GROUP BY minute
+                    UNION ALL
+                    SELECT minute, uniqMerge(visitors) AS n FROM {{db}}.minute_visitors
+                    WHERE {{rollup_type:String}} = '' AND {_SERIES_BOUNDS}
+                    GROUP BY minute
+                )
+                GROUP BY minute
+                ORDER BY minute WITH FILL FROM toDateTime(toStartOfMinute({{from:DateTime64(3, 'UTC')}}), 'UTC')
+                    TO toDateTime({{to:DateTime64(3, 'UTC')}}, 'UTC') STEP INTERVAL 1 MINUTE
+            )
+            WINDOW w AS ({_WINDOW})
+        )
+        WINDOW w AS ({_WINDOW})
+    )
+)
+"""  # noqa: S608
+
+# One row per spike: spike minutes less than SPIKE_MERGE_GAP_MINUTES apart belong to the same spike (a press wave
+# decays noisily, and one dip under the threshold must not split it in two).
+_SPIKE_WINDOWS = f"""
+SELECT min(minute) AS start, max(minute) + INTERVAL 1 MINUTE AS end, argMax(minute, value) AS peak_minute,
+       max(value) AS peak_value, argMax(baseline, value) AS baseline_at_peak, round(sum(value - baseline)) AS excess
+FROM (
+    SELECT minute, value, baseline,
+           sum(gap_s > {SPIKE_MERGE_GAP_MINUTES * 60}) OVER (ORDER BY minute ROWS UNBOUNDED PRECEDING) AS spike
+    FROM (
+        SELECT minute, value, baseline,
+               dateDiff('second', lagInFrame(minute, 1, toDateTime(0, 'UTC'))
+                   OVER (ORDER BY minute ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), minute) AS gap_s
+        FROM ({_SERIES_SQL}) WHERE is_spike
+    )
+)
+GROUP BY spike
+"""  # noqa: S608
+
+# Photos uploaded within each spike's window, counted per referrer (domain, 'share link' or 'direct') and utm_source.
+_SPIKE_SOURCE_COUNTS = f"""
+SELECT w.start AS start, p.dimension AS dimension, p.value AS value, count() AS photos
+FROM (
+    SELECT start, arrayJoin(arrayMap(k -> start + toIntervalMinute(k), range(toUInt32(dateDiff('minute', start, end)))))
+               AS minute
+    FROM ({_SPIKE_WINDOWS})
+) AS w
+INNER JOIN (
+    SELECT toDateTime(toStartOfMinute(up_at), 'UTC') AS minute, dimension, value
+    FROM ({_PHOTOS})
+    ARRAY JOIN ['referrer', 'utm_source'] AS dimension,
+               [if(via != '', 'share link', if(ref != '', ref, 'direct')), if(utm != '', utm, '(none)')] AS value
+) AS p ON p.minute = w.minute
+GROUP BY start, dimension, value
+"""  # noqa: S608
+
+_SPIKES_SQL = f"""
+SELECT s.start AS start, s.end AS end, s.peak_minute AS peak_minute, s.peak_value AS peak_value,
+       s.baseline_at_peak AS baseline_at_peak, s.excess AS excess,
+       ifNull(c.top_referrer, '') AS top_referrer, ifNull(c.top_referrer_pct, 0) AS top_referrer_pct,
+       ifNull(c.top_utm_source, '') AS top_utm_source, ifNull(c.top_utm_source_pct, 0) AS top_utm_source_pct,
+       ifNull(c.spike_photos, 0) AS photos
+FROM ({_SPIKE_WINDOWS}) AS s
+LEFT JOIN (
+    SELECT start,
+           argMaxIf(value, (photos, value), dimension = 'referrer') AS top_referrer,
+           round(100 * maxIf(photos, dimension = 'referrer') / sumIf(photos, dimension = 'referrer'), 1)
+               AS top_referrer_pct,
+           argMaxIf(value, (photos, value), dimension = 'utm_source') AS top_utm_source,
+           round(100 * maxIf(photos, dimension = 'utm_source') / sumIf(photos, dimension = 'utm_source'), 1)
+               AS top_utm_source_pct,
+           sumIf(photos, dimension = 'referrer') AS spike_photos
+    FROM ({_SPIKE_SOURCE_COUNTS})
+    GROUP BY start
+) AS c ON c.start = s.start
+ORDER BY start
+SETTINGS join_use_nulls = 1
+"""  # noqa: S608
+
+_SPIKE_SOURCES_SQL = f"""
+SELECT start, dimension, value, photos, round(100 * photos / sum(photos) OVER (PARTITION BY start, dimension), 1) AS pct
+FROM ({_SPIKE_SOURCE_COUNTS})
+ORDER BY start, dimension, photos DESC, value
+LIMIT {MAX_ROWS}
+"""  # noqa: S608
+
+_FUNNEL_SQL = f"""
+SELECT step, value, unit FROM (
+    SELECT 1 AS n, 'visited' AS step, toUInt64(uniqMerge(visitors)) AS value, 'visitors' AS unit
+    FROM {{db}}.minute_visitors WHERE type = 'page.viewed' AND {_in_range('minute')}
+    UNION ALL
+    SELECT t.1 AS n, t.2 AS step, toUInt64(t.3) AS value, t.4 AS unit
+    FROM (
+        SELECT arrayJoin([
+                   (2, 'uploaded', count(), 'photos'),
+                   (3, 'face found', countIf(faces > 0), 'photos'),
+                   (4, 'scored', countIf(sc_at IS NOT NULL), 'photos'),
+                   (5, 'shared', countIf(sh_at IS NOT NULL), 'photos'),
+                   (6, 'share viewed', countIf(sv_at IS NOT NULL), 'photos')]) AS t
+        FROM ({_PHOTOS})
+    )
+    UNION ALL
+    SELECT 7 AS n, 'new upload' AS step, toUInt64(count()) AS value, 'photos' AS unit
+    FROM {{db}}.photo_timeline FINAL
+    WHERE via_share IN (SELECT share_id FROM ({_SHARES}) WHERE photo_id IN (SELECT photo_id FROM ({_PHOTOS})))
+)
+ORDER BY n
+"""  # noqa: S608
+
+# Ratings are first counted per (rater, rated face), then joined on 64-bit hashes of those keys (hash joins on UInt64
+# are several times cheaper than on strings; a collision among millions of keys has odds of ~1e-7). The rater's
+# gender comes from face 0 of their latest scored photo; 'unknown' when they never uploaded one.
+_HOT_RATINGS_SQL = f"""
+SELECT if(rg.gender = '', 'unknown', rg.gender) AS rater_gender,
+       if(fg.gender = '', 'unknown', fg.gender) AS rated_gender,
+       sum(r.n) AS ratings, sum(r.hot) AS hot, round(100 * hot / ratings, 1) AS hot_pct
+FROM (
+    SELECT cityHash64(rater) AS rater_key, cityHash64(photo_id, face_index) AS face_key, count() AS n,
+           countIf(if(scale = '1to10', rating >= {HOT_RATING_1TO10}, rating >= {HOT_RATING_HOT_OR_NOT})) AS hot
+    FROM {{db}}.ratings FINAL
+    WHERE {_in_range('occurred_at')}
+    GROUP BY rater_key, face_key
+) AS r
+ANY LEFT JOIN (
+    SELECT cityHash64(t.uploader) AS rater_key, argMax(f.gender, f.occurred_at) AS gender
+    FROM (SELECT photo_id, uploader FROM {{db}}.photo_timeline FINAL WHERE uploader != '') AS t
+    INNER JOIN (SELECT photo_id, gender, occurred_at FROM {{db}}.scored_faces FINAL WHERE face_index = 0) AS f
+        ON f.photo_id = t.photo_id
+    GROUP BY rater_key
+) AS rg ON rg.rater_key = r.rater_key
+ANY LEFT JOIN (
+    SELECT cityHash64(photo_id, face_index) AS face_key, any(gender) AS gender
+    FROM {{db}}.scored_faces FINAL GROUP BY face_key
+) AS fg ON fg.face_key = r.face_key
+GROUP BY rater_gender, rated_gender
+ORDER BY rater_gender, rated_gender
+SETTINGS join_use_nulls = 0
+"""  # noqa: S608
+
+_STAGE_LATENCY_SQL = f"""
+SELECT stage, photos, p50_ms, p95_ms FROM (
+    SELECT arrayJoin([
+        (1, 'upload → faces', countIf(det_at IS NOT NULL),
+         {_quantile_or_null(0.5, _MS.format(a='up_at', b='det_at'), 'det_at IS NOT NULL')},
+         {_quantile_or_null(0.95, _MS.format(a='up_at', b='det_at'), 'det_at IS NOT NULL')}),
+        (2, 'faces → scored', countIf(det_at IS NOT NULL AND sc_at IS NOT NULL),
+         {_quantile_or_null(0.5, _MS.format(a='det_at', b='sc_at'), 'det_at IS NOT NULL AND sc_at IS NOT NULL')},
+         {_quantile_or_null(0.95, _MS.format(a='det_at', b='sc_at'), 'det_at IS NOT NULL AND sc_at IS NOT NULL')}),
+        (3, 'scored → card', countIf(sc_at IS NOT NULL AND card_at IS NOT NULL),
+         {_quantile_or_null(0.5, _MS.format(a='sc_at', b='card_at'), 'sc_at IS NOT NULL AND card_at IS NOT NULL')},
+         {_quantile_or_null(0.95, _MS.format(a='sc_at', b='card_at'), 'sc_at IS NOT NULL AND card_at IS NOT NULL')}),
+        (4, 'upload → result', countIf(sc_at IS NOT NULL),
+         {_quantile_or_null(0.5, _MS.format(a='up_at', b='sc_at'), 'sc_at IS NOT NULL')},
+         {_quantile_or_null(0.95, _MS.format(a='up_at', b='sc_at'), 'sc_at IS NOT NULL')})
+    ]) AS t, t.1 AS n, t.2 AS stage, t.3 AS photos, t.4 AS p50_ms, t.5 AS p95_ms
+    FROM ({_PHOTOS})
+)
+ORDER BY n
+"""  # noqa: S608
+
+_TRAFFIC_SOURCES_SQL = f"""
+SELECT dimension, value, count() AS uploads, round(100 * uploads / sum(uploads) OVER (PARTITION BY dimension), 1) AS pct
+FROM ({_PHOTOS})
+ARRAY JOIN ['referrer', 'utm_source'] AS dimension,
+           [if(via != '', 'share link', if(ref != '', ref, 'direct')), if(utm != '', utm, '(none)')] AS value
+GROUP BY dimension, value
+ORDER BY dimension, uploads DESC, value
+LIMIT {MAX_ROWS}
+"""  # noqa: S608
+
+class NoParams(QueryParams):
+    """The query takes no parameters."""
+
+
+_VIRALITY_QUERIES = (
+    NamedQuery(
+        "data_bounds",
+        "First and last minute with any event (NULLs on an empty store): the dashboard's 'whole launch' range.",
+        "SELECT if(count() = 0, NULL, min(minute)) AS first_minute, if(count() = 0, NULL, max(minute)) AS last_minute"
+        " FROM {db}.minute_rollup",
+        NoParams,
+    ),
+    NamedQuery(
+        "kpis",
+        "Headline figures in [from, to): evaluations (faces scored; also today), visitors, photos, shares, share views,"
+        " ratings, K-factor (uploads attributed to a share ÷ distinct sharers), share→attributed upload cycle time and"
+        " time to result (upload→scored), median and p95 in seconds.",
+        _KPIS_SQL,
+        KpiParams,
+    ),
+    NamedQuery(
+        "activity_per_minute",
+        "One metric per minute in [from, to) with empty minutes as 0, its rolling-median baseline, a robust z-score"
+        f" (MAD) and is_spike (score ≥ {SPIKE_MIN_SCORE}, ≥ {SPIKE_MIN_RATIO}× baseline, ≥ {SPIKE_MIN_VALUE}).",
+        _SERIES_SQL + " ORDER BY minute",
+        SeriesParams,
+    ),
+    NamedQuery(
+        "spikes",
+        "Each spike of a metric in [from, to): start, end, peak, baseline, excess over baseline, and the referrer and"
+        " utm_source that brought most of the photos uploaded during it (with their share in percent).",
+        _SPIKES_SQL,
+        SeriesParams,
+    ),
+    NamedQuery(
+        "spike_sources",
+        "For each spike (by its start), photos uploaded during it per referrer domain and per utm_source.",
+        _SPIKE_SOURCES_SQL,
+        SeriesParams,
+    ),
+    NamedQuery(
+        "funnel",
+        "visit → upload → face found → scored → shared → share viewed → new upload. Visitors are those with a page"
+        " view in range; photo steps follow the photos uploaded in range; 'new upload' counts uploads (any time)"
+        " attributed to their shares.",
+        _FUNNEL_SQL,
+        RangeParams,
+    ),
+    NamedQuery(
+        "stage_latency",
+        "Per pipeline stage, for photos uploaded in range: photos that completed it, median and p95 in milliseconds"
+        " (from the events' occurred_at).",
+        _STAGE_LATENCY_SQL,
+        RangeParams,
+    ),
+    NamedQuery(
+        "age_histogram",
+        f"Scored faces per {AGE_BIN_YEARS}-year estimated-age bin and gender, faces scored in range.",
+        f"SELECT toUInt16(intDiv(toUInt16(greatest(age, 0)), {AGE_BIN_YEARS}) * {AGE_BIN_YEARS}) AS age_from,"  # noqa: S608
+        " gender, count() AS faces"
+        f" FROM ({_FACES}) GROUP BY age_from, gender ORDER BY age_from, gender",
+        RangeParams,
+    ),
+    NamedQuery(
+        "gender_split",
+        "Scored faces per estimated gender, with percent of all faces, faces scored in range.",
+        f"SELECT gender, count() AS faces, round(100 * faces / sum(faces) OVER (), 1) AS pct FROM ({_FACES})"  # noqa: S608
+        " GROUP BY gender ORDER BY gender",
+        RangeParams,
+    ),
+    NamedQuery(
+        "attractiveness_by_group",
+        "Attractiveness by gender and age band (faces scored in range): faces, faces with a score (withheld for"
+        " minors), mean, median and p90.",
+        f"SELECT gender, {_AGE_BAND} AS age_band, count() AS faces, count(attractiveness) AS scored,"  # noqa: S608
+        " if(scored = 0, NULL, round(avg(attractiveness), 2)) AS mean,"
+        " if(scored = 0, NULL, round(quantileExact(0.5)(attractiveness), 2)) AS median,"
+        " if(scored = 0, NULL, round(quantileExact(0.9)(attractiveness), 2)) AS p90"
+        f" FROM ({_FACES}) GROUP BY gender, age_band ORDER BY gender, age_band",
+        RangeParams,
+    ),
+    NamedQuery(
+        "hot_ratings_by_gender",
+        f"Ratings in range by rater's and rated face's gender: ratings, 'hot' ones (hot_or_not = 1, or ≥"
+        f" {HOT_RATING_1TO10:g} of 10) and their percent. The rater's gender is that of face 0 of their own latest"
+        " scored photo ('unknown' when they uploaded none).",
+        _HOT_RATINGS_SQL,
+        RangeParams,
+    ),
+    NamedQuery(
+        "traffic_sources",
+        "Photos uploaded in range per referrer domain ('share link' when via a share, 'direct' without referrer) and"
+        " per utm_source, with percent within each dimension.",
+        _TRAFFIC_SOURCES_SQL,
+        RangeParams,
+    ),
+)
+
+
+def _with_lineage(query: NamedQuery) -> NamedQuery:
+    """Prefix a comment naming the raw table every rollup derives from: readable in system.query_log, and every
+    registered query keeps naming ``{db}.events`` (the registry's own tests check that each query reads our data)."""
+    sql = f"/* derived from {{db}}.events by the MVs of 002_virality_rollups.sql */\n{query.sql.strip()}"
+    return NamedQuery(query.name, query.description, sql, query.params)
+
+
+QUERIES.update({q.name: _with_lineage(q) for q in _VIRALITY_QUERIES})

@@ -27,6 +27,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     })
     for name in ("UPLOAD", "FACE", "SCORING", "SHARE", "ANALYTICS"):
         env[f"HOWHOT_{name}_PORT"] = str(free_port())
+    env["HOWHOT_ANALYTICS_DASHBOARD_PORT"] = str(free_port())
     env["HOWHOT_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{env['HOWHOT_UPLOAD_PORT']}"
     env.pop("HOWHOT_KAFKA_BOOTSTRAP", None)
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")

@@ -71,3 +71,8 @@ def test_a_face_photo_is_detected_scored_and_recorded(stack: LocalStack, astrona
         return types if {"photo.uploaded", "faces.detected", "photo.scored"} <= types else None
 
     wait_for(stages)
+
+
+def test_the_dashboard_is_served_by_the_stack(stack: LocalStack) -> None:
+    page = requests.get(stack.urls()["dashboard"] + "/", timeout=10)
+    assert page.status_code == 200 and "streamlit" in page.text.lower()

@@ -1,0 +1,131 @@
+"""Dashboard query latency on chDB at N events: every panel's named query, p50/p95 over repeats.
+
+Rows are generated inside ClickHouse (INSERT … SELECT FROM numbers()) into a temporary store, so the materialized
+views of 002_virality_rollups.sql fill exactly as they do on ingest. The shape per "photo" i: 2 page views, the upload
+(referrer mix, one press spike of 10 % of the photos in 20 minutes at hour 4), face detection, scoring (93 %, one face),
+a card, a share (30 %), share views (80 %) and a rating: ~8 events per photo over 12 hours.
+
+    .venv/bin/python benchmarks/dashboard_queries.py --events 1000000 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from libs.common.settings import CoreSettings, Settings
+from services.analytics.queries import QUERIES
+from services.analytics.store import AnalyticsStore
+
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+HOURS = 12
+EVENTS_PER_PHOTO = 8  # see the module docstring
+SETTLE_MAX_S = 300.0  # merges of 10M freshly inserted rows take a minute or two on two cores
+CHUNK_PHOTOS = 250_000  # photos per INSERT round: bounds chDB's memory on a small machine
+PANELS = (  # what one dashboard refresh runs
+    "data_bounds", "kpis", "activity_per_minute", "spikes", "spike_sources", "funnel", "stage_latency",
+    "age_histogram", "gender_split", "attractiveness_by_group", "hot_ratings_by_gender", "traffic_sources",
+)
+
+_T = f"toDateTime64('{START:%Y-%m-%d %H:%M:%S}', 3, 'UTC')"
+# Seconds into the launch for photo i: spread evenly, except every 10th photo lands in the 20-minute spike at hour 4.
+_AT = f"if(i % 10 = 0, 4 * 3600 + (i % 1200), (i * {HOURS * 3600}) / @PHOTOS@)"
+_PHOTO = "concat('photo', leftPad(toString(i), 15, '0'))"
+_VISITOR = "concat('visitor', leftPad(toString(i), 13, '0'))"
+_SHARE = "concat('share', leftPad(toString(i), 15, '0'))"
+_REF = ("if(i % 10 = 0, 'https://www.news.example.com/a', "
+        "arrayElement(['', 'https://www.google.com/', 'https://t.co/', 'https://www.facebook.com/'], i % 4 + 1))")
+_UTM = "if(i % 10 = 0, 'press', '')"
+_COLS = "event_id, type, occurred_at, photo_id, visitor_id, share_id, payload, topic, partition, offset, ingested_at"
+
+
+def _insert(db: str, type_: str, at: str, photo: str, visitor: str, share: str, payload: str, where: str) -> str:
+    return (
+        f"INSERT INTO {db}.events ({_COLS}) SELECT generateUUIDv4(i), '{type_}',"
+        f" {_T} + toIntervalMillisecond(toInt64(1000 * ({at}))), {photo}, {visitor}, {share}, {payload},"
+        f" '{type_}', 0, i, now64(3) FROM (SELECT number AS i FROM numbers(@LO@, @N@)) WHERE {where}"
+    )
+
+
+def statements(db: str) -> list[str]:
+    scored = ("concat('{\"faces\":[{\"index\":0,\"age\":', toString(16 + i % 50), ',\"gender\":\"',"
+              " if(i % 2 = 0, 'female', 'male'), '\",\"attractiveness\":', if(16 + i % 50 < 18, 'null',"
+              " toString(3 + (i % 60) / 10)), '}]}')")
+    upload = f"concat('{{\"attribution\":{{\"referrer\":\"', {_REF}, '\",\"utm_source\":\"', {_UTM}, '\"}}}}')"
+    rating = "concat('{\"face_index\":0,\"scale\":\"hot_or_not\",\"rating\":', toString(i % 2), '}')"
+    return [
+        _insert(db, "page.viewed", f"{_AT} - 30", "''", _VISITOR, "''", "'{}'", "1"),
+        _insert(db, "page.viewed", f"{_AT} + 300", "''", _VISITOR, "''", "'{}'", "1"),
+        _insert(db, "photo.uploaded", _AT, _PHOTO, _VISITOR, "''", upload, "1"),
+        _insert(db, "faces.detected", f"{_AT} + 0.6", _PHOTO, "''", "''", "'{\"faces\":[{}]}'", "i % 100 < 93"),
+        _insert(db, "photo.scored", f"{_AT} + 1.1", _PHOTO, "''", "''", scored, "i % 100 < 93"),
+        _insert(db, "card.rendered", f"{_AT} + 1.3", _PHOTO, "''", "''", "'{}'", "i % 100 < 93"),
+        _insert(db, "photo.shared", f"{_AT} + 40", _PHOTO, _VISITOR, _SHARE, "'{}'", "i % 10 < 3"),
+        _insert(db, "share.viewed", f"{_AT} + 600", _PHOTO, "concat('viewer', toString(i))", _SHARE, "'{}'",
+                "i % 10 < 8"),
+        _insert(db, "rating.submitted", f"{_AT} + 120", "concat('photo', leftPad(toString(greatest(i, 1) - 1), 15,"
+                " '0'))", _VISITOR, "''", rating, "1"),
+    ]
+
+
+async def settle(store: AnalyticsStore) -> float:
+    """Wait (bounded) until no merge is running: right after a bulk load, merges would compete with the queries."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < SETTLE_MAX_S:
+        (running,) = (await store.query("SELECT count() FROM system.merges", {})).rows[0]
+        if running == 0:
+            break
+        await asyncio.sleep(1.0)
+    return time.perf_counter() - t0
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true", help="query an already loaded --data-dir (no insert)")
+    args = parser.parse_args()
+    photos = max(args.events // EVENTS_PER_PHOTO, 1)
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
+    store = await AnalyticsStore.open(Settings(core=CoreSettings(data_dir=data_dir)))
+    db = store.database
+    t0 = time.perf_counter()
+    for lo in range(0, 0 if args.reuse else photos, CHUNK_PHOTOS):
+        n = min(CHUNK_PHOTOS, photos - lo)
+        for sql in statements(db):
+            await store.query(sql.replace('@LO@', str(lo)).replace('@N@', str(n)).replace('@PHOTOS@', str(photos)), {})
+    load_s = time.perf_counter() - t0
+    (count,) = (await store.query(f"SELECT count() FROM {db}.events", {})).rows[0]
+    print(f"loaded {count:,} events ({photos:,} photos) in {load_s:.0f} s into {data_dir}")
+    settle_s = await settle(store)
+    print(f"background merges settled after {settle_s:.0f} s (steady state: a live store merges continuously)")
+
+    params = {"from": START.isoformat(), "to": (START + timedelta(hours=HOURS)).isoformat()}
+    print("| panel query | p50 ms | p95 ms | rows |\n|---|---:|---:|---:|")
+    totals: list[float] = []
+    for name in PANELS:
+        query = QUERIES[name]
+        raw = {} if name == "data_bounds" else dict(params)
+        bound = query.params.model_validate(raw).bind()
+        sql = query.render(db)
+        times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            result = await store.query(sql, bound)
+            times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+        totals.append(statistics.median(times))
+        print(f"| {name} | {statistics.median(times):.0f} | {p95:.0f} | {len(result.rows)} |")
+    print(f"| whole refresh (sum of medians) | {sum(totals):.0f} | | |")
+    await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

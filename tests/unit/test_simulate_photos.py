@@ -1,0 +1,63 @@
+"""Photos mode against a stand-in upload API (aiohttp): real multipart uploads, ids mapped, pipeline events left out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from libs.common.events import Attribution, Event, PhotoUploaded
+from services.analytics.simulate.feed import PIPELINE_TYPES, Pacer, PhotoFeeder, visitor_cookies
+from services.analytics.simulate.generator import LaunchSimulator
+from services.analytics.simulate.scenario import LaunchConfig
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def publish_many(self, events: list[Event]) -> None:
+        self.events += events
+
+
+async def test_photos_are_uploaded_and_visitor_events_follow_real_ids(aiohttp_server, tmp_path: Path) -> None:
+    received: list[tuple[str, bytes]] = []
+    cookies: list[dict[str, str]] = []
+
+    async def accept(request: web.Request) -> web.Response:
+        form = await request.post()
+        photo = form["photo"]
+        received.append((str(form.get("rateable")), photo.file.read()))  # type: ignore[union-attr]
+        cookies.append(dict(request.cookies))
+        return web.json_response({"photo_id": f"realPhoto{len(received):012d}"}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/api/v1/photos", accept)
+    server = await aiohttp_server(app)
+    (tmp_path / "face.jpg").write_bytes(b"\xff\xd8 a jpeg")
+    publisher = Recorder()
+    feeder = PhotoFeeder(str(server.make_url("/")), [tmp_path / "face.jpg"], publisher, max_photos=5)
+    config = LaunchConfig(visitors=600, duration_h=1.0, start=datetime(2026, 3, 2, 8, tzinfo=UTC), seed=2)
+    await feeder.run(LaunchSimulator(config).minutes(), Pacer(0), lambda _: None)
+
+    assert len(received) == 5 and all(body == b"\xff\xd8 a jpeg" for _, body in received)
+    assert feeder.outcomes["accepted"] == 5
+    assert not any(isinstance(e, PIPELINE_TYPES) for e in publisher.events)  # the real services make those
+    photo_ids = {getattr(e, "photo_id", None) for e in publisher.events} - {None}
+    assert photo_ids <= set(feeder.real_ids.values())
+    assert any(e.type == "page.viewed" for e in publisher.events)
+    assert all(len(c["hh_vid"]) >= 16 for c in cookies)  # the upload service reads the visitor from its cookie
+
+
+def test_visitor_cookies_decode_like_the_upload_service_does() -> None:
+    from services.upload.web.visitor import _decode_landing  # the reader of the cookie we imitate
+
+    event = PhotoUploaded(
+        photo_id="simPhoto_0123456789ab", blob_key="b", width=1, height=1, size_bytes=1,
+        visitor_id="simVisitor_0123456789", attribution=Attribution(
+            share_id="simShare_0123456789ab", referrer="https://www.news.example.com/", utm_source="press"),
+    )
+    cookies = visitor_cookies(event)
+    assert cookies["hh_vid"] == "simVisitor_0123456789" and cookies["hh_ref"] == "simShare_0123456789ab"
+    assert _decode_landing(cookies["hh_utm"]) == {"referrer": "https://www.news.example.com/", "utm_source": "press"}
