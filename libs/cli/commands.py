@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_simulate_arguments(simulate)
     simulate.set_defaults(fn=_simulate)
 
+    retention = sub.add_parser("retention", help="delete photos (and everything derived) older than the retention age")
+    retention.add_argument("--days", type=float, help="override HOWHOT_UPLOAD_RETENTION_DAYS")
+    retention.set_defaults(fn=_retention)
+
     dlq = sub.add_parser("dlq", help="list or replay dead-lettered messages")
     dlq.add_argument("action", choices=["list", "replay"])
     dlq.add_argument("--topic", help="one source topic (default: all)")
@@ -117,3 +121,12 @@ def _simulate(args: argparse.Namespace, settings: object) -> int:
     from services.analytics.simulate.cli import run
 
     return run(args, settings)
+
+
+def _retention(args: argparse.Namespace, settings: object) -> int:
+    from libs.cli.retention import run_retention
+
+    days = args.days if args.days is not None else settings.upload.retention_days  # type: ignore[attr-defined]
+    deleted = run_retention(settings, days)  # type: ignore[arg-type]
+    print(f"{deleted} photo(s) older than {days:g} days deleted")
+    return 0
