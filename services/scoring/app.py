@@ -20,7 +20,11 @@ from libs.common.observability import METRICS, install_observability
 from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context
 from libs.common.settings import Settings
 from services.scoring.attractiveness import Attractiveness
+from services.scoring.features_store import PERSONAL_VECTOR, personal_members, personal_vectors
 from services.scoring.handlers import ScoringStage, handle_faces_detected
+from services.scoring.personal_api import install_personal_api
+from services.scoring.personalize.model import PersonalModel
+from services.scoring.ratings_consumer import PersonalizeStage, load_personal_model, ratings_consumer_context
 from services.scoring.scorer import FaceScore, FaceScorer
 
 SERVICE = "scoring"
@@ -35,19 +39,31 @@ class ScoringModels:
 
     scorer: FaceScorer
     attractiveness: Attractiveness
+    personal: PersonalModel | None = None  # set: each adult face's personalization vector rides along in its extras
 
     def score(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[FaceScore, dict[str, Any]]]:
         """One batch: ensemble forward passes, then attractiveness on the same chips (minors withheld)."""
         scores = self.scorer.score_items(items)
-        extras = self.attractiveness.enrich(self.scorer, [c for c, _ in items], [lm for _, lm in items], scores)
+        extra_members = personal_members(self.personal) if self.personal is not None else []
+        extras, blocks = self.attractiveness.enrich(
+            self.scorer, [c for c, _ in items], [lm for _, lm in items], scores, extra_members
+        )
+        if self.personal is not None:
+            vectors = personal_vectors(self.personal, blocks, extras)
+            for extra, vector in zip(extras, vectors, strict=True):
+                if vector is not None:
+                    extra[PERSONAL_VECTOR] = vector
         return list(zip(scores, extras, strict=True))
 
 
-def _build_model(settings: Settings, scorer: FaceScorer | None) -> Callable[[], BatchedModel]:
+def _build_model(
+    settings: Settings, scorer: FaceScorer | None, personal: PersonalModel | None = None
+) -> Callable[[], BatchedModel]:
     def load() -> ScoringModels:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         ensemble = scorer or FaceScorer(settings.models_dir, settings.models.profile, settings.models.device)
-        return ScoringModels(ensemble, Attractiveness.load(settings.models.profile, settings.scoring.minor_threshold))
+        attractiveness = Attractiveness.load(settings.models.profile, settings.scoring.minor_threshold)
+        return ScoringModels(ensemble, attractiveness, personal)
 
     return lambda: BatchedModel(
         load, lambda models, items: models.score(items), settings.scoring.max_batch, settings.scoring.max_wait_ms
@@ -83,7 +99,11 @@ def create_app(
     blobs = blob_store if blob_store is not None else create_blob_store(settings)
     app.cleanup_ctx.append(blob_store_context(blobs, owned=blob_store is None))
     app.cleanup_ctx.append(publisher_context(settings, SERVICE, publisher))
-    app.cleanup_ctx.append(batched_model_context(MODEL, _build_model(settings, scorer)))
+    personal = load_personal_model(settings)
+    app.cleanup_ctx.append(batched_model_context(MODEL, _build_model(settings, scorer, personal)))
+    personalize = PersonalizeStage.from_blobs(personal, blobs, pool_size=settings.scoring.rate_pool_size)
+    install_personal_api(app, personalize)
     if consume:
         app.cleanup_ctx.append(consumer_context(lambda a: build_consumer(settings, a, blobs)))
+        app.cleanup_ctx.append(ratings_consumer_context(settings, personalize))
     return app

@@ -40,22 +40,34 @@ class Attractiveness:
         return f"{self.card.name}@{self.card.version}"
 
     def enrich(
-        self, scorer: FaceScorer, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], scores: list[FaceScore]
-    ) -> list[dict[str, Any]]:
-        """Per face: attractiveness, word and spread — or the withheld notice with its reason."""
+        self,
+        scorer: FaceScorer,
+        chips: Sequence[np.ndarray],
+        landmarks: Sequence[np.ndarray],
+        scores: list[FaceScore],
+        extra_members: Sequence[str] = (),
+    ) -> tuple[list[dict[str, Any]], dict[int, dict[str, np.ndarray]]]:
+        """Per face: attractiveness, word and spread — or the withheld notice with its reason.
+
+        Also returns the adult faces' feature blocks (face index → blocks) of the head's members plus
+        ``extra_members``, so personalization reuses this one pass instead of running the networks again.
+        """
         decisions = [withhold_attractiveness(s.age_probs, self.minor_threshold) for s in scores]
         adults = [i for i, d in enumerate(decisions) if not d.withhold]
         out: list[dict[str, Any]] = [{"p_minor": round(d.p_minor, 3)} for d in decisions]
         for fields, decision in zip(out, decisions, strict=True):
             if decision.withhold:
                 fields["withheld_reason"] = decision.reason
+        per_face: dict[int, dict[str, np.ndarray]] = {}
         if adults:
-            members = {name: scorer.models[name] for name in head_members(self.head) if name in scorer.models}
+            names = sorted(set(head_members(self.head)) | set(extra_members))
+            members = {name: scorer.models[name] for name in names if name in scorer.models}
             blocks = chip_features(members, [chips[i] for i in adults], [landmarks[i] for i in adults])
-            for i, beauty in zip(adults, score_blocks(self.head, blocks), strict=True):
+            for row, (i, beauty) in enumerate(zip(adults, score_blocks(self.head, blocks), strict=True)):
                 out[i].update({
                     "attractiveness": round(min(10.0, max(1.0, beauty.score)), ROUND),
                     "attractiveness_word": beauty.word,
                     "attractiveness_spread": round(beauty.spread, ROUND),
                 })
-        return out
+                per_face[i] = {name: values[row] for name, values in blocks.items()}
+        return out, per_face

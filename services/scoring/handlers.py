@@ -22,6 +22,7 @@ from libs.common.bus import EventPublisher
 from libs.common.documents import ResultDocument
 from libs.common.events import FaceResult, FacesDetected, InvalidEvent, PhotoFailed, PhotoScored, derived_event_id
 from libs.common.events.envelope import utcnow
+from services.scoring.features_store import PERSONAL_VECTOR, store_personalization
 from services.scoring.scorer import FaceScore
 
 RESULT_CONTENT_TYPE = "application/json"
@@ -84,6 +85,7 @@ async def handle_faces_detected(event: FacesDetected, stage: ScoringStage) -> No
     scored = await asyncio.gather(*(stage.score((c, lm)) for c, lm in zip(chips, landmarks, strict=True)))
     scores = [s for s, _ in scored]
     extras = [e for _, e in scored]
+    vectors = [e.pop(PERSONAL_VECTOR, None) for e in extras]  # stored as features/, never in the result document
 
     faces_doc: list[dict[str, Any]] = []
     summaries: list[FaceResult] = []
@@ -103,11 +105,14 @@ async def handle_faces_detected(event: FacesDetected, stage: ScoringStage) -> No
             "detection_score": round(face.score, 4),
             "age_std": round(score.age_std, 2),
             "members": {name: _rounded(values) for name, values in score.members.items()},
-            **{k: v for k, v in extra.items() if k not in summary.model_fields},
+            **{k: v for k, v in extra.items() if k not in FaceResult.model_fields},
         })
     doc = ResultDocument(
         photo_id=event.photo_id, status="done", faces=faces_doc, model_versions=versions, scored_at=event.occurred_at
     )
+    # before the result: once a face is visible as done, its vector (and pool entry) exist
+    indexed = [(face.index, vector) for face, vector in zip(event.faces, vectors, strict=True)]
+    await store_personalization(stage.blobs, event.photo_id, indexed)
     await stage.blobs.put(keys.result(event.photo_id), doc.model_dump_json().encode(), RESULT_CONTENT_TYPE)
     await stage.publisher.publish(PhotoScored(
         event_id=derived_event_id(event, "photo.scored"), photo_id=event.photo_id,

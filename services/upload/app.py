@@ -13,14 +13,17 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from libs.common.blobs import BlobStore, BlobStoreError, create_blob_store
-from libs.common.bus import EventPublisher
+from libs.common.bus import EventPublisher, client_kwargs
 from libs.common.observability import HEALTH_CHECKS, HealthCheck, install_observability
 from libs.common.service import PUBLISHER, publisher_context
 from libs.common.settings import Settings
-from services.upload.deps import DEPS, Admission, UploadDeps
+from services.upload.admission import Admission, BacklogGate, BacklogProbe, KafkaLagProbe, backlog_context
+from services.upload.deps import DEPS, UploadDeps
 from services.upload.errors import json_errors
 from services.upload.publishing import GuardedPublisher
+from services.upload.ratelimit import RateLimiter
 from services.upload.routes_api import routes as api_routes
+from services.upload.routes_ratings import install_ratings
 from services.upload.web.site import install_website
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -33,9 +36,17 @@ HEALTH_PROBE_KEY = "healthz/probe"  # a key nobody writes: exists() proves the s
 
 
 def create_app(
-    settings: Settings, *, blob_store: BlobStore | None = None, publisher: EventPublisher | None = None
+    settings: Settings,
+    *,
+    blob_store: BlobStore | None = None,
+    publisher: EventPublisher | None = None,
+    backlog_probe: BacklogProbe | None = None,
 ) -> web.Application:
-    """Build the upload app. Injected adapters are used as-is and left open; the ones built here are closed here."""
+    """Build the upload app. Injected adapters are used as-is and left open; the ones built here are closed here.
+
+    The pipeline backlog is measured by ``backlog_probe`` when given, by Kafka consumer lag when the app owns its
+    producer, and not at all otherwise (unit tests with a recording publisher have no pipeline behind them).
+    """
     app = web.Application(client_max_size=settings.upload.max_bytes + MULTIPART_SLACK_BYTES)
     metrics = install_observability(app, SERVICE)
     app.middlewares.append(json_errors)  # inside the metrics middleware, so metrics count the final status codes
@@ -57,14 +68,35 @@ def create_app(
     metrics.gauge("howhot_upload_in_flight", "uploads being received, decoded or stored").set_function(
         lambda: admission.active
     )
+    limits = settings.upload
+    backlog: BacklogGate | None = None
+    if backlog_probe is not None or publisher is None:
+        backlog = BacklogGate(limits.max_backlog, poll_s=limits.backlog_poll_s)
+        probe = backlog_probe
+        app.cleanup_ctx.append(
+            backlog_context(backlog, lambda: probe or KafkaLagProbe(lambda: client_kwargs(settings.kafka)))
+        )
+        gate = backlog
+        metrics.gauge("howhot_upload_backlog", "photos waiting in the face and scoring consumer groups").set_function(
+            lambda: gate.backlog if gate.backlog is not None else -1
+        )
+    limiter = RateLimiter(
+        burst=limits.rate_limit_burst,
+        per_minute=limits.rate_limit_per_minute,
+        max_clients=limits.rate_limit_max_clients,
+        ip_factor=limits.rate_limit_ip_factor,
+    )
     app[DEPS] = UploadDeps(
         settings=settings,
         blobs=blobs,
         events=events,
         admission=admission,
         decode_slots=asyncio.Semaphore(DECODE_CONCURRENCY),
+        backlog=backlog,
+        rate_limiter=limiter,
     )
     app.router.add_routes(api_routes)
+    install_ratings(app, settings)  # rate-others + personal scores (talks to the scoring service)
     install_website(app, settings, events)
     return app
 

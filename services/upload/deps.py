@@ -6,8 +6,6 @@ Both the public API (routes_api.py) and the future website read the same bundle,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -15,29 +13,9 @@ from aiohttp import web
 from libs.common.blobs import BlobStore
 from libs.common.images import NormalizedImage, normalize_upload
 from libs.common.settings import Settings
-from services.upload.errors import unavailable
+from services.upload.admission import Admission, BacklogGate
 from services.upload.publishing import GuardedPublisher
-
-
-class Admission:
-    """Load shedding: past ``limit`` uploads in flight, answer 503 + Retry-After rather than queue without bound.
-
-    Each in-flight upload may hold a whole body in memory, so this also caps the process's memory under a spike.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        if self.active >= self.limit:
-            raise unavailable("overloaded", "We are receiving a lot of photos right now; please retry in a moment.")
-        self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
+from services.upload.ratelimit import RateLimiter
 
 
 @dataclass
@@ -49,6 +27,8 @@ class UploadDeps:
     events: GuardedPublisher
     admission: Admission
     decode_slots: asyncio.Semaphore = field(default_factory=asyncio.Semaphore)
+    backlog: BacklogGate | None = None  # None: no pipeline to measure (unit tests with a recording publisher)
+    rate_limiter: RateLimiter | None = None
 
     async def normalize(self, data: bytes) -> NormalizedImage:
         """Validate and normalize an upload off the event loop (raises ImageRejected)."""

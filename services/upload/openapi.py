@@ -247,3 +247,91 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+# --- Rate others and personal scores (services/upload/routes_ratings.py) --------------------------------------------
+# Kept in one block appended here so the rating endpoints read as one feature.
+_VISITOR_COOKIE = {"name": "hh_vid", "in": "cookie", "required": True, "schema": ID_SCHEMA,
+                   "description": "The visitor id the website sets; ratings are per visitor."}
+_RATING_PATHS: dict[str, Any] = {
+    "/api/v1/ratings": {
+        "post": {
+            "operationId": "submitRating",
+            "summary": "Rate another visitor's face (its owner opted in); teaches the personal model your taste.",
+            "parameters": [_VISITOR_COOKIE],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {"$ref": "#/components/schemas/Rating"}}}},
+            "responses": {
+                "202": {"description": "Accepted: rating.submitted is on the bus; rating a face twice counts once.",
+                        "content": {JSON: {"schema": {"type": "object", "properties": {
+                            "status": {"const": "accepted"}, "event_id": {"type": "string"}}}}}},
+                "400": _error("Malformed rating or no visitor cookie.", [
+                    "invalid_json", "invalid_photo_id", "invalid_face_index", "invalid_scale", "invalid_rating",
+                    "missing_visitor"]),
+                "403": _error("This face may not be rated: the owner did not opt in, it is your own photo, or the "
+                              "face was withheld (probable minor).", ["not_rateable", "own_photo", "face_withheld"]),
+                "404": _error("No such photo or face.", ["not_found", "face_not_found"]),
+                "409": _error("The photo is not scored yet.", ["not_ready"]),
+                "500": _SERVER_ERROR,
+                "503": _UNAVAILABLE,
+            },
+        }
+    },
+    "/api/v1/rate/next": {
+        "get": {
+            "operationId": "nextFacesToRate",
+            "summary": "Faces to rate next, most informative for your personal model first (never your own).",
+            "parameters": [
+                {"name": "count", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5}},
+            ],
+            "responses": {
+                "200": {"description": "Faces to rate; an empty list when nobody is left (or personalization is "
+                                       "briefly unavailable).",
+                        "content": {JSON: {"schema": {"$ref": "#/components/schemas/FacesToRate"}}}},
+                "400": _error("count out of range.", ["invalid_count"]),
+                "500": _SERVER_ERROR,
+            },
+        }
+    },
+    "/api/v1/rate/faces/{photo_id}/{face_index}": {
+        "parameters": [_PHOTO_ID_PARAM,
+                       {"name": "face_index", "in": "path", "required": True, "schema": {"type": "integer"}}],
+        "get": {
+            "operationId": "getFaceToRate",
+            "summary": "The aligned face image of a rateable face (raters never see the rest of the photo).",
+            "responses": {
+                "200": {"description": "PNG face chip.", "content": {"image/png": {"schema": {}}}},
+                "404": _error("No such face, or it may not be rated.", ["not_found"]),
+                "500": _SERVER_ERROR,
+                "503": _UNAVAILABLE,
+            },
+        },
+    },
+}
+OPENAPI["paths"].update(_RATING_PATHS)
+OPENAPI["paths"]["/api/v1/photos/{photo_id}"]["get"]["parameters"][0]["description"] = (
+    "Visitor id to personalise for (the hh_vid cookie wins when present). When known, each adult face of a done "
+    "photo gains personal_source and personal_ratings, and personal_score once the viewer has rated enough faces "
+    "(personal_min_ratings); best effort: absent when personalization is slow or unavailable."
+)
+OPENAPI["components"]["schemas"].update({
+    "Rating": {
+        "type": "object",
+        "required": ["photo_id", "face_index", "rating"],
+        "properties": {
+            "photo_id": ID_SCHEMA,
+            "face_index": {"type": "integer", "minimum": 0, "maximum": 63},
+            "scale": {"enum": ["hot_or_not", "1to10"], "default": "hot_or_not"},
+            "rating": {"type": "number", "description": "hot_or_not: 0 (not) or 1 (hot); 1to10: 1 to 10."},
+        },
+    },
+    "FacesToRate": {
+        "type": "object",
+        "required": ["faces"],
+        "properties": {"faces": {"type": "array", "items": {
+            "type": "object",
+            "required": ["photo_id", "face_index", "image_url"],
+            "properties": {"photo_id": ID_SCHEMA, "face_index": {"type": "integer"},
+                           "image_url": {"type": "string", "description": "Path of the face image."}},
+        }}},
+    },
+})

@@ -61,6 +61,9 @@ async def upload_photo(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     if not deps.events.ready:  # refuse before reading the body: nothing could be accepted anyway
         raise _broker_down()
+    if deps.backlog is not None:  # busy pipeline first: a refusal for the crowd must not spend anyone's tokens
+        deps.backlog.check()
+    _charge_rate_limit(request)
     with deps.admission.slot():
         form = await read_upload_form(request, max_photo_bytes=deps.settings.upload.max_bytes)
         try:
@@ -86,6 +89,24 @@ async def upload_photo(request: web.Request) -> web.Response:
     }
     headers = {**NO_STORE, "Location": status_url, TRACE_HEADER: accepted.trace_id}
     return web.json_response(body, status=202, headers=headers)
+
+
+def _charge_rate_limit(request: web.Request) -> None:
+    """Take one token from the client's buckets (visitor cookie and IP), or refuse with 429 + Retry-After.
+
+    The IP is the socket peer: X-Forwarded-For is not trusted here, since any client can write it.
+    """
+    limiter = request.app[DEPS].rate_limiter
+    if limiter is None:
+        return
+    decision = limiter.check(visitor_id=visitor_id_of(request), ip=request.remote)
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            "rate_limited",
+            "You are uploading faster than we allow; please wait a moment.",
+            headers={"Retry-After": str(decision.retry_after_s)},
+        )
 
 
 @routes.get(PHOTO_PATH)

@@ -3,8 +3,10 @@
   'use strict';
 
   var ACCEPTED_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
-  var MAX_BUSY_RETRIES = 6; // ~30 s of "we're busy" before asking the visitor to try again themselves
+  var MAX_BUSY_RETRIES = 6; // a minute or two of "we're busy" before asking the visitor to try again themselves
   var UPLOAD_URL = '/api/v1/photos';
+  var COUNTDOWN_TICK_MS = 1000; // the busy message counts down once a second
+  var MAX_BUSY_WAIT_MS = 60000; // never park a visitor longer than a minute per attempt, whatever the server says
 
   var form = document.getElementById('upload-form');
   if (!form) {
@@ -55,6 +57,22 @@
     progressLabel.textContent = label;
   }
 
+  // Honour Retry-After (503 busy/overloaded, 429 rate limited): show a live countdown, then send the same file again.
+  function retryAfterCountdown(file, attempt, waitMs) {
+    var retryAt = Date.now() + waitMs;
+    function tick() {
+      var left = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+      if (left <= 0) {
+        say('Retrying now…', 'warn');
+        send(file, attempt + 1);
+        return;
+      }
+      say('We’re busy right now — retrying in ' + left + ' s…', 'warn');
+      window.setTimeout(tick, COUNTDOWN_TICK_MS);
+    }
+    tick();
+  }
+
   function send(file, attempt) {
     var data = new FormData();
     data.append('photo', file, file.name || 'photo.jpg');
@@ -82,9 +100,8 @@
         return;
       }
       if (window.Howhot.isBusy(xhr.status) && attempt < MAX_BUSY_RETRIES) {
-        var wait = window.Howhot.retryAfterMs(xhr.getResponseHeader('Retry-After'));
-        say('We’re busy right now — retrying in ' + Math.ceil(wait / 1000) + ' s…', 'warn');
-        window.setTimeout(function () { send(file, attempt + 1); }, wait);
+        var wait = Math.min(window.Howhot.retryAfterMs(xhr.getResponseHeader('Retry-After')), MAX_BUSY_WAIT_MS);
+        retryAfterCountdown(file, attempt, wait);
         return;
       }
       setBusy(false);

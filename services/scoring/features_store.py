@@ -1,0 +1,191 @@
+"""What the scoring service keeps per face for personalization, and the rate-others pool.
+
+Both are owned by scoring (libs/common/keys.py) and written at scoring time, so the ratings consumer and the personal
+API never rerun a network: ``features/{photo_id}/{n}.npy`` holds face n's ``PersonalModel.face_vector`` (adults only:
+a withheld minor gets no vector, so no personal score can ever be computed for it), and ``ratepool/{photo_id}.json``
+lists the faces other visitors may be asked to rate (owner opted in via ``PhotoMeta.rateable``, adults only). The
+upload service deletes both with the photo (``keys.derived_keys_and_prefixes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import AwareDatetime, BaseModel, ValidationError
+
+from libs.common import keys
+from libs.common.blobs import BlobNotFound, BlobStore
+from libs.common.documents import PhotoMeta
+from libs.common.events.envelope import utcnow
+from services.scoring.personalize.model import PersonalModel
+
+log = logging.getLogger(__name__)
+
+PERSONAL_VECTOR = "personal_vector"
+"""Key under which ScoringModels hands a face's vector to the handler in the per-face extras (popped, never stored in
+the result document)."""
+NPY_CONTENT_TYPE = "application/octet-stream"
+JSON_CONTENT_TYPE = "application/json"
+POOL_LIST_TTL_S = 5.0  # listing ratepool/ is one LIST call; a rater waiting 5 s for a brand-new photo is fine
+
+
+def face_key(photo_id: str, index: int) -> str:
+    """The face id used in rater histories ("photo_id/n"): stable, and names the blobs it came from."""
+    return f"{photo_id}/{int(index)}"
+
+
+def personal_vectors(
+    personal: PersonalModel,
+    blocks_by_face: Mapping[int, Mapping[str, np.ndarray]],
+    extras: Sequence[Mapping[str, Any]],
+) -> list[np.ndarray | None]:
+    """Per face, its personalization vector, or None for faces without an attractiveness score (withheld minors).
+
+    Uses the feature blocks the attractiveness pass already computed (one forward pass per batch, not two).
+    """
+    out: list[np.ndarray | None] = [None] * len(extras)
+    for i, face_blocks in blocks_by_face.items():
+        if extras[i].get("attractiveness") is None or extras[i].get("withheld_reason"):
+            continue
+        missing = [block for block in personal.blocks if block not in face_blocks]
+        if missing:  # e.g. the commercial-safe profile lacks WRN: no personalization rather than a wrong vector
+            log.warning("personalization disabled for this profile: feature blocks missing",
+                        extra={"missing": missing[:5]})
+            return [None] * len(extras)
+        out[i] = personal.face_vector(dict(face_blocks), float(extras[i]["attractiveness"])).astype(np.float32)
+    return out
+
+
+def personal_members(personal: PersonalModel) -> list[str]:
+    """The member networks whose feature blocks the personalization model reads."""
+    return sorted({block.split(".", 1)[0] for block in personal.blocks})
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    """.npy bytes (no pickle): readable by any numpy, and safe to load from storage."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(vector, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_vector(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False).astype(np.float64)
+
+
+class FaceFeatureStore:
+    """Face vectors in the blob store, with an optional in-process LRU (vectors are immutable once written)."""
+
+    def __init__(self, blobs: BlobStore, cache_size: int = 0) -> None:
+        self.blobs = blobs
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    async def save(self, photo_id: str, index: int, vector: np.ndarray) -> None:
+        await self.blobs.put(keys.face_features(photo_id, index), encode_vector(vector), NPY_CONTENT_TYPE)
+
+    async def load(self, photo_id: str, index: int) -> np.ndarray | None:
+        """The face's vector, or None when it has none (withheld minor, deleted photo, not scored yet)."""
+        key = keys.face_features(photo_id, index)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        try:
+            blob = await self.blobs.get(key)
+        except BlobNotFound:
+            return None
+        vector = decode_vector(blob.data)
+        if self.cache_size > 0:
+            self._cache[key] = vector
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return vector
+
+
+class RatePoolEntry(BaseModel):
+    """ratepool/{photo_id}.json: the photo's faces other visitors may rate, and whose photo it is (never shown)."""
+
+    photo_id: str
+    owner_visitor_id: str | None = None
+    faces: list[int]
+    registered_at: AwareDatetime
+
+
+class RatePool:
+    """Reads and writes the pool; ``entries`` caches the listing briefly and each entry for good (they never change)."""
+
+    def __init__(self, blobs: BlobStore, max_photos: int = 500) -> None:
+        self.blobs = blobs
+        self.max_photos = max_photos
+        self._entries: dict[str, RatePoolEntry] = {}
+        self._listed_at = 0.0
+        self._listing: list[str] = []
+
+    async def register(self, entry: RatePoolEntry) -> None:
+        await self.blobs.put(keys.rate_pool_entry(entry.photo_id), entry.model_dump_json().encode(), JSON_CONTENT_TYPE)
+
+    async def entries(self) -> list[RatePoolEntry]:
+        """Up to ``max_photos`` pool entries (a random sample when the pool is bigger, so every face gets seen)."""
+        now = time.monotonic()
+        if now - self._listed_at > POOL_LIST_TTL_S:
+            self._listing = [k for k in await self.blobs.list(keys.RATE_POOL_PREFIX) if k.endswith(".json")]
+            self._listed_at = now
+            live = set(self._listing)
+            self._entries = {k: v for k, v in self._entries.items() if k in live}  # deleted photos leave the cache
+        listing = self._listing
+        if len(listing) > self.max_photos:
+            listing = random.sample(listing, self.max_photos)
+        missing = [k for k in listing if k not in self._entries]
+        loaded = await asyncio.gather(*(self._read(k) for k in missing))
+        for key, entry in zip(missing, loaded, strict=True):
+            if entry is not None:
+                self._entries[key] = entry
+        return [self._entries[k] for k in listing if k in self._entries]
+
+    async def _read(self, key: str) -> RatePoolEntry | None:
+        try:
+            blob = await self.blobs.get(key)
+            return RatePoolEntry.model_validate_json(blob.data)
+        except BlobNotFound:
+            return None  # deleted between list and get
+        except ValidationError:
+            log.warning("unreadable rate pool entry", extra={"key": key})
+            return None
+
+
+async def _photo_meta(blobs: BlobStore, photo_id: str) -> PhotoMeta | None:
+    """The upload service's meta document, read-only (its owner is upload; scoring never writes it)."""
+    try:
+        blob = await blobs.get(keys.meta(photo_id))
+        return PhotoMeta.model_validate_json(blob.data)
+    except (BlobNotFound, ValidationError):
+        return None
+
+
+async def store_personalization(
+    blobs: BlobStore, photo_id: str, vectors: Sequence[tuple[int, np.ndarray | None]]
+) -> None:
+    """Store each adult face's vector, then (owner opted in) register those faces in the rate pool.
+
+    Vectors go first, so a face in the pool always has one. Deterministic keys and content: redelivery rewrites the
+    same blobs (the pool entry's registered_at aside).
+    """
+    adults = [(index, vector) for index, vector in vectors if vector is not None]
+    if not adults:
+        return
+    store = FaceFeatureStore(blobs)
+    await asyncio.gather(*(store.save(photo_id, index, vector) for index, vector in adults))
+    meta = await _photo_meta(blobs, photo_id)
+    if meta is None or not meta.rateable:
+        return
+    entry = RatePoolEntry(photo_id=photo_id, owner_visitor_id=meta.visitor_id, faces=[i for i, _ in adults],
+                          registered_at=utcnow())
+    await RatePool(blobs).register(entry)

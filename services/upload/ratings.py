@@ -1,0 +1,107 @@
+"""Rating requests: parse POST /api/v1/ratings bodies and decide whether a face may be rated. Pure (no I/O), so every
+refusal is unit-tested without a server.
+
+A face may be rated only if its owner opted in (``PhotoMeta.rateable``), it was scored as an adult (a face withheld as
+a probable minor never enters personalization), and the rater is not its owner. Refusals carry the API's status and
+code; the route turns them into the standard error body.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from libs.common.documents import PhotoMeta, ResultDocument
+from libs.common.ids import ID_PATTERN
+
+MAX_RATING_BODY_BYTES = 1024  # {"photo_id": ..., "face_index": 0, "scale": "hot_or_not", "rating": 1} is ~100 bytes
+MAX_FACE_INDEX = 63  # RatingSubmitted.face_index bound
+SCALES: dict[str, tuple[float, float]] = {"hot_or_not": (0, 1), "1to10": (1, 10)}
+_ID = re.compile(ID_PATTERN)
+
+Scale = Literal["hot_or_not", "1to10"]
+
+
+@dataclass(frozen=True)
+class RatingRequest:
+    """A well-formed rating (the face it names may still not exist or not be rateable)."""
+
+    photo_id: str
+    face_index: int
+    scale: Scale
+    rating: float
+
+
+class RatingRefused(Exception):
+    """The request cannot be accepted: HTTP status, stable code, message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _bad(code: str, message: str) -> RatingRefused:
+    return RatingRefused(400, code, message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_rating(raw: bytes) -> RatingRequest:
+    """The body as a RatingRequest, or RatingRefused(400) naming the first thing wrong with it."""
+    if len(raw) > MAX_RATING_BODY_BYTES:
+        raise _bad("invalid_json", "The rating body is too long.")
+    try:
+        body: Any = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _bad("invalid_json", "The body must be a JSON object.") from exc
+    if not isinstance(body, dict):
+        raise _bad("invalid_json", "The body must be a JSON object.")
+    photo_id = body.get("photo_id")
+    if not isinstance(photo_id, str) or not _ID.fullmatch(photo_id):
+        raise _bad("invalid_photo_id", "photo_id must be a photo id.")
+    face_index = body.get("face_index")
+    if not _is_int(face_index) or not 0 <= face_index <= MAX_FACE_INDEX:
+        raise _bad("invalid_face_index", f"face_index must be an integer from 0 to {MAX_FACE_INDEX}.")
+    scale = body.get("scale", "hot_or_not")
+    if scale not in SCALES:
+        raise _bad("invalid_scale", f"scale must be one of {', '.join(SCALES)}.")
+    rating = body.get("rating")
+    low, high = SCALES[scale]
+    if isinstance(rating, bool) or not isinstance(rating, int | float) or not math.isfinite(rating):
+        raise _bad("invalid_rating", "rating must be a number.")
+    if scale == "hot_or_not" and rating not in (0, 1):
+        raise _bad("invalid_rating", "A hot-or-not rating is 0 (not) or 1 (hot).")
+    if not low <= rating <= high:
+        raise _bad("invalid_rating", f"rating must be between {low:g} and {high:g} on the {scale} scale.")
+    return RatingRequest(photo_id=photo_id, face_index=face_index, scale=scale, rating=float(rating))
+
+
+def check_rateable(
+    request: RatingRequest,
+    *,
+    rater_id: str,
+    tombstoned: bool,
+    meta: PhotoMeta | None,
+    result: ResultDocument | None,
+) -> None:
+    """Raise RatingRefused unless ``rater_id`` may rate this face now (404 unknown, 403 not allowed, 409 not ready)."""
+    if tombstoned or meta is None:
+        raise RatingRefused(404, "not_found", "No photo with this id.")
+    if not meta.rateable:
+        raise RatingRefused(403, "not_rateable", "The owner of this photo did not offer it for rating.")
+    if meta.visitor_id is not None and meta.visitor_id == rater_id:
+        raise RatingRefused(403, "own_photo", "You cannot rate your own photo.")
+    if result is None or result.status != "done":
+        raise RatingRefused(409, "not_ready", "This photo has not been scored yet.")
+    face = next((f for f in result.faces if f.get("index") == request.face_index), None)
+    if face is None:
+        raise RatingRefused(404, "face_not_found", "This photo has no face with that index.")
+    if face.get("withheld_reason") or face.get("attractiveness") is None:
+        raise RatingRefused(403, "face_withheld", "This face cannot be rated.")

@@ -1,0 +1,139 @@
+"""The rating endpoints of the upload service through its real app factory (LocalBlobStore, RecordingPublisher),
+with the scoring service's personal API served for real on loopback, or absent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from aiohttp import web
+
+from libs.common import keys
+from libs.common.blobs import LocalBlobStore
+from libs.common.bus import RecordingPublisher
+from libs.common.documents import PhotoMeta, ResultDocument
+from libs.common.events import RatingSubmitted
+from libs.common.ids import new_id
+from libs.common.netutil import free_port
+from libs.common.settings import ScoringSettings, Settings
+from services.scoring.features_store import store_personalization
+from services.scoring.personal_api import install_personal_api
+from services.scoring.ratings_consumer import PersonalizeStage, handle_rating_submitted, load_personal_model
+from services.upload.app import create_app
+from services.upload.web.visitor import VISITOR_COOKIE
+
+CHIP = b"\x89PNG\r\n\x1a\nfake-chip"
+
+
+async def photo(blobs: LocalBlobStore, *, owner: str, rateable: bool = True, faces: list[dict] | None = None,
+                vectors: list[np.ndarray | None] | None = None) -> str:
+    photo_id = new_id()
+    meta = PhotoMeta(photo_id=photo_id, created_at=datetime.now(UTC), delete_token_sha256="x" * 64,
+                     visitor_id=owner, rateable=rateable, width=512, height=512)
+    await blobs.put(keys.meta(photo_id), meta.model_dump_json().encode(), "application/json")
+    faces = faces if faces is not None else [{"index": 0, "attractiveness": 6.0}]
+    for face in faces:
+        await blobs.put(keys.chip(photo_id, face["index"]), CHIP, "image/png")
+    if vectors is not None:
+        await store_personalization(blobs, photo_id, list(enumerate(vectors)))
+    doc = ResultDocument(photo_id=photo_id, status="done", faces=faces, scored_at=datetime.now(UTC))
+    await blobs.put(keys.result(photo_id), doc.model_dump_json().encode(), "application/json")
+    return photo_id
+
+
+def upload_app(blobs: LocalBlobStore, publisher: RecordingPublisher, scoring_url: str) -> web.Application:
+    return create_app(Settings(scoring=ScoringSettings(internal_url=scoring_url)), blob_store=blobs,
+                      publisher=publisher)
+
+
+async def test_post_rating_publishes_and_refuses(aiohttp_client, tmp_path: Path) -> None:
+    blobs, publisher = LocalBlobStore(tmp_path), RecordingPublisher()
+    client = await aiohttp_client(upload_app(blobs, publisher, f"http://127.0.0.1:{free_port()}"))
+    me, other = new_id(), new_id()
+    theirs = await photo(blobs, owner=other)
+    mine = await photo(blobs, owner=me)
+    private = await photo(blobs, owner=other, rateable=False)
+    minor = await photo(blobs, owner=other, faces=[{"index": 0, "withheld_reason": "minor"}])
+    client.session.cookie_jar.update_cookies({VISITOR_COOKIE: me})
+
+    def rate(photo_id: str, **extra: object):
+        return client.post("/api/v1/ratings", json={"photo_id": photo_id, "face_index": 0, "scale": "hot_or_not",
+                                                    "rating": 1, **extra})
+
+    resp = await rate(theirs)
+    assert resp.status == 202, await resp.text()
+    (event,) = publisher.of_type(RatingSubmitted)
+    assert (event.visitor_id, event.photo_id, event.face_index, event.rating) == (me, theirs, 0, 1.0)
+    assert event.partition_key == me
+
+    cases = [
+        (rate(theirs, rating=3), 400, "invalid_rating"),
+        (rate(theirs, scale="stars"), 400, "invalid_scale"),
+        (rate(theirs, face_index=-1), 400, "invalid_face_index"),
+        (client.post("/api/v1/ratings", data=b"{nope"), 400, "invalid_json"),
+        (rate(new_id()), 404, "not_found"),
+        (rate(theirs, face_index=3), 404, "face_not_found"),
+        (rate(private), 403, "not_rateable"),
+        (rate(mine), 403, "own_photo"),
+        (rate(minor), 403, "face_withheld"),
+    ]
+    for request, status, code in cases:
+        resp = await request
+        assert (resp.status, (await resp.json())["error"]["code"]) == (status, code)
+    client.session.cookie_jar.clear()
+    resp = await rate(theirs)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "missing_visitor")
+    assert len(publisher.of_type(RatingSubmitted)) == 1
+
+
+async def test_scoring_away_means_no_faces_and_no_personal_score(aiohttp_client, tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path)
+    client = await aiohttp_client(upload_app(blobs, RecordingPublisher(), f"http://127.0.0.1:{free_port()}"))
+    photo_id = await photo(blobs, owner=new_id())
+    resp = await client.get("/api/v1/rate/next", params={"count": "3"})
+    assert resp.status == 200 and await resp.json() == {"faces": []}
+    resp = await client.get(f"/api/v1/photos/{photo_id}", params={"viewer": new_id()})
+    body = await resp.json()
+    assert resp.status == 200 and body["status"] == "done" and "personal_score" not in body["faces"][0]
+    assert (await client.get("/api/v1/rate/next", params={"count": "99"})).status == 400
+
+
+async def test_rate_loop_through_the_scoring_api(aiohttp_client, aiohttp_server, tmp_path: Path) -> None:
+    """Faces to rate come from scoring, their images from upload, and the personal score appears after k ratings."""
+    blobs = LocalBlobStore(tmp_path)
+    model = load_personal_model(Settings(scoring=ScoringSettings(min_ratings=2)))
+    stage = PersonalizeStage.from_blobs(model, blobs)
+    scoring = web.Application()
+    install_personal_api(scoring, stage)
+    server = await aiohttp_server(scoring)
+    publisher = RecordingPublisher()
+    client = await aiohttp_client(upload_app(blobs, publisher, str(server.make_url(""))))
+    rng = np.random.default_rng(0)
+    me, other = new_id(), new_id()
+
+    def vec() -> np.ndarray:
+        return model.item_map.mean + rng.normal(size=model.item_map.mean.shape) * model.item_map.scale
+
+    mine = await photo(blobs, owner=me, vectors=[vec()])
+    theirs = [await photo(blobs, owner=other, vectors=[vec()]) for _ in range(3)]
+    client.session.cookie_jar.update_cookies({VISITOR_COOKIE: me})
+
+    faces = (await (await client.get("/api/v1/rate/next", params={"count": "5"})).json())["faces"]
+    assert sorted(f["photo_id"] for f in faces) == sorted(theirs)
+    image = await client.get(faces[0]["image_url"])
+    assert image.status == 200 and await image.read() == CHIP
+    assert (await client.get(f"/api/v1/rate/faces/{mine}/7")).status == 404
+
+    status = await (await client.get(f"/api/v1/photos/{mine}")).json()
+    assert status["faces"][0]["personal_source"] == "global" and "personal_score" not in status["faces"][0]
+    for face in faces[: model.min_ratings]:
+        resp = await client.post("/api/v1/ratings", json={**{k: face[k] for k in ("photo_id", "face_index")},
+                                                          "scale": "hot_or_not", "rating": 1})
+        assert resp.status == 202
+    for event in publisher.of_type(RatingSubmitted):  # what the personalize consumer does with them
+        assert await handle_rating_submitted(event, stage) == "added"
+    status = await (await client.get(f"/api/v1/photos/{mine}")).json()
+    face = status["faces"][0]
+    assert face["personal_source"] == "personal" and face["personal_ratings"] == model.min_ratings
+    assert 1.0 <= face["personal_score"] <= 10.0 and status["personal_min_ratings"] == model.min_ratings
