@@ -33,9 +33,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from libs.cli.stack import LocalStack  # noqa: E402 - needs the repo on sys.path when run as a script
-from libs.common.netutil import free_port  # noqa: E402
-from libs.common.settings import Settings  # noqa: E402
+from libs.cli.stack import LocalStack, stack_on_free_ports  # noqa: E402 - needs the repo on sys.path as a script
 
 RESULTS = REPO / "benchmarks" / "results" / "load_spike.md"
 MAX_REQUESTS = 400  # hard cap on uploads per run, whatever the rates and durations
@@ -80,29 +78,13 @@ def sample_jpeg() -> bytes:
 
 
 def build_stack(data_dir: Path, max_backlog: int) -> LocalStack:
-    env = dict(os.environ)
-    env.update({
-        "HOWHOT_DATA_DIR": str(data_dir),
-        "HOWHOT_MODELS_DIR": str(Settings().models_dir.resolve()),
-        "HOWHOT_LOG_JSON": "true",
-        "HOWHOT_ANALYTICS_FLUSH_INTERVAL_S": "0.5",
-        "HOWHOT_UPLOAD_MAX_BACKLOG": str(max_backlog),
-        "HOWHOT_UPLOAD_BACKLOG_POLL_S": "1.0",
-        "HOWHOT_UPLOAD_RATE_LIMIT_BURST": "0",  # every simulated visitor is 127.0.0.1: per-IP limiting would dominate
-        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    })
-    for name in ("UPLOAD", "FACE", "SCORING", "SHARE", "ANALYTICS"):
-        env[f"HOWHOT_{name}_PORT"] = str(free_port())
-    env["HOWHOT_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{env['HOWHOT_UPLOAD_PORT']}"
-    env.pop("HOWHOT_KAFKA_BOOTSTRAP", None)
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        settings = Settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return LocalStack(settings, env=env, quiet=True)
+    return stack_on_free_ports(
+        data_dir,
+        HOWHOT_ANALYTICS_FLUSH_INTERVAL_S="0.5",
+        HOWHOT_UPLOAD_MAX_BACKLOG=str(max_backlog),
+        HOWHOT_UPLOAD_BACKLOG_POLL_S="1.0",
+        HOWHOT_UPLOAD_RATE_LIMIT_BURST="0",  # every simulated visitor is 127.0.0.1: per-IP limiting would dominate
+    )
 
 
 async def post_one(

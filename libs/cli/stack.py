@@ -19,6 +19,7 @@ from pathlib import Path
 
 from libs.common.broker import EmbeddedBroker
 from libs.common.bus import ensure_topics
+from libs.common.netutil import free_port
 from libs.common.settings import Settings
 
 HEALTH_TIMEOUT_S = 180.0  # model warm-up on a cold 2-core machine takes a while
@@ -180,6 +181,38 @@ class LocalStack:
         host, port = service_port(self.settings, spec)
         if not _wait_healthy(f"http://{host}:{port}/healthz", process, HEALTH_TIMEOUT_S):
             raise RuntimeError(f"service {name} did not become healthy again; see {self.log_dir / name}.log")
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FAST_TEST_ENV = {
+    "HOWHOT_LOG_JSON": "true",
+    "HOWHOT_ANALYTICS_FLUSH_INTERVAL_S": "0.2",  # rows show up in ClickHouse quickly for assertions
+}
+
+
+def stack_on_free_ports(data_dir: Path, **extra_env: str) -> LocalStack:
+    """A LocalStack (not started) on free loopback ports with its data in ``data_dir``, reusing the model cache.
+
+    For tests and benchmarks: the same services and code as ``howhot up``, isolated from any running stack.
+    """
+    env = dict(os.environ)
+    env.update({"HOWHOT_DATA_DIR": str(data_dir), "HOWHOT_MODELS_DIR": str(Settings().models_dir.resolve())})
+    env.update(FAST_TEST_ENV)
+    env.update(extra_env)
+    for spec in SERVICES:
+        env[f"HOWHOT_{spec.port_setting.upper()}_PORT"] = str(free_port())
+    env["HOWHOT_ANALYTICS_DASHBOARD_PORT"] = str(free_port())
+    env["HOWHOT_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{env['HOWHOT_UPLOAD_PORT']}"
+    env.pop("HOWHOT_KAFKA_BOOTSTRAP", None)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        settings = Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return LocalStack(settings, env=env, quiet=True)
 
 
 def run_up(settings: Settings) -> int:

@@ -7,7 +7,6 @@ Uses FRL London faces (adults, so none is withheld as a minor) from ../shared/da
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import requests
 
 from libs.cli.stack import LocalStack
 from libs.common.ids import new_id
+from libs.common.polling import wait_for
 from services.scoring.personalize.model import MIN_RATINGS_FOR_PERSONAL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.data, pytest.mark.slow]
@@ -23,15 +23,6 @@ SHARED_DATA = Path(os.environ.get("HOWHOT_SHARED_DATA", Path(__file__).resolve()
 K = MIN_RATINGS_FOR_PERSONAL  # the shipped bundle's threshold (HOWHOT_SCORING_MIN_RATINGS unset in the stack)
 
 
-def wait_for(fetch, timeout_s: float = 120.0, interval_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = fetch()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met in {timeout_s} s; last value: {last!r}")
 
 
 def frl_images(n: int) -> list[Path]:

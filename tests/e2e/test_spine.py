@@ -3,25 +3,15 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
 from libs.cli.stack import LocalStack
+from libs.common.polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
-def wait_for(fetch, timeout_s: float = 60.0, interval_s: float = 0.3):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = fetch()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met in {timeout_s} s; last value: {last!r}")
 
 
 def test_uploaded_photo_lands_in_clickhouse(stack: LocalStack, astronaut_jpeg: bytes) -> None:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 import requests
@@ -23,6 +20,7 @@ from libs.cli.dlq import list_dead_letters
 from libs.cli.stack import LocalStack
 from libs.common.bus import client_kwargs
 from libs.common.events import TOPICS
+from libs.common.polling import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,15 +33,6 @@ POISON = b"\x00\xffpoison: not an event at all"
 BACKLOG_METRIC = re.compile(r"^howhot_upload_backlog (\S+)$", re.MULTILINE)
 
 
-def wait_for(fetch: Callable[[], Any], timeout_s: float = 60.0, interval_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = fetch()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met in {timeout_s} s; last value: {last!r}")
 
 
 def upload(base: str, jpeg: bytes) -> dict:
