@@ -83,7 +83,6 @@ def build_stack(data_dir: Path, max_backlog: int) -> LocalStack:
         HOWHOT_ANALYTICS_FLUSH_INTERVAL_S="0.5",
         HOWHOT_UPLOAD_MAX_BACKLOG=str(max_backlog),
         HOWHOT_UPLOAD_BACKLOG_POLL_S="1.0",
-        HOWHOT_UPLOAD_RATE_LIMIT_BURST="0",  # every simulated visitor is 127.0.0.1: per-IP limiting would dominate
     )
 
 

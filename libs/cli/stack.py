@@ -187,6 +187,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST_TEST_ENV = {
     "HOWHOT_LOG_JSON": "true",
     "HOWHOT_ANALYTICS_FLUSH_INTERVAL_S": "0.2",  # rows show up in ClickHouse quickly for assertions
+    "HOWHOT_UPLOAD_RATE_LIMIT_BURST": "0",  # every test client is 127.0.0.1; rate limits have their own unit tests
 }
 
 

@@ -12,10 +12,7 @@ from libs.cli.stack import LocalStack, stack_on_free_ports
 
 def build_stack(data_dir: Path, **extra_env: str) -> LocalStack:
     """A LocalStack like tests/e2e's, on free loopback ports in ``data_dir``; not started."""
-    env = {
-        "HOWHOT_UPLOAD_RATE_LIMIT_BURST": "0",  # fault tests upload in bursts from one address on purpose
-        "HOWHOT_UPLOAD_BACKLOG_POLL_S": "0.5",
-    }
+    env = {"HOWHOT_UPLOAD_BACKLOG_POLL_S": "0.5"}
     env.update(extra_env)
     return stack_on_free_ports(data_dir, **env)
 

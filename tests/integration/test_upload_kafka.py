@@ -18,7 +18,7 @@ from libs.common.bus import ensure_topics
 from libs.common.events import PhotoDeleted, PhotoUploaded, decode_event
 from libs.common.ids import new_id
 from libs.common.netutil import free_port
-from libs.common.settings import KafkaSettings, Settings
+from libs.common.settings import KafkaSettings, Settings, UploadSettings
 from services.upload.app import create_app
 
 pytestmark = pytest.mark.integration
@@ -38,6 +38,8 @@ async def wait_until_ready(client) -> None:
     while (await client.get("/healthz")).status != 200:
         assert asyncio.get_running_loop().time() < deadline, "the producer never connected"
         await asyncio.sleep(0.1)
+
+NO_LIMIT = 10**12
 
 
 async def find_event(bootstrap: str, topic: str, photo_id: str) -> tuple[bytes | None, bytes, dict[str, bytes]]:
@@ -65,7 +67,9 @@ async def test_upload_publishes_photo_uploaded(
     kafka = KafkaSettings(bootstrap=kafka_broker.bootstrap)
     await ensure_topics(kafka)
     store = LocalBlobStore(tmp_path)
-    client = await aiohttp_client(create_app(Settings(kafka=kafka), blob_store=store))
+    # The session broker holds other tests' photos and no face service consumes them here: no admission limit.
+    no_backlog_limit = UploadSettings(max_backlog=NO_LIMIT)
+    client = await aiohttp_client(create_app(Settings(kafka=kafka, upload=no_backlog_limit), blob_store=store))
     await wait_until_ready(client)
 
     response = await client.post("/api/v1/photos", data=photo_form(astronaut_jpeg))
