@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from libs.common.blobs import BlobStore
+from libs.common.blobs import BlobStore, BlobStoreError
 from libs.common.bus import ConsumerRunner, EventPublisher, KafkaEventPublisher
 from libs.common.observability import HEALTH_CHECKS, METRICS
 from libs.common.settings import Settings
@@ -82,10 +82,21 @@ def consumer_context(build: Callable[[web.Application], ConsumerRunner]) -> AppC
     return ctx
 
 
+HEALTH_PROBE_KEY = "healthz/probe"  # a key nobody writes: exists() proves the store answers without touching data
+
+
 def blob_store_context(blobs: BlobStore, owned: bool) -> AppContext:
-    """cleanup_ctx: close the blob store at shutdown if this app created it."""
+    """cleanup_ctx: report the blob store on /healthz; close it at shutdown if this app created it."""
+
+    async def store_answers() -> bool:
+        try:
+            await blobs.exists(HEALTH_PROBE_KEY)
+        except BlobStoreError:
+            return False
+        return True
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[HEALTH_CHECKS]["blob_store"] = store_answers
         yield
         if owned:
             await blobs.close()

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from libs.common.blobs import BlobStore, BlobStoreError, create_blob_store
+from libs.common.blobs import BlobStore, create_blob_store
 from libs.common.bus import EventPublisher
 from libs.common.observability import HEALTH_CHECKS, HealthCheck, install_observability
-from libs.common.service import PUBLISHER, consumer_context, publisher_context
+from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context
 from libs.common.settings import Settings
 from services.share.consumer import build_consumer
 from services.share.handlers import SERVICE, ShareHandlers
@@ -34,7 +34,6 @@ from services.share.routes import (
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
-HEALTH_PROBE_KEY = "healthz/probe"  # a key nobody writes: exists() proves the store answers without touching data
 
 __all__ = ["SERVICE", "create_app"]
 
@@ -68,9 +67,7 @@ def create_app(
     )
 
     blobs = blob_store if blob_store is not None else create_blob_store(settings)
-    if blob_store is None:
-        app.cleanup_ctx.append(_close_blob_store(blobs))
-    app[HEALTH_CHECKS]["blob_store"] = _blob_store_check(blobs)
+    app.cleanup_ctx.append(blob_store_context(blobs, owned=blob_store is None))
 
     renderer = CardRenderer()
     app.cleanup_ctx.append(_warm_renderer(renderer))
@@ -118,13 +115,6 @@ def _warm_renderer(renderer: CardRenderer) -> CleanupCtx:
     return ctx
 
 
-def _close_blob_store(blobs: BlobStore) -> CleanupCtx:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        yield
-        await blobs.close()
-
-    return ctx
-
 
 def _ready_check(is_ready: Callable[[], bool]) -> HealthCheck:
     async def check() -> bool:
@@ -132,13 +122,3 @@ def _ready_check(is_ready: Callable[[], bool]) -> HealthCheck:
 
     return check
 
-
-def _blob_store_check(blobs: BlobStore) -> HealthCheck:
-    async def check() -> bool:
-        try:
-            await blobs.exists(HEALTH_PROBE_KEY)
-        except BlobStoreError:
-            return False
-        return True
-
-    return check

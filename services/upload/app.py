@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from libs.common.blobs import BlobStore, BlobStoreError, create_blob_store
+from libs.common.blobs import BlobStore, create_blob_store
 from libs.common.bus import EventPublisher, client_kwargs
 from libs.common.observability import HEALTH_CHECKS, HealthCheck, install_observability
-from libs.common.service import PUBLISHER, publisher_context
+from libs.common.service import PUBLISHER, blob_store_context, publisher_context
 from libs.common.settings import Settings
 from services.upload.admission import Admission, BacklogGate, BacklogProbe, KafkaLagProbe, backlog_context
 from services.upload.deps import DEPS, UploadDeps
@@ -32,7 +32,6 @@ SERVICE = "upload"
 MULTIPART_SLACK_BYTES = 64 * 1024  # boundaries, part headers and the two flag fields around a max-size photo
 MAX_UPLOADS_IN_FLIGHT = 64  # each may hold a full body in memory; past this, shed load with 503 (ARCHITECTURE.md)
 DECODE_CONCURRENCY = os.cpu_count() or 2  # decoding is CPU-bound: more threads than cores only adds memory
-HEALTH_PROBE_KEY = "healthz/probe"  # a key nobody writes: exists() proves the store answers without touching data
 
 
 def create_app(
@@ -58,11 +57,8 @@ def create_app(
     else:
         app[HEALTH_CHECKS]["event_publisher"] = _ready_check(events)
 
-    owns_store = blob_store is None
     blobs = blob_store if blob_store is not None else create_blob_store(settings)
-    if owns_store:
-        app.cleanup_ctx.append(_close_blob_store(blobs))
-    app[HEALTH_CHECKS]["blob_store"] = _blob_store_check(blobs)
+    app.cleanup_ctx.append(blob_store_context(blobs, owned=blob_store is None))
 
     admission = Admission(MAX_UPLOADS_IN_FLIGHT)
     metrics.gauge("howhot_upload_in_flight", "uploads being received, decoded or stored").set_function(
@@ -112,13 +108,6 @@ def _bind_kafka_publisher(events: GuardedPublisher) -> CleanupCtx:
     return ctx
 
 
-def _close_blob_store(blobs: BlobStore) -> CleanupCtx:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        yield
-        await blobs.close()
-
-    return ctx
-
 
 def _ready_check(events: GuardedPublisher) -> HealthCheck:
     async def check() -> bool:
@@ -126,13 +115,3 @@ def _ready_check(events: GuardedPublisher) -> HealthCheck:
 
     return check
 
-
-def _blob_store_check(blobs: BlobStore) -> HealthCheck:
-    async def check() -> bool:
-        try:
-            await blobs.exists(HEALTH_PROBE_KEY)
-        except BlobStoreError:
-            return False
-        return True
-
-    return check
