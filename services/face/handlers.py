@@ -19,6 +19,7 @@ from libs.common import keys
 from libs.common.blobs import BlobNotFound, BlobStore
 from libs.common.bus import EventPublisher
 from libs.common.documents import FacesManifest
+from libs.common.ephemeral import discard_images_if_ephemeral, keeps_photo
 from libs.common.events import FaceBox, FacesDetected, InvalidEvent, PhotoFailed, PhotoUploaded, derived_event_id
 from libs.common.images import ImageRejected, decode_image_bytes
 from services.face.align import AlignedFace, align_face
@@ -98,6 +99,10 @@ async def handle_photo_uploaded(event: PhotoUploaded, stage: FaceStage) -> None:
     except BlobNotFound:
         if await stage.blobs.exists(keys.tombstone(event.photo_id)):
             return
+        if await stage.blobs.exists(keys.faces_manifest(event.photo_id)) and not await keeps_photo(
+            stage.blobs, event.photo_id
+        ):
+            return  # redelivery of a photo its owner did not want kept: handled before it was discarded
         await _fail(stage, event, "photo_missing", "We could not find your photo any more. Please upload it again.")
     try:
         image = await asyncio.to_thread(decode_image_bytes, blob.data)
@@ -123,6 +128,8 @@ async def handle_photo_uploaded(event: PhotoUploaded, stage: FaceStage) -> None:
     )
     await stage.blobs.put(keys.faces_manifest(event.photo_id), manifest.model_dump_json().encode(),
                           MANIFEST_CONTENT_TYPE)
+    if not boxes:  # no_face is terminal: a photo the owner did not want kept goes now
+        await discard_images_if_ephemeral(stage.blobs, event.photo_id)
     height, width = image.shape[:2]
     await stage.publisher.publish(FacesDetected(
         event_id=derived_event_id(event, "faces.detected"), photo_id=event.photo_id, faces=boxes,

@@ -20,6 +20,7 @@ from libs.common import keys
 from libs.common.blobs import BlobNotFound, BlobStore
 from libs.common.bus import EventPublisher
 from libs.common.documents import ResultDocument
+from libs.common.ephemeral import discard_images_if_ephemeral, keeps_photo
 from libs.common.events import FaceResult, FacesDetected, InvalidEvent, PhotoFailed, PhotoScored, derived_event_id
 from libs.common.events.envelope import utcnow
 from services.scoring.features_store import PERSONAL_VECTOR, store_personalization
@@ -76,6 +77,8 @@ async def handle_faces_detected(event: FacesDetected, stage: ScoringStage) -> No
     except BlobNotFound as exc:
         if await stage.blobs.exists(keys.tombstone(event.photo_id)):
             return
+        if await stage.blobs.exists(keys.result(event.photo_id)) and not await keeps_photo(stage.blobs, event.photo_id):
+            return  # redelivery of an ephemeral photo: scored before its chips were discarded
         await _fail(stage, event, "chip_missing", f"A face image of this photo is missing ({exc.key}).")
     try:
         chips = [decode_chip(blob.data) for blob in blobs]
@@ -114,6 +117,7 @@ async def handle_faces_detected(event: FacesDetected, stage: ScoringStage) -> No
     indexed = [(face.index, vector) for face, vector in zip(event.faces, vectors, strict=True)]
     await store_personalization(stage.blobs, event.photo_id, indexed)
     await stage.blobs.put(keys.result(event.photo_id), doc.model_dump_json().encode(), RESULT_CONTENT_TYPE)
+    await discard_images_if_ephemeral(stage.blobs, event.photo_id)  # "don't store my photo": scores only from here
     await stage.publisher.publish(PhotoScored(
         event_id=derived_event_id(event, "photo.scored"), photo_id=event.photo_id,
         result_key=keys.result(event.photo_id), faces=summaries, model_versions=versions,

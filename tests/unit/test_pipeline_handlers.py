@@ -130,3 +130,27 @@ async def test_deleted_photos_are_skipped(tmp_path: Path, astronaut_jpeg: bytes,
     await blobs.put(keys.tombstone(event.photo_id), b"{}", "application/json")
     await handle_photo_uploaded(event, face_stage(blobs, published, detector))
     assert published.events == [] and not await blobs.exists(keys.faces_manifest(event.photo_id))
+
+
+async def test_a_photo_not_to_be_kept_is_discarded_once_scored(
+    tmp_path: Path, astronaut_jpeg: bytes, detector, scorer
+) -> None:
+    from datetime import UTC, datetime
+
+    from libs.common.documents import PhotoMeta
+
+    blobs, published = LocalBlobStore(tmp_path), RecordingPublisher()
+    event = await uploaded(blobs, astronaut_jpeg)
+    meta = PhotoMeta(photo_id=event.photo_id, created_at=datetime.now(UTC), delete_token_sha256="0" * 64,
+                     store_photo=False, width=512, height=512)
+    await blobs.put(keys.meta(event.photo_id), meta.model_dump_json().encode(), "application/json")
+    await handle_photo_uploaded(event, face_stage(blobs, published, detector))
+    (detected,) = published.of_type(FacesDetected)
+    await handle_faces_detected(detected, scoring_stage(blobs, published, scorer))
+    assert json.loads((await blobs.get(keys.result(event.photo_id))).data)["status"] == "done"
+    assert not await blobs.exists(keys.photo(event.photo_id))
+    assert await blobs.list(keys.chips_prefix(event.photo_id)) == []
+    # Redelivery after the discard is not a failure: both stages recognise the photo as already handled.
+    await handle_photo_uploaded(event, face_stage(blobs, published, detector))
+    await handle_faces_detected(detected, scoring_stage(blobs, published, scorer))
+    assert published.of_type(PhotoFailed) == []
