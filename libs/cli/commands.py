@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_simulate_arguments(simulate)
     simulate.set_defaults(fn=_simulate)
 
+    sub.add_parser("dashboard", help="serve the Streamlit virality dashboard").set_defaults(fn=_dashboard)
+
     retention = sub.add_parser("retention", help="delete photos (and everything derived) older than the retention age")
     retention.add_argument("--days", type=float, help="override HOWHOT_UPLOAD_RETENTION_DAYS")
     retention.set_defaults(fn=_retention)
@@ -156,3 +158,13 @@ def _train_dex(args: argparse.Namespace, settings: object) -> int:
     from services.scoring.training.cli import run_train
 
     return run_train(args, settings)
+
+
+def _dashboard(args: argparse.Namespace, settings: object) -> int:
+    import os
+
+    from services.analytics.dashboard_app.launch import dashboard_command
+
+    argv = dashboard_command(settings)  # type: ignore[arg-type]
+    os.execv(argv[0], argv)  # noqa: S606 - replaces this process, so signals go straight to Streamlit
+    return 0

@@ -161,6 +161,7 @@ class AnalyticsSettings(_Base):
     batch_size: int = 10_000
     flush_interval_s: float = 1.0
     dashboard_port: int = 8501
+    api_url: str = ""  # where the dashboard reaches the query API; default http://{host}:{port}
     dashboard_token: SecretStr | None = None
 
 

@@ -32,7 +32,7 @@ class QueryApiError(RuntimeError):
 
 def api_url(settings: Settings) -> str:
     """Base URL of the analytics service's query API, from HOWHOT_ANALYTICS_API_URL or its host and port."""
-    override = os.environ.get(API_URL_ENV)
+    override = settings.analytics.api_url or os.environ.get(API_URL_ENV)  # env: Settings read before it was set
     if override:
         return override.rstrip("/")
     host = settings.analytics.host
