@@ -49,6 +49,7 @@ def build_consumer(
         topics=list(TOPICS),
         dlq_publisher=dlq,
         batch_handler=batch_writer(store, metrics),
+        pipelined=True,  # decode the next batch while chDB/ClickHouse writes this one
         max_records=settings.analytics.batch_size,
         max_wait_s=settings.analytics.flush_interval_s,
     )

@@ -132,7 +132,8 @@ async def test_offsets_are_committed_only_after_handling(kafka: KafkaSettings) -
     await publisher.stop()
 
 
-async def test_batch_handler_isolates_a_poison_message(kafka: KafkaSettings) -> None:
+@pytest.mark.parametrize("pipelined", [False, True])
+async def test_batch_handler_isolates_a_poison_message(kafka: KafkaSettings, pipelined: bool) -> None:
     publisher = KafkaEventPublisher(kafka, "test")
     await publisher.start()
     events = [uploaded() for _ in range(5)]
@@ -146,7 +147,7 @@ async def test_batch_handler_isolates_a_poison_message(kafka: KafkaSettings) -> 
         written.update(str(d.event.event_id) for d in deliveries)
 
     runner = ConsumerRunner(kafka, group_id=f"g-{new_id()}", topics=[TOPIC], dlq_publisher=publisher,
-                            batch_handler=batch_handler, max_records=100, max_wait_s=0.2)
+                            batch_handler=batch_handler, max_records=100, max_wait_s=0.2, pipelined=pipelined)
     want = {str(e.event_id) for e in events if e is not poison}
     await run_until(runner, lambda: want <= written)
     assert str(poison.event_id) not in written

@@ -78,6 +78,7 @@ class ConsumerRunner:
         max_records: int | None = None,
         max_wait_s: float = 0.0,
         concurrency: int = 1,
+        pipelined: bool = False,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler or batch_handler")
@@ -90,6 +91,7 @@ class ConsumerRunner:
         self._max_records = max_records or settings.max_poll_records
         self._max_wait_s = max_wait_s
         self._concurrency = max(1, concurrency)
+        self._pipelined = pipelined  # poll and decode batch N+1 while batch N is being written; commits stay in order
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self.stats = ConsumerStats()
@@ -137,6 +139,8 @@ class ConsumerRunner:
         self._consumer = consumer
         log.info("consumer started", extra={"group": self._group_id, "topics": self._topics})
         try:
+            if self._pipelined:
+                await self._run_pipelined(consumer)
             while not self._stopping.is_set():
                 records = await self._poll(consumer)
                 if records:
@@ -149,6 +153,30 @@ class ConsumerRunner:
             self._consumer = None
             await consumer.stop()
             log.info("consumer stopped", extra={"group": self._group_id, "handled": self.stats.handled})
+
+    async def _run_pipelined(self, consumer: AIOKafkaConsumer) -> None:
+        """Overlap the next poll (network, decoding) with the write of the batch in hand (a thread, e.g. chDB).
+
+        At most one batch is in flight; its offsets are committed once it is written and before the next batch is
+        started, so at-least-once and the commit order are exactly those of the sequential loop.
+        """
+        in_flight: tuple[asyncio.Task[None], list[ConsumerRecord]] | None = None
+        try:
+            while not self._stopping.is_set():
+                records = await self._poll(consumer)
+                deliveries = await self._decode(records) if records else []
+                if in_flight is not None:
+                    task, previous = in_flight
+                    in_flight = None
+                    await task
+                    await self._commit(consumer, previous)
+                if records:
+                    in_flight = (asyncio.create_task(self._handle(deliveries)), records)
+            if in_flight is not None:
+                await in_flight[0]
+                await self._commit(consumer, in_flight[1])
+        except _StopWhileWaiting:
+            return  # a backend is down and we were asked to stop: the batch stays uncommitted, redelivered later
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> list[ConsumerRecord]:
         """One poll, then more polls until the batch is full or ``max_wait_s`` has passed (size-or-time batching)."""
@@ -166,6 +194,10 @@ class ConsumerRunner:
         return records
 
     async def _process(self, records: list[ConsumerRecord]) -> None:
+        await self._handle(await self._decode(records))
+
+    async def _decode(self, records: list[ConsumerRecord]) -> list[Delivery]:
+        """Validate every record; invalid ones go to the dead-letter topic right away."""
         deliveries: list[Delivery] = []
         for record in records:
             try:
@@ -174,6 +206,9 @@ class ConsumerRunner:
                 await self._dead_letter(record.topic, record.partition, record.offset, record.key, record.value, exc, 0)
                 continue
             deliveries.append(Delivery(event, record.topic, record.partition, record.offset, record.value or b""))
+        return deliveries
+
+    async def _handle(self, deliveries: list[Delivery]) -> None:
         if self._batch_handler is not None and deliveries:
             await self._handle_batch(deliveries)
         elif self._handler is not None:
