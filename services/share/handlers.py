@@ -19,7 +19,15 @@ from libs.common import keys
 from libs.common.blobs import BlobNotFound, BlobStore
 from libs.common.bus import EventPublisher
 from libs.common.documents import FacesManifest, PhotoMeta
-from libs.common.events import CardRendered, Event, FaceResult, InvalidEvent, PhotoDeleted, PhotoScored
+from libs.common.events import (
+    CardRendered,
+    Event,
+    FaceResult,
+    InvalidEvent,
+    PhotoDeleted,
+    PhotoScored,
+    derived_event_id,
+)
 from libs.common.logs import trace_id_var
 from libs.common.observability import ServiceMetrics
 from services.share.cards import TEMPLATE_VERSION, card_key
@@ -90,6 +98,7 @@ class ShareHandlers:
         if stored is None:
             return None
         rendered = CardRendered(
+            event_id=derived_event_id(event, f"card.rendered:{TEMPLATE_VERSION}"),  # redelivery: same id, deduped
             photo_id=event.photo_id,
             template_version=TEMPLATE_VERSION,
             card_keys=dict(stored.keys),

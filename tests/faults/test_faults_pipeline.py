@@ -28,7 +28,7 @@ TERMINAL = frozenset({"done", "no_face", "failed"})
 PHOTOS = 10
 KILLED_AFTER = 4  # photos uploaded before the kill; the rest arrive while scoring is dead
 PIPELINE_TIMEOUT_S = 240.0
-ONCE_PER_PHOTO = ("photo.uploaded", "faces.detected", "photo.scored")
+ONCE_PER_PHOTO = ("photo.uploaded", "faces.detected", "photo.scored", "card.rendered")  # the last event is the card
 POISON = b"\x00\xffpoison: not an event at all"
 BACKLOG_METRIC = re.compile(r"^howhot_upload_backlog (\S+)$", re.MULTILINE)
 
