@@ -86,8 +86,16 @@ OPENAPI: dict[str, Any] = {
                         "Not a multipart form, or not a decodable JPEG/PNG/WebP.",
                         ["not_multipart", "unsupported_type", "undecodable"],
                     ),
+                    "429": _error(
+                        "Too many uploads from this visitor or address; retry after Retry-After seconds.",
+                        ["rate_limited"], retry_after=True,
+                    ),
                     "500": _SERVER_ERROR,
-                    "503": _UNAVAILABLE,
+                    "503": _error(
+                        "The pipeline's backlog is over the limit or a backend is down; nothing was stored. "
+                        "Retry after Retry-After seconds.",
+                        ["busy", "broker_unavailable", "storage_unavailable", "overloaded"], retry_after=True,
+                    ),
                 },
             }
         },
