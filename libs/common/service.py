@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from libs.common.blobs import BlobStore, BlobStoreError
-from libs.common.bus import ConsumerRunner, EventPublisher, KafkaEventPublisher
+from libs.common.bus import ConsumerRunner, EventPublisher, KafkaEventPublisher, LateBoundPublisher
 from libs.common.observability import HEALTH_CHECKS, METRICS
 from libs.common.settings import Settings
 
@@ -78,6 +78,17 @@ def consumer_context(build: Callable[[web.Application], ConsumerRunner]) -> AppC
             await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_S)
         except TimeoutError:
             task.cancel()
+
+    return ctx
+
+
+def bind_publisher_context(late: LateBoundPublisher) -> AppContext:
+    """cleanup_ctx (after ``publisher_context``): hand the app's producer to ``late``; detach it at shutdown."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        late.bind(app[PUBLISHER])
+        yield
+        late.bind(None)
 
     return ctx
 

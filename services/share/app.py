@@ -16,7 +16,12 @@ from aiohttp import web
 from libs.common.blobs import BlobStore, create_blob_store
 from libs.common.bus import EventPublisher
 from libs.common.observability import HEALTH_CHECKS, HealthCheck, install_observability
-from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context
+from libs.common.service import (
+    bind_publisher_context,
+    blob_store_context,
+    consumer_context,
+    publisher_context,
+)
 from libs.common.settings import Settings
 from services.share.consumer import build_consumer
 from services.share.handlers import SERVICE, ShareHandlers
@@ -57,7 +62,7 @@ def create_app(
     events = DurablePublisher(publisher)
     if publisher is None:
         app.cleanup_ctx.append(publisher_context(settings, SERVICE))
-        app.cleanup_ctx.append(_bind_kafka_publisher(events))
+        app.cleanup_ctx.append(bind_publisher_context(events))
     else:
         app[HEALTH_CHECKS]["event_publisher"] = _ready_check(lambda: events.ready)
     views = BackgroundPublisher(events)
@@ -82,16 +87,6 @@ def create_app(
     app.router.add_routes(routes)
     return app
 
-
-def _bind_kafka_publisher(events: DurablePublisher) -> CleanupCtx:
-    """Hand the producer created by publisher_context (which runs just before) to the handlers' publisher."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        events.bind(app[PUBLISHER])
-        yield
-        events.bind(None)
-
-    return ctx
 
 
 def _drain_on_shutdown(views: BackgroundPublisher) -> CleanupCtx:

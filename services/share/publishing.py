@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka.errors import KafkaError
-
-from libs.common.bus import EventPublisher
+from libs.common.bus import EventPublisher, LateBoundPublisher
 from libs.common.errors import TransientError
 from libs.common.events import Event
 
@@ -25,33 +23,11 @@ MAX_PENDING = 1_000  # views in flight while the broker is slow; beyond this, dr
 DRAIN_TIMEOUT_S = 5.0  # at shutdown, how long views still in flight may take before they are abandoned
 
 
-class DurablePublisher:
+class DurablePublisher(LateBoundPublisher):
     """Publish and wait for the broker's ack; a missing or failing broker is a TransientError (retried, not DLQ)."""
 
     def __init__(self, inner: EventPublisher | None = None) -> None:
-        self._inner = inner
-
-    def bind(self, inner: EventPublisher | None) -> None:
-        """Attach the producer once its cleanup context has created it."""
-        self._inner = inner
-
-    @property
-    def ready(self) -> bool:
-        return self._inner is not None and bool(getattr(self._inner, "started", True))
-
-    async def publish(self, event: Event) -> None:
-        if self._inner is None or not self.ready:
-            raise TransientError("event producer is not started yet")
-        try:
-            await self._inner.publish(event)
-        except KafkaError as exc:
-            raise TransientError(f"publishing {event.type} failed: {exc!r}") from exc
-
-    async def publish_raw(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        """Dead letters go straight to the producer (the consumer runner retries these itself)."""
-        if self._inner is None:
-            raise TransientError("event producer is not started yet")
-        await self._inner.publish_raw(topic, value, key, headers)
+        super().__init__(inner, unavailable=TransientError)
 
 
 class BackgroundPublisher:

@@ -15,7 +15,7 @@ from aiohttp import web
 from libs.common.blobs import BlobStore, create_blob_store
 from libs.common.bus import EventPublisher, client_kwargs
 from libs.common.observability import HEALTH_CHECKS, HealthCheck, install_observability
-from libs.common.service import PUBLISHER, blob_store_context, publisher_context
+from libs.common.service import bind_publisher_context, blob_store_context, publisher_context
 from libs.common.settings import Settings
 from services.upload.admission import Admission, BacklogGate, BacklogProbe, KafkaLagProbe, backlog_context
 from services.upload.deps import DEPS, UploadDeps
@@ -53,7 +53,7 @@ def create_app(
     events = GuardedPublisher(publisher)
     if publisher is None:
         app.cleanup_ctx.append(publisher_context(settings, SERVICE))
-        app.cleanup_ctx.append(_bind_kafka_publisher(events))
+        app.cleanup_ctx.append(bind_publisher_context(events))
     else:
         app[HEALTH_CHECKS]["event_publisher"] = _ready_check(events)
 
@@ -96,16 +96,6 @@ def create_app(
     install_website(app, settings, events)
     return app
 
-
-def _bind_kafka_publisher(events: GuardedPublisher) -> CleanupCtx:
-    """Hand the producer created by publisher_context (which runs just before) to the guard the views use."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        events.bind(app[PUBLISHER])
-        yield
-        events.bind(None)
-
-    return ctx
 
 
 

@@ -2,6 +2,7 @@
 
 from libs.common.bus.consumer import ConsumerRunner, ConsumerStats, Delivery
 from libs.common.bus.kafka import BrokerNotConfigured, client_kwargs, ensure_topics, start_with_retry
+from libs.common.bus.late import LateBoundPublisher
 from libs.common.bus.memory import RecordingPublisher
 from libs.common.bus.producer import EventPublisher, KafkaEventPublisher
 
@@ -12,6 +13,7 @@ __all__ = [
     "Delivery",
     "EventPublisher",
     "KafkaEventPublisher",
+    "LateBoundPublisher",
     "RecordingPublisher",
     "client_kwargs",
     "ensure_topics",
