@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from libs.common.blobs import BlobStore, BlobStoreError
 from libs.common.bus import ConsumerRunner, EventPublisher, KafkaEventPublisher, LateBoundPublisher
+from libs.common.events import Event
 from libs.common.observability import HEALTH_CHECKS, METRICS
 from libs.common.settings import Settings
 
@@ -91,6 +93,31 @@ def bind_publisher_context(late: LateBoundPublisher) -> AppContext:
         late.bind(None)
 
     return ctx
+
+
+def stage_consumer(
+    settings: Settings,
+    app: web.Application,
+    *,
+    group_id: str,
+    event_type: type[Event],
+    handle: Callable[[Any], Awaitable[None]],
+    stage_label: str,
+    concurrency: int,
+) -> ConsumerRunner:
+    """The consumer of one pipeline stage: events of ``event_type`` go to ``handle``, timed as ``stage_label``, with
+    up to ``concurrency`` photos in flight so the stage's micro-batcher can fill batches across messages."""
+    metrics = app[METRICS]
+
+    async def handler(event: Event) -> None:
+        if isinstance(event, event_type):
+            with metrics.stage_seconds.labels(stage_label).time():
+                await handle(event)
+
+    return ConsumerRunner(
+        settings.kafka, group_id=group_id, topics=[event_type.TOPIC], dlq_publisher=app[PUBLISHER],
+        handler=handler, concurrency=concurrency,
+    )
 
 
 HEALTH_PROBE_KEY = "healthz/probe"  # a key nobody writes: exists() proves the store answers without touching data

@@ -12,10 +12,10 @@ from aiohttp import web
 
 from libs.common.blobs import BlobStore, create_blob_store
 from libs.common.bus import ConsumerRunner, EventPublisher
-from libs.common.events import Event, PhotoUploaded
+from libs.common.events import PhotoUploaded
 from libs.common.model_serving import BatchedModel, batched_model_context
-from libs.common.observability import METRICS, install_observability
-from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context
+from libs.common.observability import install_observability
+from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context, stage_consumer
 from libs.common.settings import Settings
 from services.face.detector import DetectedFace, FaceDetector
 from services.face.handlers import FaceStage, handle_photo_uploaded
@@ -41,16 +41,10 @@ def _build_model(settings: Settings, detector: FaceDetector | None) -> Callable[
 def build_consumer(settings: Settings, app: web.Application, blobs: BlobStore) -> ConsumerRunner:
     stage = FaceStage(blobs=blobs, publisher=app[PUBLISHER], detect=app[MODEL].submit,
                       detector_name=settings.face.detector, producer=SERVICE)
-    metrics = app[METRICS]
-
-    async def handler(event: Event) -> None:
-        if isinstance(event, PhotoUploaded):
-            with metrics.stage_seconds.labels("detect_photo").time():
-                await handle_photo_uploaded(event, stage)
-
-    return ConsumerRunner(
-        settings.kafka, group_id=CONSUMER_GROUP, topics=[PhotoUploaded.TOPIC], dlq_publisher=app[PUBLISHER],
-        handler=handler, concurrency=settings.face.max_batch,
+    return stage_consumer(
+        settings, app, group_id=CONSUMER_GROUP, event_type=PhotoUploaded,
+        handle=lambda event: handle_photo_uploaded(event, stage), stage_label="detect_photo",
+        concurrency=settings.face.max_batch,
     )
 
 

@@ -14,10 +14,10 @@ from aiohttp import web
 
 from libs.common.blobs import BlobStore, create_blob_store
 from libs.common.bus import ConsumerRunner, EventPublisher
-from libs.common.events import Event, FacesDetected
+from libs.common.events import FacesDetected
 from libs.common.model_serving import BatchedModel, batched_model_context
-from libs.common.observability import METRICS, install_observability
-from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context
+from libs.common.observability import install_observability
+from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context, stage_consumer
 from libs.common.settings import Settings
 from services.scoring.attractiveness import Attractiveness
 from services.scoring.features_store import PERSONAL_VECTOR, personal_members, personal_vectors
@@ -72,16 +72,10 @@ def _build_model(
 
 def build_consumer(settings: Settings, app: web.Application, blobs: BlobStore) -> ConsumerRunner:
     stage = ScoringStage(blobs=blobs, publisher=app[PUBLISHER], score=app[MODEL].submit, producer=SERVICE)
-    metrics = app[METRICS]
-
-    async def handler(event: Event) -> None:
-        if isinstance(event, FacesDetected):
-            with metrics.stage_seconds.labels("score_photo").time():
-                await handle_faces_detected(event, stage)
-
-    return ConsumerRunner(
-        settings.kafka, group_id=CONSUMER_GROUP, topics=[FacesDetected.TOPIC], dlq_publisher=app[PUBLISHER],
-        handler=handler, concurrency=settings.scoring.max_batch,
+    return stage_consumer(
+        settings, app, group_id=CONSUMER_GROUP, event_type=FacesDetected,
+        handle=lambda event: handle_faces_detected(event, stage), stage_label="score_photo",
+        concurrency=settings.scoring.max_batch,
     )
 
 
