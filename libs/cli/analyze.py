@@ -16,8 +16,8 @@ def analyze_images(paths: list[Path], settings: Settings, with_scores: bool = Tr
 
     Runs exactly the services' code (detector, alignment, scorer) without a broker or blob store.
     """
+    from libs.common.alignment import align_face
     from libs.common.images import decode_image_bytes
-    from services.face.align import align_face
     from services.face.detector import FaceDetector
     from services.face.quality import face_quality
 

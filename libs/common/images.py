@@ -15,6 +15,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -214,3 +215,10 @@ def _fit_within(image: Image.Image, max_side: int) -> Image.Image:
     scale = max_side / long_side
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=RESIZE_REDUCING_GAP)
+
+
+def load_image_file(path: Path | str) -> np.ndarray:
+    """A trusted local image file (datasets, CLI arguments) decoded as the upload service stores photos: EXIF-upright
+    RGB. Untrusted bytes go through ``normalize_upload`` instead."""
+    with Image.open(path) as img:
+        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))

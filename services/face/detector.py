@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from services.face.imageprep import to_rgb_uint8
+from libs.common.pixels import to_rgb_uint8
 from services.face.models.registry import DetectorConfig, create_detector_model
 from services.face.models.retinaface import fuse_batchnorm
 from services.face.postprocess import NMS_IOU_THRESHOLD, postprocess, prior_boxes

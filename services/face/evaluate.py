@@ -12,22 +12,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from libs.common.images import load_image_file
 from services.face.detector import FaceDetector, timed_detect
 
 FILE_COLUMN = "file"  # the image's file name under images/ in every labels.csv of ../shared/data
 SAMPLE_SEED = 0  # a fixed seed so a sampled evaluation is repeatable
-
-
-def load_image(path: Path) -> np.ndarray:
-    """Decode as the upload service stores images: EXIF-transposed, RGB."""
-    from PIL import ImageOps
-
-    with Image.open(path) as img:
-        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
 
 def list_images(dataset_dir: Path, limit: int | None = None, sample: bool = False) -> list[Path]:
@@ -51,7 +42,7 @@ def evaluate_detection(
     times: list[float] = []
     missed: list[str] = []
     for path in tqdm(paths, desc=dataset_dir.name, disable=not progress):
-        faces, ms = timed_detect(detector, load_image(path))
+        faces, ms = timed_detect(detector, load_image_file(path))
         counts.append(len(faces))
         times.append(ms)
         if not faces:

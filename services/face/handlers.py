@@ -16,13 +16,13 @@ import numpy as np
 from PIL import Image
 
 from libs.common import keys
+from libs.common.alignment import AlignedFace, align_face
 from libs.common.blobs import BlobNotFound, BlobStore
 from libs.common.bus import EventPublisher
 from libs.common.documents import FacesManifest
 from libs.common.ephemeral import discard_images_if_ephemeral, keeps_photo
 from libs.common.events import FaceBox, FacesDetected, InvalidEvent, PhotoFailed, PhotoUploaded, derived_event_id
 from libs.common.images import ImageRejected, decode_image_bytes
-from services.face.align import AlignedFace, align_face
 from services.face.detector import DetectedFace
 from services.face.quality import face_quality
 

@@ -42,8 +42,8 @@ display:flex;gap:8px;background:#fafafa} .card img{width:128px;height:128px;bord
 
 def _thumbnail(record: dict[str, Any]) -> str:
     """The chip the members saw (re-cut from the image and the cached landmarks) as a base64 JPEG data URL."""
-    from services.face.align import align_face
-    from services.face.evaluate import load_image
+    from libs.common.alignment import align_face
+    from libs.common.images import load_image_file as load_image
 
     try:
         chip = align_face(load_image(Path(record["path"])), np.asarray(record["landmarks"], np.float32)).chip

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from libs.common.alignment import align_face, apply_affine, umeyama, warp_affine
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
-from services.face.align import align_face, apply_affine, umeyama, warp_affine
 from services.face.quality import laplacian_variance, roll_degrees, yaw_degrees
 
 

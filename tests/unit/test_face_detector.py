@@ -7,11 +7,11 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from libs.common.alignment import align_face
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
+from libs.common.pixels import to_rgb_uint8
 from libs.common.settings import Settings
-from services.face.align import align_face
 from services.face.detector import DetectedFace, FaceDetector
-from services.face.imageprep import to_rgb_uint8
 from services.face.models.convert_tf_graph import fetch
 from services.face.quality import face_quality
 

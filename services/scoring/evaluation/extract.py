@@ -134,7 +134,7 @@ def extract(
     """
     from tqdm import tqdm
 
-    from services.face.evaluate import load_image as default_load
+    from libs.common.images import load_image_file as default_load
     from services.scoring.models.registry import create_model
 
     load_image = load_image or default_load

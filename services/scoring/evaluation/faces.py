@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from libs.common.alignment import align_face
 from libs.common.chips import ARCFACE_TEMPLATE_112
-from services.face.align import align_face
 
 ARCFACE_FRAME = 112.0  # the ArcFace template's frame side in pixels
 CENTRALITY_WEIGHT = 0.5  # a face at the image corner counts as half its size when choosing the labelled person

@@ -68,8 +68,8 @@ def box_crop(image: np.ndarray, box: Sequence[float], size: int, margin: float =
 
 def load_crop(item: ImageItem, cfg: PretrainedConfig) -> np.ndarray:
     """The backbone's input crop of one item (uint8 HxWx3)."""
-    from services.face.align import align_face
-    from services.face.evaluate import load_image
+    from libs.common.alignment import align_face
+    from libs.common.images import load_image_file as load_image
     from services.scoring.evaluation.faces import fallback_landmarks
 
     image = load_image(item.path)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
-from services.face.imageprep import to_rgb_uint8
+from libs.common.pixels import to_rgb_uint8
 
 ANTIALIAS_BELOW_SCALE = 0.75  # shrinking by more than this in the warp would alias; pre-shrink with a proper filter
 
