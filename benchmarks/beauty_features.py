@@ -19,8 +19,10 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402 - needs the repo on sys.path when run as a script
 
+from services.face.detector import FaceDetector  # noqa: E402 - a benchmark composes both services
 from services.scoring.beauty.cache import DEFAULT_CACHE_DIR, cached_features, cached_landmarks  # noqa: E402
 from services.scoring.beauty.features import CC0_MEMBERS  # noqa: E402
+from services.scoring.evaluation.detection import provide_detector  # noqa: E402
 
 
 def main() -> None:
@@ -31,6 +33,7 @@ def main() -> None:
     parser.add_argument("--wrn-flip", action="store_true", help="flip TTA for WRN-16-8 too (2x its cost)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    provide_detector(FaceDetector.from_settings)  # used only where the landmark cache misses
     torch.set_num_threads(args.threads)
     for name in ("frl_london", "mebeauty"):
         folder = args.data / name

@@ -22,11 +22,13 @@ import torch  # noqa: E402 - needs the repo on sys.path when run as a script
 
 from libs.common.modelcache import sha256_file  # noqa: E402
 from libs.common.modelcard import ModelCard  # noqa: E402
+from services.face.detector import FaceDetector  # noqa: E402 - a benchmark composes both services
 from services.scoring.beauty.cache import DEFAULT_CACHE_DIR  # noqa: E402
 from services.scoring.beauty.dataset import load_mebeauty  # noqa: E402
 from services.scoring.beauty.evaluate import mebeauty_features, mebeauty_files  # noqa: E402
 from services.scoring.beauty.scorer import FLIP_BY_MEMBER, WEIGHTS_DIR, head_paths  # noqa: E402
 from services.scoring.beauty.train import train_beauty_head  # noqa: E402
+from services.scoring.evaluation.detection import provide_detector  # noqa: E402
 
 LICENCE = ("Research-only. Trained on MEBeauty (Lebedeva, Guo, Ying 2021; no licence stated, authors: non-commercial "
            "research only). Features come from the scoring members and inherit their licences: {members}.")
@@ -65,6 +67,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    provide_detector(FaceDetector.from_settings)  # used only where the landmark cache misses
     torch.set_num_threads(args.threads)
     folder = args.data / "mebeauty"
     labels = load_mebeauty(folder)

@@ -19,9 +19,11 @@ import numpy as np  # noqa: E402
 
 from libs.common.modelcache import sha256_file  # noqa: E402
 from libs.common.modelcard import ModelCard  # noqa: E402
+from services.face.detector import FaceDetector  # noqa: E402 - a benchmark composes both services
 from services.scoring.beauty.features import stack_blocks  # noqa: E402
 from services.scoring.beauty.scorer import DEFAULT_HEAD, WEIGHTS_DIR, load_beauty_head  # noqa: E402
 from services.scoring.beauty.train import BLOCK_SETS  # noqa: E402
+from services.scoring.evaluation.detection import provide_detector  # noqa: E402
 from services.scoring.personalize.data import load_ratings  # noqa: E402
 from services.scoring.personalize.evaluate import GLOBAL_SCORE_WEIGHT, face_features  # noqa: E402
 from services.scoring.personalize.model import fit_personal_model  # noqa: E402
@@ -40,6 +42,7 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--reg", type=float, default=5.0)
     args = parser.parse_args()
+    provide_detector(FaceDetector.from_settings)  # used only where the landmark cache misses
     folder = args.data / args.dataset
     data = load_ratings(folder)
     blocks, x, weights = face_features(folder, data.faces, args.block_set)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,35 @@ def astronaut_jpeg() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(data.astronaut()).save(buf, "JPEG", quality=92)
     return buf.getvalue()
+
+
+FIND_EVENT_TIMEOUT_S = 60.0  # a fresh consumer group's join on Tansu can take several seconds
+
+
+async def _find_event(bootstrap: str, topic: str, photo_id: str) -> tuple[bytes | None, bytes, dict[str, bytes]]:
+    """Read ``topic`` from the beginning until the event of ``photo_id`` shows up; return its key, value, headers."""
+    from aiokafka import AIOKafkaConsumer
+
+    from libs.common.ids import new_id
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=f"test-{new_id()}",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + FIND_EVENT_TIMEOUT_S
+        while asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for record in (r for batch in batches.values() for r in batch):
+                if photo_id.encode() in (record.value or b""):
+                    return record.key, record.value or b"", dict(record.headers)
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no event for {photo_id} on {topic}")
+
+
+@pytest.fixture
+def find_event() -> Callable[[str, str, str], Awaitable[tuple[bytes | None, bytes, dict[str, bytes]]]]:
+    """``await find_event(bootstrap, topic, photo_id)`` → (key, value, headers) of that photo's event on ``topic``."""
+    return _find_event

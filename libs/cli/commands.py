@@ -114,11 +114,21 @@ def _print_report(report: dict, as_json: bool) -> int:
     return 0
 
 
+def _bind_face_detector(settings: object) -> None:
+    """The scoring package's offline tools detect faces on raw photos; this composition root hands them the face
+    service's detector (built only if a cache misses), so the scoring package never imports the face service."""
+    from services.face.detector import FaceDetector
+    from services.scoring.evaluation.detection import provide_detector
+
+    provide_detector(lambda: FaceDetector.from_settings(settings))
+
+
 def _eval_beauty(args: argparse.Namespace, settings: object) -> int:
     from pathlib import Path
 
     from services.scoring.beauty.evaluate import evaluate_beauty
 
+    _bind_face_detector(settings)
     return _print_report(evaluate_beauty(Path(args.dataset), head_name=args.head, progress=not args.json), args.json)
 
 
@@ -127,6 +137,7 @@ def _eval_personalize(args: argparse.Namespace, settings: object) -> int:
 
     from services.scoring.personalize.evaluate import evaluate_personalization
 
+    _bind_face_detector(settings)
     ks = tuple(int(k) for k in args.k.split(","))
     report = evaluate_personalization(Path(args.dataset), ks=ks, max_raters=args.max_raters,
                                       block_set=args.block_set, progress=not args.json)
@@ -151,12 +162,14 @@ def _retention(args: argparse.Namespace, settings: object) -> int:
 def _eval_age(args: argparse.Namespace, settings: object) -> int:
     from services.scoring.eval_age import run_eval_age
 
+    _bind_face_detector(settings)
     return run_eval_age(args, settings)
 
 
 def _train_dex(args: argparse.Namespace, settings: object) -> int:
     from services.scoring.training.cli import run_train
 
+    _bind_face_detector(settings)
     return run_train(args, settings)
 
 

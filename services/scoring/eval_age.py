@@ -183,16 +183,3 @@ def run_eval_age(args: argparse.Namespace, settings: Any) -> int:
         print(f"report: {page}", file=sys.stderr)
     print(json.dumps(result.summary, indent=1) if args.json else format_table(result.summary))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m services.scoring.eval_age`` without the howhot CLI."""
-    parser = argparse.ArgumentParser(prog="eval_age", description=__doc__)
-    add_eval_arguments(parser)
-    from libs.common.settings import Settings
-
-    return run_eval_age(parser.parse_args(argv), Settings())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

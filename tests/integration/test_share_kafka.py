@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from PIL import Image
 from skimage import data
 
@@ -56,27 +55,8 @@ async def wait_for(condition: Any, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
-async def find_event(bootstrap: str, topic: str, photo_id: str) -> tuple[bytes | None, bytes]:
-    """Read ``topic`` from the beginning until the event of ``photo_id`` shows up; return its key and value."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=f"test-{new_id()}",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + CONSUME_TIMEOUT_S
-        while asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=300)
-            for record in (r for batch in batches.values() for r in batch):
-                if photo_id.encode() in (record.value or b""):
-                    return record.key, record.value or b""
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"no event for {photo_id} on {topic}")
-
-
 async def test_photo_scored_becomes_cards_and_card_rendered(
-    aiohttp_client: Any, kafka_broker: EmbeddedBroker, tmp_path: Path
+    aiohttp_client: Any, kafka_broker: EmbeddedBroker, tmp_path: Path, find_event: Any
 ) -> None:
     kafka = KafkaSettings(bootstrap=kafka_broker.bootstrap, session_timeout_ms=6000, heartbeat_interval_ms=500)
     await ensure_topics(kafka)
@@ -101,7 +81,7 @@ async def test_photo_scored_becomes_cards_and_card_rendered(
         scored = PhotoScored(photo_id=photo_id, result_key=keys.result(photo_id), faces=[face], elapsed_ms=80.0)
         await publisher.publish(scored)
 
-        key, value = await find_event(kafka.bootstrap, CardRendered.TOPIC, photo_id)
+        key, value, _ = await find_event(kafka.bootstrap, CardRendered.TOPIC, photo_id)
         rendered = decode_event(value, CardRendered.TOPIC)
         assert isinstance(rendered, CardRendered)
         assert key == photo_id.encode()

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import FormData
-from aiokafka import AIOKafkaConsumer
 
 from libs.common import keys
 from libs.common.blobs import LocalBlobStore
 from libs.common.broker import EmbeddedBroker
 from libs.common.bus import ensure_topics
 from libs.common.events import PhotoDeleted, PhotoUploaded, decode_event
-from libs.common.ids import new_id
 from libs.common.netutil import free_port
 from libs.common.settings import KafkaSettings, Settings, UploadSettings
 from services.upload.app import create_app
@@ -24,7 +22,6 @@ from services.upload.app import create_app
 pytestmark = pytest.mark.integration
 
 READY_TIMEOUT_S = 30.0  # the producer connects in the background after the app starts
-CONSUME_TIMEOUT_S = 20.0
 
 
 def photo_form(data: bytes) -> FormData:
@@ -42,27 +39,8 @@ async def wait_until_ready(client) -> None:
 NO_LIMIT = 10**12
 
 
-async def find_event(bootstrap: str, topic: str, photo_id: str) -> tuple[bytes | None, bytes, dict[str, bytes]]:
-    """Read ``topic`` from the beginning until the event of ``photo_id`` shows up; return its key, value, headers."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=f"test-{new_id()}",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + CONSUME_TIMEOUT_S
-        while asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=300)
-            for record in (r for batch in batches.values() for r in batch):
-                if photo_id.encode() in (record.value or b""):
-                    return record.key, record.value, {k: v for k, v in record.headers}
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"no event for {photo_id} on {topic}")
-
-
 async def test_upload_publishes_photo_uploaded(
-    aiohttp_client, kafka_broker: EmbeddedBroker, tmp_path: Path, astronaut_jpeg: bytes
+    aiohttp_client, kafka_broker: EmbeddedBroker, tmp_path: Path, astronaut_jpeg: bytes, find_event
 ) -> None:
     kafka = KafkaSettings(bootstrap=kafka_broker.bootstrap)
     await ensure_topics(kafka)

@@ -14,6 +14,7 @@ import numpy as np
 
 from services.scoring.beauty.chips import chips_for, detect_landmarks
 from services.scoring.beauty.features import batched_member_features
+from services.scoring.evaluation import detection
 
 DEFAULT_CACHE_DIR = Path(".howhot/cache/beauty")
 CACHE_VERSION = "1"  # bump when hooks or pooling change
@@ -29,18 +30,14 @@ def _check_files(path: Path, files: Sequence[str]) -> dict[str, np.ndarray] | No
 
 
 def cached_landmarks(
-    name: str, image_dir: Path, files: Sequence[str], cache_dir: Path = DEFAULT_CACHE_DIR,
-    models_dir: Path | None = None, progress: bool = True,
+    name: str, image_dir: Path, files: Sequence[str], cache_dir: Path = DEFAULT_CACHE_DIR, progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """{"landmarks": [N,5,2], "detected": [N]} for the images, detecting once."""
+    """{"landmarks": [N,5,2], "detected": [N]} for the images, detecting once (with the bound detector)."""
     path = Path(cache_dir) / f"{name}.landmarks.npz"
     cached = _check_files(path, files)
     if cached is not None:
         return cached
-    from services.face.detector import FaceDetector
-
-    detector = FaceDetector.from_settings(**({"models_dir": models_dir} if models_dir else {}))
-    found = detect_landmarks([Path(image_dir) / f for f in files], detector, progress=progress)
+    found = detect_landmarks([Path(image_dir) / f for f in files], detection.detector(), progress=progress)
     out = {"landmarks": found.landmarks, "detected": found.detected}
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, files=np.array(files), version=np.array(CACHE_VERSION), **out)
@@ -63,7 +60,7 @@ def cached_features(
         cached = _check_files(path, files)
         if cached is None:
             if chips is None:
-                marks = cached_landmarks(name, image_dir, files, cache_dir, models_dir, progress)
+                marks = cached_landmarks(name, image_dir, files, cache_dir, progress)
                 chips = chips_for([Path(image_dir) / f for f in files], marks["landmarks"])
             cfg = pretrained_config(member)
             model = create_model(member, models_dir)

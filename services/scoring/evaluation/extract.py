@@ -145,9 +145,9 @@ def extract(
     missing = [s for s in samples if s.file not in rows]
     if missing:
         if detector is None:
-            from services.face.detector import FaceDetector
+            from services.scoring.evaluation.detection import detector as bound_detector
 
-            detector = FaceDetector.from_settings(**({"models_dir": models_dir} if models_dir else {}))
+            detector = bound_detector()
         models = {m: create_model(m, models_dir).to(memory_format=torch.channels_last) for m in members}
         unsaved = 0
         bar = tqdm(total=len(missing), desc=f"{Path(dataset_dir).name} faces", unit="img", disable=not progress)

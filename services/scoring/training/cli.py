@@ -150,16 +150,3 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
                        models_dir=getattr(settings, "models_dir", None), device=args.device, seed=args.seed)
     print("\n".join(map(str, saved)))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m services.scoring.training.cli`` without the howhot CLI."""
-    parser = argparse.ArgumentParser(prog="train_dex", description=__doc__)
-    add_train_arguments(parser)
-    from libs.common.settings import Settings
-
-    return run_train(parser.parse_args(argv), Settings())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

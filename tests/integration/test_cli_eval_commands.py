@@ -1,0 +1,61 @@
+"""``howhot eval faces`` and ``howhot eval age`` end to end on a tiny labelled folder (no shared data needed).
+
+They run the real detector and ensemble in a subprocess, the way a user runs them, so they also prove the wiring: the
+scoring package's offline tools get their face detector from the CLI (``libs.cli``), not by importing the face
+service. The folder holds the astronaut photo (one adult face, public domain) in three sizes and formats.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from skimage import data
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT_S = 600
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("astronauts")
+    (root / "images").mkdir()
+    photo = Image.fromarray(data.astronaut())
+    files = {"a.jpg": photo, "b.png": photo.resize((320, 320)), "c.jpg": photo.convert("L").convert("RGB")}
+    with (root / "labels.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "age", "gender"])
+        for name, image in files.items():
+            image.save(root / "images" / name)
+            writer.writerow([name, 44, 1])  # Eileen Collins was born in 1956; the photo is from ~2000
+    return root
+
+
+def howhot(*args: str, cwd: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "libs.cli.main", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_eval_faces_finds_every_face(dataset: Path, tmp_path: Path) -> None:
+    report = howhot("eval", "faces", "--dataset", str(dataset), "--json", cwd=tmp_path)
+    assert report["images"] == 3
+    assert report["detection_rate"] == 1.0
+    assert report["mean_faces_per_image"] == pytest.approx(1.0)
+
+
+def test_eval_age_runs_the_whole_pipeline(dataset: Path, tmp_path: Path) -> None:
+    report = howhot("eval", "age", "--dataset", str(dataset), "--json", "--no-progress",
+                    "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert report["n"] == 3 and report["failures"] == 0
+    assert report["mae"] < 15  # one adult face: a sane age, not a precise one
+    assert report["gender_accuracy"] >= 2 / 3  # the colour photos are read as female; the grey copy is the hard one
+    assert set(report["member_mae"]) >= {"agegender_cc0_age", "wrn16_8_imdbwiki"}
