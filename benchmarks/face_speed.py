@@ -1,10 +1,11 @@
 """Median ms per 640-px image for the face detector (full ``detect``: conversion, resize, network, NMS, mapping).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/face_speed.py --threads 1 2 --runs 30
+    PYTHONPATH=. .venv/bin/python benchmarks/face_speed.py --threads 1 2 --runs 30 --precision fp32 bf16
 
 Images: the astronaut resized to 640x640 (one face) and to 640x480 (a 4:3 photo, cropped), plus the network alone on
-a 640x640 input. The machine is shared: the load average is printed next to each figure; trust the minimum when it is
-high.
+both input sizes. One row per thread count and precision (``auto`` resolves as the service would, see
+``libs.common.precision``). The machine is shared: the load average is printed next to each figure; trust the minimum
+and the CPU time when it is high.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import torch
 from PIL import Image
 from skimage import data
 
+from libs.common.precision import PRECISIONS
 from libs.common.settings import Settings
-from services.face.detector import FaceDetector
+from services.face.detector import FaceDetector, network_outputs
 
 SIDE = 640
+PHOTO_HEIGHT = 480  # a 4:3 photo at 640 px
 
 
 def _bench(fn: object, runs: int) -> dict[str, float]:
@@ -61,28 +64,38 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--detector", default="retinaface_mobilenetv2")
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["auto"])
     args = parser.parse_args()
     astronaut = Image.fromarray(data.astronaut())
     square = np.asarray(astronaut.resize((SIDE, SIDE)))
-    photo = np.asarray(astronaut.resize((SIDE, SIDE)).crop((0, 80, SIDE, 80 + 480)))
-    detector = FaceDetector(model_name=args.detector, models_dir=Settings().models_dir)
-    tensor = torch.zeros(1, 3, SIDE, SIDE).contiguous(memory_format=torch.channels_last)
+    photo = np.asarray(astronaut.resize((SIDE, SIDE)).crop((0, 80, SIDE, 80 + PHOTO_HEIGHT)))
+    detectors = {
+        p: FaceDetector(model_name=args.detector, models_dir=Settings().models_dir, precision=p) for p in args.precision
+    }
+    inputs = {f"{SIDE}x{h}": torch.zeros(1, 3, h, SIDE) for h in (SIDE, PHOTO_HEIGHT)}
     for threads in args.threads:
         torch.set_num_threads(threads)
-        with torch.inference_mode():
-            network = _bench(lambda: detector.model(tensor), args.runs)
-        row = {
-            "detector": args.detector,
-            "threads": threads,
-            "detect_640x640": _bench(lambda: detector.detect(square), args.runs),
-            "detect_640x480": _bench(lambda: detector.detect(photo), args.runs),
-            "network_640x640": network,
-            "gmac_640x640": round(count_macs(detector.model, SIDE, SIDE), 2),
-            "gmac_640x480": round(count_macs(detector.model, 480, SIDE), 2),
-            "load_avg_1min": round(os.getloadavg()[0], 2),
-            "cpus": os.cpu_count(),
-        }
-        print(json.dumps(row))
+        for precision, detector in detectors.items():
+            load_before = os.getloadavg()[0]
+            row: dict[str, object] = {
+                "detector": args.detector,
+                "precision": precision,
+                "autocast": str(detector.autocast_dtype or "off"),
+                "threads": threads,
+                "detect_640x640": _bench(lambda d=detector: d.detect(square), args.runs),
+                "detect_640x480": _bench(lambda d=detector: d.detect(photo), args.runs),
+            }
+            for size, tensor in inputs.items():
+                row[f"network_{size}"] = _bench(
+                    lambda d=detector, t=tensor: network_outputs(d.model, t, d.autocast_dtype), args.runs
+                )
+            row |= {
+                "gmac_640x640": round(count_macs(detector.model, SIDE, SIDE), 2),
+                "gmac_640x480": round(count_macs(detector.model, PHOTO_HEIGHT, SIDE), 2),
+                "load_avg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                "cpus": os.cpu_count(),
+            }
+            print(json.dumps(row))
 
 
 if __name__ == "__main__":

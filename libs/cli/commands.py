@@ -116,11 +116,15 @@ def _print_report(report: dict, as_json: bool) -> int:
 
 def _bind_face_detector(settings: object) -> None:
     """The scoring package's offline tools detect faces on raw photos; this composition root hands them the face
-    service's detector (built only if a cache misses), so the scoring package never imports the face service."""
+    service's detector (built only if a cache misses), so the scoring package never imports the face service.
+
+    In fp32 whatever the CPU: evaluation caches and the committed figures must not depend on whether the machine
+    has native bf16. The service's bf16 detector finds the same faces on FG-NET and UTKFace and moves landmarks by
+    ~1 % of the eye distance (benchmarks/results/face_detection.md)."""
     from services.face.detector import FaceDetector
     from services.scoring.evaluation.detection import provide_detector
 
-    provide_detector(lambda: FaceDetector.from_settings(settings))
+    provide_detector(lambda: FaceDetector.from_settings(settings, precision="fp32"))
 
 
 def _eval_beauty(args: argparse.Namespace, settings: object) -> int:

@@ -71,6 +71,9 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) 
     return False
 
 
+LOCAL_TORCH_THREADS = 1
+
+
 class LocalStack:
     """Starts and stops the local stack; usable from ``howhot up`` and from end-to-end tests."""
 
@@ -89,6 +92,9 @@ class LocalStack:
     def start(self, only: list[str] | None = None, dashboard: bool = True) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.env.setdefault("HOWHOT_DATA_DIR", str(self.settings.core.data_dir.resolve()))
+        # every service shares this machine's cores: one torch thread per model service gives more photos/s than
+        # each grabbing all cores (benchmarks/results/load_spike.md); an explicit setting wins
+        self.env.setdefault("HOWHOT_MODELS_TORCH_THREADS", str(LOCAL_TORCH_THREADS))
         if not self.settings.kafka.bootstrap:
             self.broker = EmbeddedBroker(log_file=self.log_dir / "tansu.log").start()
             self.env["HOWHOT_KAFKA_BOOTSTRAP"] = self.broker.bootstrap

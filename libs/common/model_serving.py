@@ -93,3 +93,14 @@ def batched_model_context(
         await served.close()
 
     return ctx
+
+
+def set_torch_threads(threads: int) -> int:
+    """Set torch's intra-op threads for this process (0 = one per core) and return the number set."""
+    import os
+
+    import torch
+
+    count = threads or max(1, os.cpu_count() or 1)
+    torch.set_num_threads(count)
+    return count

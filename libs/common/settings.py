@@ -63,8 +63,11 @@ class BlobSettings(_Base):
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
     s3_create_bucket: bool = False
-    s3_max_attempts: int = 4
-    s3_timeout_s: float = 10.0
+    s3_max_attempts: int = 4  # tries per S3 request in all (botocore "standard" retries, jittered backoff)
+    s3_timeout_s: float = 10.0  # connect and read timeout of each try
+    # A photo whose stage keeps failing on storage errors this long is marked failed with a reason and its event
+    # dead-lettered (libs/common/blobs/giveup.py); while the store accepts nothing at all, the stage keeps waiting.
+    give_up_after_s: float = 300.0
 
 
 class ClickHouseSettings(_Base):
@@ -86,6 +89,9 @@ class ModelSettings(_Base):
     dir: Path | None = None  # default: <data_dir>/models
     profile: Literal["default", "commercial-safe"] = "default"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # torch intra-op threads per model service (face, scoring); 0 = one per core. On a host where the services share
+    # few cores, 1 gives more photos/s: OpenMP threads spin and wait on each other when the cores are already busy.
+    torch_threads: int = Field(default=0, ge=0)
 
 
 class UploadSettings(_Base):
@@ -123,6 +129,7 @@ class FaceSettings(_Base):
     max_side: int = 1280
     max_batch: int = 8
     max_wait_ms: int = 20
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 network on CUDA / CPUs with native bf16
 
 
 class ScoringSettings(_Base):

@@ -155,16 +155,18 @@ QUERIES: dict[str, NamedQuery] = {
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The virality dashboard's queries (tables from infra/clickhouse/002_virality_rollups.sql).
+# The virality dashboard's queries (tables from infra/clickhouse/002–004; what each table is for, and why it is shaped
+# so, is in the migration's header).
 #
-# Exactness: the minute rollups hold uniqExact states (duplicates cannot inflate them), photo_timeline holds min/max
-# (idempotent), scored_faces is read with FINAL and ratings with LIMIT 1 BY event_id. Every figure below is therefore
-# exact whether or not ClickHouse has merged away duplicate events yet. Rollup-based figures count whole minutes:
-# a minute belongs to [from, to) when its start does (the dashboard's picker is minute-aligned).
+# Exactness: the minute rollups hold exact sets (duplicates cannot inflate them; minute_counts hashes ids to 64 bits),
+# photo_stages holds min/max (idempotent), scored_faces and ratings are read with FINAL. Every figure below is
+# therefore exact whether or not ClickHouse has merged away duplicate events yet; visitors use uniq (exact to 65,536
+# per state, see 003). Rollup-based figures count whole minutes: a minute belongs to [from, to) when its start does
+# (the dashboard's picker is minute-aligned).
 # ---------------------------------------------------------------------------------------------------------------------
 
 RollupMetric = Literal["evaluations", "uploads", "visitors", "page_views", "shares", "share_views", "ratings"]
-_METRIC_TYPES = {  # metric → minute_rollup.type ('visitors' merges the visitor sets of every type instead)
+_METRIC_TYPES = {  # metric → minute_counts.type ('visitors' merges the visitor sets of every type instead)
     "evaluations": "face.scored",
     "uploads": "photo.uploaded",
     "visitors": "",
@@ -222,21 +224,54 @@ def _in_range(column: str) -> str:
     return f"({_F} IS NULL OR {column} >= {_F}) AND ({_T} IS NULL OR {column} < {_T})"
 
 
-# One row per photo uploaded in range, with the first time it reached each stage. FINAL merges photo_timeline's
-# min/max columns (exact whatever the merge state; cheaper than GROUP BY photo_id once background merges caught up),
-# and WHERE applies after FINAL (ClickHouse never moves non-key conditions of a FINAL query to PREWHERE).
-_PHOTOS = (
-    "SELECT photo_id, uploaded_at AS up_at, detected_at AS det_at, scored_at AS sc_at, carded_at AS card_at,"  # noqa: S608
-    " shared_at AS sh_at, share_viewed_at AS sv_at, faces_found AS faces, uploader AS owner, via_share AS via,"
-    " referrer AS ref, utm_source AS utm"
-    f" FROM {{db}}.photo_timeline FINAL WHERE uploaded_at IS NOT NULL AND {_in_range('uploaded_at')}"
-)
-_SHARES = "SELECT share_id, photo_id, sharer, shared_at FROM {db}.shares FINAL"
+NEVER_MS = 9223372036854775807  # photo_stages' "stage not reached" (Int64 max, the neutral value of min)
+
+
+def _ms_in_range(column: str) -> str:
+    """An Int64 epoch-milliseconds ``column`` within the optional [from, to) parameters."""
+    return (
+        f"({_F} IS NULL OR {column} >= toUnixTimestamp64Milli(assumeNotNull({_F})))"
+        f" AND ({_T} IS NULL OR {column} < toUnixTimestamp64Milli(assumeNotNull({_T})))"
+    )
+
+
+# One row per photo uploaded in range, with the first time (epoch ms, NEVER_MS = not reached) it reached each stage.
+# FINAL merges photo_stages' min/max columns (exact whatever the merge state; WHERE applies after FINAL, as ClickHouse
+# never moves non-key conditions of a FINAL query to PREWHERE). On 64-bit keys and plain Int64 columns it costs a
+# fraction of FINAL on photo_timeline, and far less than GROUP BY photo_key once merges caught up (measured in
+# benchmarks/results/dashboard_queries.md).
+_PHOTO_ROWS = f"""
+SELECT photo_key, uploaded_ms AS up, detected_ms AS det, scored_ms AS sc, carded_ms AS card, shared_ms AS sh,
+       viewed_ms AS sv, faces_found AS faces, via_key AS via
+FROM {{db}}.photo_stages FINAL
+WHERE uploaded_ms != {NEVER_MS} AND {_ms_in_range('uploaded_ms')}
+"""  # noqa: S608
+_SHARE_KEYS = "SELECT cityHash64(share_id) AS share_key, photo_id, toUnixTimestamp64Milli(shared_at) AS shared" \
+    " FROM {db}.shares FINAL"
+
+
+def _hour_fully_in_range(hour: str) -> str:
+    """Every minute of the hour starting at ``hour`` lies in the optional [from, to) (a minute is in when its start
+    is)."""
+    return f"({_F} IS NULL OR {hour} >= {_F}) AND ({_T} IS NULL OR {hour} + INTERVAL 59 MINUTE < {_T})"
+
+
+def _visitor_states(hour_types: str, minute_filter: str) -> str:
+    """uniq states of visitors in [from, to): whole hours from hour_visitors (types ``hour_types``), the partial hours
+    at the edges from minute_visitors (rows matching ``minute_filter``). Columns: type, visitors, edge (1 = minute)."""
+    return f"""
+    SELECT type, visitors, 0 AS edge FROM {{db}}.hour_visitors
+    WHERE type IN {hour_types} AND {_hour_fully_in_range('hour')}
+    UNION ALL
+    SELECT type, visitors, 1 AS edge FROM {{db}}.minute_visitors
+    WHERE {minute_filter} AND {_in_range('minute')} AND NOT ({_hour_fully_in_range('toStartOfHour(minute)')})
+    """  # noqa: S608
+
+
 _FACES = f"SELECT * FROM {{db}}.scored_faces FINAL WHERE {_in_range('occurred_at')}"  # noqa: S608
 _AGE_BAND = (
     "multiIf(age < 18, '<18', age < 25, '18-24', age < 35, '25-34', age < 45, '35-44', age < 55, '45-54', '55+')"
 )
-_MS = "dateDiff('millisecond', {a}, {b})"
 
 
 def _quantile_or_null(level: float, expr: str, cond: str) -> str:
@@ -245,43 +280,57 @@ def _quantile_or_null(level: float, expr: str, cond: str) -> str:
     return f"if(countIf({cond}) = 0, NULL, round(quantileExactInclusiveIf({level})({expr}, {cond}), 3))"
 
 
-_COUNTED_TYPES = "('face.scored', 'photo.uploaded', 'photo.shared', 'share.viewed', 'rating.submitted')"
-# Counts sum per-minute exact sets: an event's duplicates share its occurred_at, hence its minute, so the sum of exact
-# per-minute counts is the exact total, without building one hash set of millions of ids.
+_COUNTED_TYPES = "('photo.shared', 'share.viewed', 'rating.submitted')"
+_TODAY_MS = f"1000 * toUnixTimestamp(toStartOfDay(ifNull({_T}, now64(3, 'UTC')) - toIntervalMillisecond(1)))"
+# Shares, share views and ratings sum per-minute exact sets: an event's duplicates share its occurred_at, hence its
+# minute, so the sum of exact per-minute counts is the exact total, without one hash set of millions of ids. Photos
+# and evaluations (the faces of each photo's scoring) come from the photo_stages pass the latencies need anyway. The
+# share → upload cycle reads only the upload rows that came through a share (via_key is set by the upload event
+# alone, so GROUP BY photo_key over those rows is exact without merging the rest) and joins just them with shares.
 _KPIS_SQL = f"""
-SELECT r.evaluations AS evaluations, r.evaluations_today AS evaluations_today, v.all_visitors AS visitors,
-       r.photos AS photos, r.shares AS shares, r.share_views AS share_views, r.ratings AS ratings,
-       v.sharers AS sharers, p.attributed_uploads AS attributed_uploads,
-       if(v.sharers = 0, NULL, round(p.attributed_uploads / v.sharers, 4)) AS k_factor,
-       p.cycle_p50_s AS share_to_upload_p50_s, p.cycle_p95_s AS share_to_upload_p95_s,
+SELECT p.evaluations AS evaluations, p.evaluations_today AS evaluations_today, v.all_visitors AS visitors,
+       p.photos AS photos, r.shares AS shares, r.share_views AS share_views, r.ratings AS ratings,
+       v.sharers AS sharers, c.attributed_uploads AS attributed_uploads,
+       if(v.sharers = 0, NULL, round(c.attributed_uploads / v.sharers, 4)) AS k_factor,
+       c.cycle_p50_s AS share_to_upload_p50_s, c.cycle_p95_s AS share_to_upload_p95_s,
        p.result_p50_s AS result_p50_s, p.result_p95_s AS result_p95_s
 FROM (
-    SELECT sumIf(n, type = 'face.scored') AS evaluations,
-           sumIf(n, type = 'face.scored' AND minute >= toStartOfDay(
-               ifNull({_T}, now64(3, 'UTC')) - toIntervalMillisecond(1))) AS evaluations_today,
-           sumIf(n, type = 'photo.uploaded') AS photos,
-           sumIf(n, type = 'photo.shared') AS shares,
+    SELECT sumIf(n, type = 'photo.shared') AS shares,
            sumIf(n, type = 'share.viewed') AS share_views,
            sumIf(n, type = 'rating.submitted') AS ratings
     FROM (
-        SELECT minute, type, uniqExactMerge(events) AS n FROM {{db}}.minute_rollup
+        SELECT minute, type, uniqExactMerge(events) AS n FROM {{db}}.minute_counts
         WHERE type IN {_COUNTED_TYPES} AND {_in_range('minute')} GROUP BY minute, type
     )
 ) AS r
 CROSS JOIN (
-    SELECT uniqMerge(visitors) AS all_visitors, uniqMergeIf(visitors, type = 'photo.shared') AS sharers
-    FROM {{db}}.minute_visitors WHERE {_in_range('minute')}
+    SELECT uniqMergeIf(visitors, type = '*' OR edge = 1) AS all_visitors,
+           uniqMergeIf(visitors, type = 'photo.shared') AS sharers
+    FROM ({_visitor_states("('*', 'photo.shared')", '1')})
 ) AS v
 CROSS JOIN (
-    SELECT countIf(via != '') AS attributed_uploads,
-           {_quantile_or_null(0.5, _MS.format(a='up_at', b='sc_at') + ' / 1000', 'sc_at IS NOT NULL')} AS result_p50_s,
-           {_quantile_or_null(0.95, _MS.format(a='up_at', b='sc_at') + ' / 1000', 'sc_at IS NOT NULL')} AS result_p95_s,
-           {_quantile_or_null(0.5, _MS.format(a='s.shared_at', b='up_at') + ' / 1000', "s.share_id != ''")}
-               AS cycle_p50_s,
-           {_quantile_or_null(0.95, _MS.format(a='s.shared_at', b='up_at') + ' / 1000', "s.share_id != ''")}
-               AS cycle_p95_s
-    FROM ({_PHOTOS}) AS ph LEFT JOIN ({_SHARES}) AS s ON ph.via = s.share_id
+    SELECT countIf(uploaded) AS photos,
+           sumIf(faces_scored, scored) AS evaluations,
+           sumIf(faces_scored, scored AND sc >= {_TODAY_MS}) AS evaluations_today,
+           {_quantile_or_null(0.5, '(sc - up) / 1000', f'uploaded AND sc != {NEVER_MS}')} AS result_p50_s,
+           {_quantile_or_null(0.95, '(sc - up) / 1000', f'uploaded AND sc != {NEVER_MS}')} AS result_p95_s
+    FROM (
+        SELECT uploaded_ms AS up, scored_ms AS sc, faces_scored,
+               uploaded_ms != {NEVER_MS} AND {_ms_in_range('uploaded_ms')} AS uploaded,
+               scored_ms != {NEVER_MS} AND {_ms_in_range('scored_ms')} AS scored
+        FROM {{db}}.photo_stages FINAL
+    )
 ) AS p
+CROSS JOIN (
+    SELECT count() AS attributed_uploads,
+           {_quantile_or_null(0.5, '(up - s.shared) / 1000', 's.share_key != 0')} AS cycle_p50_s,
+           {_quantile_or_null(0.95, '(up - s.shared) / 1000', 's.share_key != 0')} AS cycle_p95_s
+    FROM (
+        SELECT photo_key, min(uploaded_ms) AS up, max(via_key) AS via FROM {{db}}.photo_stages
+        WHERE via_key != 0 GROUP BY photo_key HAVING {_ms_in_range('up')}
+    ) AS a
+    LEFT JOIN ({_SHARE_KEYS}) AS s ON a.via = s.share_key
+) AS c
 SETTINGS join_use_nulls = 0
 """  # noqa: S608
 
@@ -304,7 +353,7 @@ FROM (
             FROM (
                 SELECT minute, toFloat64(sum(n)) AS value
                 FROM (
-                    SELECT minute, uniqExactMerge(events) AS n FROM {{db}}.minute_rollup
+                    SELECT minute, uniqExactMerge(events) AS n FROM {{db}}.minute_counts
                     WHERE {{rollup_type:String}} != '' AND type = {{rollup_type:String}} AND {_SERIES_BOUNDS}
                     GROUP BY minute
                     UNION ALL
@@ -341,49 +390,55 @@ FROM (
 GROUP BY spike
 """  # noqa: S608
 
-# Photos uploaded within each spike's window, counted per referrer (domain, 'share link' or 'direct') and utm_source.
-_SPIKE_SOURCE_COUNTS = f"""
-SELECT w.start AS start, p.dimension AS dimension, p.value AS value, count() AS photos
+# Photos uploaded within each spike's window, counted per referrer (domain, 'share link' or 'direct') and utm_source,
+# from the per-minute upload_sources rollup (exact sets; duplicates share their minute). One row per spike, dimension
+# and value, carrying the spike's own columns, so that the spikes query computes the series once, not twice.
+_SPIKE_SOURCE_ROWS = f"""
+SELECT w.start AS start, w.end AS end, w.peak_minute AS peak_minute, w.peak_value AS peak_value,
+       w.baseline_at_peak AS baseline_at_peak, w.excess AS excess, p.dimension AS dimension, p.value AS value,
+       sum(p.n) AS n_photos
 FROM (
-    SELECT start, arrayJoin(arrayMap(k -> start + toIntervalMinute(k), range(toUInt32(dateDiff('minute', start, end)))))
+    SELECT start, end, peak_minute, peak_value, baseline_at_peak, excess,
+           arrayJoin(arrayMap(k -> start + toIntervalMinute(k), range(toUInt32(dateDiff('minute', start, end)))))
                AS minute
     FROM ({_SPIKE_WINDOWS})
 ) AS w
-INNER JOIN (
-    SELECT toDateTime(toStartOfMinute(up_at), 'UTC') AS minute, dimension, value
-    FROM ({_PHOTOS})
-    ARRAY JOIN ['referrer', 'utm_source'] AS dimension,
-               [if(via != '', 'share link', if(ref != '', ref, 'direct')), if(utm != '', utm, '(none)')] AS value
+LEFT JOIN (
+    SELECT minute, dimension, value, n
+    FROM (
+        SELECT minute, referrer, utm_source, uniqExactMerge(uploads) AS n FROM {{db}}.upload_sources
+        WHERE {_SERIES_BOUNDS} GROUP BY minute, referrer, utm_source
+    )
+    ARRAY JOIN ['referrer', 'utm_source'] AS dimension, [referrer, utm_source] AS value
 ) AS p ON p.minute = w.minute
-GROUP BY start, dimension, value
+GROUP BY start, end, peak_minute, peak_value, baseline_at_peak, excess, dimension, value
+SETTINGS join_use_nulls = 0
 """  # noqa: S608
 
+
+def _top(dimension: str) -> str:
+    """The value of ``dimension`` that brought most of a spike's photos (ties: the greater value) and its percent."""
+    cond = f"dimension = '{dimension}'"
+    return (
+        f"argMaxIf(value, (n_photos, value), {cond}) AS top_{dimension},"
+        f" if(sumIf(n_photos, {cond}) = 0, 0, round(100 * maxIf(n_photos, {cond}) / sumIf(n_photos, {cond}), 1))"
+        f" AS top_{dimension}_pct"
+    )
+
+
 _SPIKES_SQL = f"""
-SELECT s.start AS start, s.end AS end, s.peak_minute AS peak_minute, s.peak_value AS peak_value,
-       s.baseline_at_peak AS baseline_at_peak, s.excess AS excess,
-       ifNull(c.top_referrer, '') AS top_referrer, ifNull(c.top_referrer_pct, 0) AS top_referrer_pct,
-       ifNull(c.top_utm_source, '') AS top_utm_source, ifNull(c.top_utm_source_pct, 0) AS top_utm_source_pct,
-       ifNull(c.spike_photos, 0) AS photos
-FROM ({_SPIKE_WINDOWS}) AS s
-LEFT JOIN (
-    SELECT start,
-           argMaxIf(value, (photos, value), dimension = 'referrer') AS top_referrer,
-           round(100 * maxIf(photos, dimension = 'referrer') / sumIf(photos, dimension = 'referrer'), 1)
-               AS top_referrer_pct,
-           argMaxIf(value, (photos, value), dimension = 'utm_source') AS top_utm_source,
-           round(100 * maxIf(photos, dimension = 'utm_source') / sumIf(photos, dimension = 'utm_source'), 1)
-               AS top_utm_source_pct,
-           sumIf(photos, dimension = 'referrer') AS spike_photos
-    FROM ({_SPIKE_SOURCE_COUNTS})
-    GROUP BY start
-) AS c ON c.start = s.start
+SELECT start, end, peak_minute, peak_value, baseline_at_peak, excess, {_top('referrer')}, {_top('utm_source')},
+       sumIf(n_photos, dimension = 'referrer') AS photos
+FROM ({_SPIKE_SOURCE_ROWS})
+GROUP BY start, end, peak_minute, peak_value, baseline_at_peak, excess
 ORDER BY start
-SETTINGS join_use_nulls = 1
 """  # noqa: S608
 
 _SPIKE_SOURCES_SQL = f"""
-SELECT start, dimension, value, photos, round(100 * photos / sum(photos) OVER (PARTITION BY start, dimension), 1) AS pct
-FROM ({_SPIKE_SOURCE_COUNTS})
+SELECT start, dimension, value, n_photos AS photos,
+       round(100 * photos / sum(photos) OVER (PARTITION BY start, dimension), 1) AS pct
+FROM ({_SPIKE_SOURCE_ROWS})
+WHERE dimension != ''
 ORDER BY start, dimension, photos DESC, value
 LIMIT {MAX_ROWS}
 """  # noqa: S608
@@ -391,86 +446,96 @@ LIMIT {MAX_ROWS}
 _FUNNEL_SQL = f"""
 SELECT step, value, unit FROM (
     SELECT 1 AS n, 'visited' AS step, toUInt64(uniqMerge(visitors)) AS value, 'visitors' AS unit
-    FROM {{db}}.minute_visitors WHERE type = 'page.viewed' AND {_in_range('minute')}
+    FROM ({_visitor_states("('page.viewed')", "type = 'page.viewed'")})
     UNION ALL
     SELECT t.1 AS n, t.2 AS step, toUInt64(t.3) AS value, t.4 AS unit
     FROM (
         SELECT arrayJoin([
                    (2, 'uploaded', count(), 'photos'),
                    (3, 'face found', countIf(faces > 0), 'photos'),
-                   (4, 'scored', countIf(sc_at IS NOT NULL), 'photos'),
-                   (5, 'shared', countIf(sh_at IS NOT NULL), 'photos'),
-                   (6, 'share viewed', countIf(sv_at IS NOT NULL), 'photos')]) AS t
-        FROM ({_PHOTOS})
+                   (4, 'scored', countIf(sc != {NEVER_MS}), 'photos'),
+                   (5, 'shared', countIf(sh != {NEVER_MS}), 'photos'),
+                   (6, 'share viewed', countIf(sv != {NEVER_MS}), 'photos')]) AS t
+        FROM ({_PHOTO_ROWS})
     )
     UNION ALL
-    SELECT 7 AS n, 'new upload' AS step, toUInt64(count()) AS value, 'photos' AS unit
-    FROM {{db}}.photo_timeline FINAL
-    WHERE via_share IN (SELECT share_id FROM ({_SHARES}) WHERE photo_id IN (SELECT photo_id FROM ({_PHOTOS})))
+    SELECT 7 AS n, 'new upload' AS step, toUInt64(uniqExact(photo_key)) AS value, 'photos' AS unit
+    FROM {{db}}.photo_stages
+    WHERE via_key != 0 AND via_key IN (
+        SELECT share_key FROM ({_SHARE_KEYS}) WHERE cityHash64(photo_id) IN (
+            SELECT photo_key FROM {{db}}.photo_stages
+            WHERE uploaded_ms != {NEVER_MS} AND {_ms_in_range('uploaded_ms')}))
 )
 ORDER BY n
 """  # noqa: S608
 
-# Ratings are first counted per (rater, rated face), then joined on 64-bit hashes of those keys (hash joins on UInt64
-# are several times cheaper than on strings; a collision among millions of keys has odds of ~1e-7). The rater's
-# gender comes from face 0 of their latest scored photo; 'unknown' when they never uploaded one.
+# Each rating (ratings FINAL: deduplicated by event id) by the rater's and the rated face's gender, joined on 64-bit
+# hashes (hash
+# joins on UInt64 are several times cheaper than on strings; a collision among millions of keys has odds of ~1e-7).
+# The rater's gender is face 0 of their latest scored photo (photo_stages carries owner, scored time and face 0's
+# gender, so no photo × face join at read time); 'unknown' when they never uploaded one. A face's duplicates in
+# scored_faces share its gender, so ANY join on the unmerged rows is exact without FINAL.
 _HOT_RATINGS_SQL = f"""
 SELECT if(rg.gender = '', 'unknown', rg.gender) AS rater_gender,
        if(fg.gender = '', 'unknown', fg.gender) AS rated_gender,
-       sum(r.n) AS ratings, sum(r.hot) AS hot, round(100 * hot / ratings, 1) AS hot_pct
+       count() AS ratings, countIf(r.hot) AS hot, round(100 * hot / ratings, 1) AS hot_pct
 FROM (
-    SELECT cityHash64(rater) AS rater_key, cityHash64(photo_id, face_index) AS face_key, count() AS n,
-           countIf(if(scale = '1to10', rating >= {HOT_RATING_1TO10}, rating >= {HOT_RATING_HOT_OR_NOT})) AS hot
+    SELECT cityHash64(rater) AS rater_key, cityHash64(photo_id, face_index) AS face_key,
+           if(scale = '1to10', rating >= {HOT_RATING_1TO10}, rating >= {HOT_RATING_HOT_OR_NOT}) AS hot
     FROM {{db}}.ratings FINAL
     WHERE {_in_range('occurred_at')}
-    GROUP BY rater_key, face_key
 ) AS r
 ANY LEFT JOIN (
-    SELECT cityHash64(t.uploader) AS rater_key, argMax(f.gender, f.occurred_at) AS gender
-    FROM (SELECT photo_id, uploader FROM {{db}}.photo_timeline FINAL WHERE uploader != '') AS t
-    INNER JOIN (SELECT photo_id, gender, occurred_at FROM {{db}}.scored_faces FINAL WHERE face_index = 0) AS f
-        ON f.photo_id = t.photo_id
-    GROUP BY rater_key
-) AS rg ON rg.rater_key = r.rater_key
+    SELECT owner, argMax(face0, sc) AS gender
+    FROM (
+        SELECT owner_key AS owner, scored_ms AS sc, face0_gender AS face0 FROM {{db}}.photo_stages FINAL
+        WHERE owner_key != 0 AND scored_ms != {NEVER_MS} AND face0_gender != ''
+    )
+    GROUP BY owner
+) AS rg ON rg.owner = r.rater_key
 ANY LEFT JOIN (
-    SELECT cityHash64(photo_id, face_index) AS face_key, any(gender) AS gender
-    FROM {{db}}.scored_faces FINAL GROUP BY face_key
+    SELECT cityHash64(photo_id, face_index) AS face_key, gender FROM {{db}}.scored_faces
 ) AS fg ON fg.face_key = r.face_key
 GROUP BY rater_gender, rated_gender
 ORDER BY rater_gender, rated_gender
 SETTINGS join_use_nulls = 0
 """  # noqa: S608
 
+
+
+def _stage(n: int, name: str, start: str, end: str) -> str:
+    """One stage_latency row: photos that reached both stamps, median and p95 of the gap in milliseconds."""
+    done = f"{start} != {NEVER_MS} AND {end} != {NEVER_MS}"
+    return (f"({n}, '{name}', countIf({done}), {_quantile_or_null(0.5, f'{end} - {start}', done)},"
+            f" {_quantile_or_null(0.95, f'{end} - {start}', done)})")
+
+
 _STAGE_LATENCY_SQL = f"""
 SELECT stage, photos, p50_ms, p95_ms FROM (
     SELECT arrayJoin([
-        (1, 'upload → faces', countIf(det_at IS NOT NULL),
-         {_quantile_or_null(0.5, _MS.format(a='up_at', b='det_at'), 'det_at IS NOT NULL')},
-         {_quantile_or_null(0.95, _MS.format(a='up_at', b='det_at'), 'det_at IS NOT NULL')}),
-        (2, 'faces → scored', countIf(det_at IS NOT NULL AND sc_at IS NOT NULL),
-         {_quantile_or_null(0.5, _MS.format(a='det_at', b='sc_at'), 'det_at IS NOT NULL AND sc_at IS NOT NULL')},
-         {_quantile_or_null(0.95, _MS.format(a='det_at', b='sc_at'), 'det_at IS NOT NULL AND sc_at IS NOT NULL')}),
-        (3, 'scored → card', countIf(sc_at IS NOT NULL AND card_at IS NOT NULL),
-         {_quantile_or_null(0.5, _MS.format(a='sc_at', b='card_at'), 'sc_at IS NOT NULL AND card_at IS NOT NULL')},
-         {_quantile_or_null(0.95, _MS.format(a='sc_at', b='card_at'), 'sc_at IS NOT NULL AND card_at IS NOT NULL')}),
-        (4, 'upload → result', countIf(sc_at IS NOT NULL),
-         {_quantile_or_null(0.5, _MS.format(a='up_at', b='sc_at'), 'sc_at IS NOT NULL')},
-         {_quantile_or_null(0.95, _MS.format(a='up_at', b='sc_at'), 'sc_at IS NOT NULL')})
+        {_stage(1, 'upload → faces', 'up', 'det')},
+        {_stage(2, 'faces → scored', 'det', 'sc')},
+        {_stage(3, 'scored → card', 'sc', 'card')},
+        {_stage(4, 'upload → result', 'up', 'sc')}
     ]) AS t, t.1 AS n, t.2 AS stage, t.3 AS photos, t.4 AS p50_ms, t.5 AS p95_ms
-    FROM ({_PHOTOS})
+    FROM ({_PHOTO_ROWS})
 )
 ORDER BY n
 """  # noqa: S608
 
 _TRAFFIC_SOURCES_SQL = f"""
-SELECT dimension, value, count() AS uploads, round(100 * uploads / sum(uploads) OVER (PARTITION BY dimension), 1) AS pct
-FROM ({_PHOTOS})
-ARRAY JOIN ['referrer', 'utm_source'] AS dimension,
-           [if(via != '', 'share link', if(ref != '', ref, 'direct')), if(utm != '', utm, '(none)')] AS value
+SELECT dimension, value, sum(n) AS uploads,
+       round(100 * uploads / sum(uploads) OVER (PARTITION BY dimension), 1) AS pct
+FROM (
+    SELECT minute, referrer, utm_source, uniqExactMerge(uploads) AS n FROM {{db}}.upload_sources
+    WHERE {_in_range('minute')} GROUP BY minute, referrer, utm_source
+)
+ARRAY JOIN ['referrer', 'utm_source'] AS dimension, [referrer, utm_source] AS value
 GROUP BY dimension, value
 ORDER BY dimension, uploads DESC, value
 LIMIT {MAX_ROWS}
 """  # noqa: S608
+
 
 class NoParams(QueryParams):
     """The query takes no parameters."""
@@ -574,7 +639,7 @@ _VIRALITY_QUERIES = (
 def _with_lineage(query: NamedQuery) -> NamedQuery:
     """Prefix a comment naming the raw table every rollup derives from: readable in system.query_log, and every
     registered query keeps naming ``{db}.events`` (the registry's own tests check that each query reads our data)."""
-    sql = f"/* derived from {{db}}.events by the MVs of 002_virality_rollups.sql */\n{query.sql.strip()}"
+    sql = f"/* derived from {{db}}.events by the MVs of infra/clickhouse/002–004 */\n{query.sql.strip()}"
     return NamedQuery(query.name, query.description, sql, query.params)
 
 

@@ -21,6 +21,12 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from libs.common import analytics_store
 from libs.common.settings import Settings
 from services.analytics.ingest import EVENT_COLUMNS, EVENTS_TABLE, InsertBlock
+from services.analytics.ingest_rowbinary import (
+    ROWBINARY_COLUMNS,
+    ROWBINARY_FORMAT,
+    RowBinaryBlock,
+    batch_dedup_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,9 @@ T = TypeVar("T")
 # token and are dropped. The budget stays well under Kafka's max_poll_interval (300 s) so the consumer keeps its group.
 OUTAGE_BUDGET_S = 120.0
 OUTAGE_BACKOFF_S = (0.5, 10.0)  # first and longest wait between attempts
+
+AnyInsertBlock = InsertBlock | RowBinaryBlock
+"""Tuple rows (serialized by clickhouse-connect) or rows already encoded as RowBinary (the consumer's fast path)."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +55,11 @@ class EventStore(Protocol):
 
     database: str
 
-    async def insert_blocks(self, blocks: Sequence[InsertBlock]) -> None: ...
+    async def insert_blocks(self, blocks: Sequence[AnyInsertBlock]) -> None: ...
 
     async def query(self, sql: str, parameters: dict[str, Any]) -> QueryResult: ...
+
+    async def command(self, sql: str, parameters: dict[str, Any]) -> None: ...
 
     async def ping(self) -> bool: ...
 
@@ -88,30 +99,51 @@ class AnalyticsStore:
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
-    async def insert_blocks(self, blocks: Sequence[InsertBlock]) -> None:
-        """Insert each block with its own deduplication token (a retried batch is dropped by ClickHouse)."""
+    async def insert_blocks(self, blocks: Sequence[AnyInsertBlock]) -> None:
+        """Insert the blocks with deduplication tokens (a retried batch is dropped by ClickHouse).
+
+        Encoded blocks go in as ONE insert under the token of their combination: every insert into ``events`` runs
+        each materialized view of migrations 002-004 and writes a part per target table, ~50-100 ms of CPU however
+        few its rows, so one insert per (topic, partition) — up to 30 per batch — cost more than the rows themselves.
+        Tuple-row blocks keep one insert and token each.
+        """
         table = f"{self.database}.{EVENTS_TABLE}"
+        encoded = [block for block in blocks if isinstance(block, RowBinaryBlock)]
 
         def insert_all() -> None:
-            for block in blocks:
-                self._client.insert(
+            if encoded:
+                self._client.raw_insert(
                     table,
-                    block.rows,
-                    column_names=list(EVENT_COLUMNS),
-                    settings={"insert_deduplication_token": block.dedup_token},
+                    list(ROWBINARY_COLUMNS),
+                    b"".join(row for block in encoded for row in block.rows),
+                    settings={"insert_deduplication_token": batch_dedup_token(encoded)},
+                    fmt=ROWBINARY_FORMAT,
                 )
+            for block in blocks:
+                if isinstance(block, InsertBlock):
+                    token = {"insert_deduplication_token": block.dedup_token}
+                    self._client.insert(table, block.rows, column_names=list(EVENT_COLUMNS), settings=token)
 
+        await self._run_through_outages(insert_all, "insert")
+
+    async def _run_through_outages(self, fn: Callable[[], T], what: str) -> T:
+        """Run a write on the store's thread, waiting out connection-level failures for ``outage_budget_s``.
+
+        Only writes that are safe to repeat come here: inserts carry deduplication tokens, deletes match nothing the
+        second time.
+        """
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.outage_budget_s
         delay, longest = OUTAGE_BACKOFF_S
         while True:
             try:
-                await self._run(insert_all)
-                return
+                return await self._run(fn)
             except OperationalError as exc:  # connection-level: the store is unreachable, not the data bad
                 if loop.time() + delay > give_up_at:
                     raise
-                log.warning("analytics store unreachable; retrying the insert", extra={"error": str(exc)[:300]})
+                log.warning(
+                    "analytics store unreachable; retrying", extra={"statement": what, "error": str(exc)[:300]}
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, longest)
 
@@ -123,6 +155,15 @@ class AnalyticsStore:
             return QueryResult(list(result.column_names), [tuple(row) for row in result.result_rows])
 
         return await self._run(run_query)
+
+    async def command(self, sql: str, parameters: dict[str, Any]) -> None:
+        """Run a statement that returns no rows (the photo deletions' DELETEs), parameters bound server-side.
+
+        Retried through store outages like inserts: the statements sent here are idempotent.
+        """
+        await self._run_through_outages(
+            lambda: self._client.command(sql, parameters=parameters), sql.split(" WHERE ", 1)[0][:120]
+        )
 
     async def ping(self) -> bool:
         """True if the store answers a trivial query (the /healthz check)."""

@@ -3,17 +3,15 @@ photo.uploaded that keeps up to ``max_batch`` photos in flight so detection batc
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import numpy as np
-import torch
 from aiohttp import web
 
-from libs.common.blobs import BlobStore, create_blob_store
+from libs.common.blobs import BlobStore, StorageGiveUp, create_blob_store
 from libs.common.bus import ConsumerRunner, EventPublisher
 from libs.common.events import PhotoUploaded
-from libs.common.model_serving import BatchedModel, batched_model_context
+from libs.common.model_serving import BatchedModel, batched_model_context, set_torch_threads
 from libs.common.observability import install_observability
 from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context, stage_consumer
 from libs.common.settings import Settings
@@ -29,7 +27,7 @@ def _build_model(settings: Settings, detector: FaceDetector | None) -> Callable[
     def load() -> FaceDetector:
         if detector is not None:
             return detector
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        set_torch_threads(settings.models.torch_threads)
         return FaceDetector.from_settings(settings)
 
     def run(model: FaceDetector, images: list[np.ndarray]) -> list[list[DetectedFace]]:
@@ -40,7 +38,8 @@ def _build_model(settings: Settings, detector: FaceDetector | None) -> Callable[
 
 def build_consumer(settings: Settings, app: web.Application, blobs: BlobStore) -> ConsumerRunner:
     stage = FaceStage(blobs=blobs, publisher=app[PUBLISHER], detect=app[MODEL].submit,
-                      detector_name=settings.face.detector, producer=SERVICE)
+                      detector_name=settings.face.detector, producer=SERVICE,
+                      storage_give_up=StorageGiveUp(settings.blobs.give_up_after_s))
     return stage_consumer(
         settings, app, group_id=CONSUMER_GROUP, event_type=PhotoUploaded,
         handle=lambda event: handle_photo_uploaded(event, stage), stage_label="detect_photo",

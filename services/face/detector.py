@@ -9,6 +9,8 @@ than the biggest anchors (512 px); at 1200 px such a face is instead "found" as 
 passes are merged: duplicates keep the fine-pass face, and faces lying inside a larger face are dropped.
 Padding every image up front costs ~2x the pixels on every photo; the coarse pass costs ~25 % of a full-HD pass.
 Coordinates are mapped back to the caller's image; boxes of faces cut by the frame may extend past it.
+The network runs under bf16 autocast where ``libs.common.precision`` says it pays (~2.7x less CPU on CPUs with native
+bf16; landmarks move ~1 px on average, see benchmarks/results/face_detection.md); decoding, NMS and mapping stay fp32.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from PIL import Image
 
 from libs.common.pixels import to_rgb_uint8
+from libs.common.precision import Precision, resolve_autocast_dtype
 from services.face.models.registry import DetectorConfig, create_detector_model
 from services.face.models.retinaface import fuse_batchnorm
 from services.face.postprocess import NMS_IOU_THRESHOLD, postprocess, prior_boxes
@@ -101,10 +104,13 @@ class FaceDetector:
         pad_fraction: float = PAD_FRACTION,
         warm: bool = True,
         model: torch.nn.Module | None = None,
+        precision: Precision = "auto",
     ) -> None:
         model = model if model is not None else create_detector_model(model_name, models_dir)
         self.cfg: DetectorConfig = model.pretrained_cfg  # type: ignore[assignment]
         self.model = fuse_batchnorm(model).to(memory_format=torch.channels_last)
+        self.device = next(self.model.parameters()).device
+        self.autocast_dtype = resolve_autocast_dtype(precision, self.device)
         self.threshold = threshold
         self.max_faces = max_faces
         self.max_side = max_side
@@ -117,14 +123,14 @@ class FaceDetector:
 
     @classmethod
     def from_settings(cls, settings: Any | None = None, **overrides: Any) -> FaceDetector:
-        """Build from ``libs.common.settings.Settings`` (detector name, threshold, max faces, max side, models dir)."""
+        """Build from ``libs.common.settings.Settings``: detector, threshold, max faces and side, precision, models."""
         from libs.common.settings import Settings
 
         settings = settings or Settings()
         face = settings.face
         kwargs: dict[str, Any] = {
             "model_name": face.detector, "models_dir": settings.models_dir, "threshold": face.threshold,
-            "max_faces": face.max_faces, "max_side": face.max_side,
+            "max_faces": face.max_faces, "max_side": face.max_side, "precision": face.precision,
         }
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -176,8 +182,7 @@ class FaceDetector:
             self._priors[(h, w)] = prior_boxes(h, w, self.cfg.priors)
         tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
         tensor = (tensor - self._mean) * self._inv_std
-        with torch.inference_mode():
-            deltas, logits, landmarks = self.model(tensor.contiguous(memory_format=torch.channels_last))
+        deltas, logits, landmarks = network_outputs(self.model, tensor, self.autocast_dtype)
         return postprocess(
             deltas, logits, landmarks, self._priors[(h, w)], self.cfg.priors, self.threshold, NMS_IOU_THRESHOLD
         )
@@ -211,6 +216,21 @@ class FaceDetector:
             )
             for i in np.flatnonzero(inside)
         ]
+
+
+def network_outputs(
+    model: torch.nn.Module, tensor: torch.Tensor, autocast_dtype: torch.dtype | None
+) -> tuple[torch.Tensor, ...]:
+    """The network's raw (box deltas, logits, landmark deltas) for a normalised NCHW batch, as fp32.
+
+    With ``autocast_dtype`` the convolutions run in that dtype; the outputs are cast back so that decoding, NMS and
+    coordinate mapping compute in fp32. One function, so the port tests run exactly the detector's network path.
+    """
+    device_type = next(model.parameters()).device.type
+    enabled = autocast_dtype is not None
+    with torch.inference_mode(), torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=enabled):
+        outputs = model(tensor.contiguous(memory_format=torch.channels_last))
+        return tuple(output.float() for output in outputs)
 
 
 def _overlap(a: DetectedFace, b: DetectedFace) -> tuple[float, float]:

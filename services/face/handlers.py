@@ -10,14 +10,14 @@ import asyncio
 import io
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from libs.common import keys
 from libs.common.alignment import AlignedFace, align_face
-from libs.common.blobs import BlobNotFound, BlobStore
+from libs.common.blobs import BlobNotFound, BlobStore, StorageGiveUp
 from libs.common.bus import EventPublisher
 from libs.common.documents import FacesManifest
 from libs.common.ephemeral import discard_images_if_ephemeral, keeps_photo
@@ -30,6 +30,8 @@ MANIFEST_CONTENT_TYPE = "application/json"
 CHIP_CONTENT_TYPE = "image/png"
 PNG_COMPRESS_LEVEL = 1  # chips are small and short-lived; fast encoding beats a few percent of bytes
 ROUND = 2
+STORAGE_FAILED = "storage_unavailable"
+STORAGE_FAILED_REASON = "Our photo storage kept failing while we processed your photo. Please upload it again."
 
 DetectFn = Callable[[np.ndarray], Awaitable[list[DetectedFace]]]
 
@@ -43,6 +45,7 @@ class FaceStage:
     detect: DetectFn
     detector_name: str
     producer: str = "face"
+    storage_give_up: StorageGiveUp = field(default_factory=StorageGiveUp)
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,19 @@ async def _fail(stage: FaceStage, event: PhotoUploaded, code: str, reason: str) 
 
 
 async def handle_photo_uploaded(event: PhotoUploaded, stage: FaceStage) -> None:
-    """Find, align and store every face of an uploaded photo; announce the outcome."""
+    """Find, align and store every face of an uploaded photo; announce the outcome.
+
+    Storage errors are retried by the consumer with backoff; a photo whose storage keeps failing past
+    ``stage.storage_give_up`` is failed with a reason and dead-lettered instead of blocking its partition forever.
+    """
+
+    async def give_up() -> None:
+        await _fail(stage, event, STORAGE_FAILED, STORAGE_FAILED_REASON)
+
+    await stage.storage_give_up.run(event.event_id, lambda: _detect_faces(event, stage), give_up)
+
+
+async def _detect_faces(event: PhotoUploaded, stage: FaceStage) -> None:
     if await stage.blobs.exists(keys.tombstone(event.photo_id)):
         return  # deleted while queued
     started = time.perf_counter()

@@ -3,19 +3,17 @@ faces.detected that keeps up to ``max_batch`` photos in flight so batches fill a
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from aiohttp import web
 
-from libs.common.blobs import BlobStore, create_blob_store
+from libs.common.blobs import BlobStore, StorageGiveUp, create_blob_store
 from libs.common.bus import ConsumerRunner, EventPublisher
 from libs.common.events import FacesDetected
-from libs.common.model_serving import BatchedModel, batched_model_context
+from libs.common.model_serving import BatchedModel, batched_model_context, set_torch_threads
 from libs.common.observability import install_observability
 from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context, stage_consumer
 from libs.common.settings import Settings
@@ -43,8 +41,8 @@ class ScoringModels:
 
     def score(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[FaceScore, dict[str, Any]]]:
         """One batch: ensemble forward passes, then attractiveness on the same chips (minors withheld)."""
-        scores = self.scorer.score_items(items)
         extra_members = personal_members(self.personal) if self.personal is not None else []
+        scores = self.scorer.score_items(items, self.attractiveness.tap(extra_members))
         extras, blocks = self.attractiveness.enrich(
             self.scorer, [c for c, _ in items], [lm for _, lm in items], scores, extra_members
         )
@@ -60,7 +58,7 @@ def _build_model(
     settings: Settings, scorer: FaceScorer | None, personal: PersonalModel | None = None
 ) -> Callable[[], BatchedModel]:
     def load() -> ScoringModels:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        set_torch_threads(settings.models.torch_threads)
         ensemble = scorer or FaceScorer(settings.models_dir, settings.models.profile, settings.models.device)
         attractiveness = Attractiveness.load(settings.models.profile, settings.scoring.minor_threshold)
         return ScoringModels(ensemble, attractiveness, personal)
@@ -71,7 +69,8 @@ def _build_model(
 
 
 def build_consumer(settings: Settings, app: web.Application, blobs: BlobStore) -> ConsumerRunner:
-    stage = ScoringStage(blobs=blobs, publisher=app[PUBLISHER], score=app[MODEL].submit, producer=SERVICE)
+    stage = ScoringStage(blobs=blobs, publisher=app[PUBLISHER], score=app[MODEL].submit, producer=SERVICE,
+                         storage_give_up=StorageGiveUp(settings.blobs.give_up_after_s))
     return stage_consumer(
         settings, app, group_id=CONSUMER_GROUP, event_type=FacesDetected,
         handle=lambda event: handle_faces_detected(event, stage), stage_label="score_photo",

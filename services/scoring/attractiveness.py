@@ -15,7 +15,14 @@ import numpy as np
 
 from libs.common.modelcard import ModelCard
 from services.scoring.beauty.minors import withhold_attractiveness
-from services.scoring.beauty.scorer import BeautyHead, chip_features, head_members, load_beauty_head, score_blocks
+from services.scoring.beauty.scorer import (
+    FLIP_BY_MEMBER,
+    BeautyHead,
+    chip_features,
+    head_members,
+    load_beauty_head,
+    score_blocks,
+)
 from services.scoring.scorer import FaceScore, FaceScorer
 
 ROUND = 2
@@ -38,6 +45,11 @@ class Attractiveness:
     @property
     def version(self) -> str:
         return f"{self.card.name}@{self.card.version}"
+
+    def tap(self, extra_members: Sequence[str] = ()) -> dict[str, bool]:
+        """Members whose features ``enrich`` needs, with the flip setting they were trained with: hand this to
+        ``FaceScorer.score_batch`` so the ensemble's forward pass reads them and no network runs twice."""
+        return {name: FLIP_BY_MEMBER.get(name, True) for name in set(head_members(self.head)) | set(extra_members)}
 
     def enrich(
         self,
@@ -62,7 +74,12 @@ class Attractiveness:
         if adults:
             names = sorted(set(head_members(self.head)) | set(extra_members))
             members = {name: scorer.models[name] for name in names if name in scorer.models}
-            blocks = chip_features(members, [chips[i] for i in adults], [landmarks[i] for i in adults])
+            tapped = scores[adults[0]].features  # read in the ensemble's pass (``tap``); the rest runs here
+            blocks = {k: np.stack([scores[i].features[k] for i in adults]) for k in tapped
+                      if k.split(".", 1)[0] in members}
+            untapped = {n: m for n, m in members.items() if not any(k.startswith(f"{n}.") for k in tapped)}
+            if untapped:
+                blocks.update(chip_features(untapped, [chips[i] for i in adults], [landmarks[i] for i in adults]))
             for row, (i, beauty) in enumerate(zip(adults, score_blocks(self.head, blocks), strict=True)):
                 out[i].update({
                     "attractiveness": round(min(10.0, max(1.0, beauty.score)), ROUND),

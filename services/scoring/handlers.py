@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from libs.common import keys
-from libs.common.blobs import BlobNotFound, BlobStore
+from libs.common.blobs import BlobNotFound, BlobStore, StorageGiveUp
 from libs.common.bus import EventPublisher
 from libs.common.documents import ResultDocument
 from libs.common.ephemeral import discard_images_if_ephemeral, keeps_photo
@@ -28,6 +28,8 @@ from services.scoring.scorer import FaceScore
 
 RESULT_CONTENT_TYPE = "application/json"
 ROUND = 2  # decimals kept in the result document: more is noise to a person and bytes to the wire
+STORAGE_FAILED = "storage_unavailable"
+STORAGE_FAILED_REASON = "Our photo storage kept failing while we scored your photo. Please upload it again."
 
 ScoreFn = Callable[[tuple[np.ndarray, np.ndarray]], Awaitable[tuple[FaceScore, dict[str, Any]]]]
 """(chip, chip landmarks) → the ensemble's FaceScore and the extra fields (attractiveness or the minors notice)."""
@@ -42,6 +44,7 @@ class ScoringStage:
     score: ScoreFn
     producer: str = "scoring"
     extra_versions: dict[str, str] = field(default_factory=dict)
+    storage_give_up: StorageGiveUp = field(default_factory=StorageGiveUp)
 
 
 def decode_chip(data: bytes) -> np.ndarray:
@@ -66,9 +69,21 @@ async def _fail(stage: ScoringStage, event: FacesDetected, code: str, reason: st
 
 
 async def handle_faces_detected(event: FacesDetected, stage: ScoringStage) -> None:
-    """Score every face of a photo and publish the result."""
+    """Score every face of a photo and publish the result.
+
+    Storage errors are retried by the consumer with backoff; a photo whose storage keeps failing past
+    ``stage.storage_give_up`` is failed with a reason and dead-lettered instead of blocking its partition forever.
+    """
     if not event.faces:
         return  # no_face is already the photo's terminal state, written by the face stage
+
+    async def give_up() -> None:
+        await _fail(stage, event, STORAGE_FAILED, STORAGE_FAILED_REASON)
+
+    await stage.storage_give_up.run(event.event_id, lambda: _score_faces(event, stage), give_up)
+
+
+async def _score_faces(event: FacesDetected, stage: ScoringStage) -> None:
     if await stage.blobs.exists(keys.tombstone(event.photo_id)):
         return  # deleted while queued: nothing to score, nothing to store
     started = time.perf_counter()

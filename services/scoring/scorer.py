@@ -3,8 +3,9 @@
 Every member runs exactly one forward pass per batch (flipped copies ride in the same batch); crops are cut from the
 chips by ``services.scoring.crops``; ``services.scoring.ensemble`` turns the members' outputs into a ``FaceScore``.
 Performance choices: ``torch.inference_mode``; channels-last tensors (measured ~1.7× faster for the WRN on these
-CPUs); bf16 autocast on CUDA for every member and on CPU for the WRN only (2× faster there, mean |Δage| 0.08 years
-on 96 UTKFace chips; the CC0 nets are too small to gain); optional ``torch.compile``.
+CPUs); bf16 autocast on CUDA for every member and on CPU for the WRN only, when the CPU has native bf16
+(``libs.common.precision``; 2× faster there, mean |Δage| 0.08 years on 96 UTKFace chips; emulated bf16 gains nothing,
+and the CC0 nets are too small to gain); optional ``torch.compile``.
 Wire it into asyncio through ``libs.common.batching.MicroBatcher(scorer.score_items, max_batch, max_wait_ms)``.
 """
 
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
+from libs.common.precision import bf16_worthwhile
+from services.scoring.beauty.features import HOOKS, feature_hooks, output_blocks, pooled_blocks
 from services.scoring.ensemble import EnsembleCalibration, combine, load_calibration
 from services.scoring.members import MemberOutput, member_crops, run_member
 from services.scoring.models.registry import create_model, pretrained_config
@@ -46,10 +50,12 @@ class FaceScore:
     model_versions: dict[str, str] = field(default_factory=dict)
     profile: str = "default"
     age_probs: np.ndarray | None = field(default=None, repr=False)  # [101] combined distribution (minor checks)
+    features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # tapped feature blocks, one row each
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("age_probs")
+        out.pop("features")
         return out
 
 
@@ -87,8 +93,10 @@ class FaceScorer:
         for name in self.configs:
             model = create_model(name, models_dir).to(self.device, memory_format=torch.channels_last)
             self.models[name] = torch.compile(model) if compile else model
+        use_bf16 = bf16_worthwhile(self.device)  # CUDA, or a CPU with native bf16 (emulated bf16 gains nothing)
         self.autocast: dict[str, torch.dtype | None] = {
-            n: torch.bfloat16 if self.device.type == "cuda" or (cpu_bf16 and n in CPU_BF16_MEMBERS) else None
+            n: torch.bfloat16 if use_bf16 and (self.device.type == "cuda" or (cpu_bf16 and n in CPU_BF16_MEMBERS))
+            else None
             for n in self.configs
         }
         if warmup:
@@ -101,18 +109,35 @@ class FaceScorer:
         self.score_batch([chip] * WARMUP_BATCH, [CHIP_TEMPLATE] * WARMUP_BATCH)
         log.info("scorer warmed up in %.2fs on %s", time.perf_counter() - started, self.device)
 
-    def member_outputs(self, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> dict[str, MemberOutput]:
-        """Every member's raw outputs for the batch (one forward pass each)."""
-        outputs = {}
+    def member_outputs(
+        self, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], tap: Mapping[str, bool] | None = None,
+    ) -> tuple[dict[str, MemberOutput], dict[str, np.ndarray]]:
+        """Every member's raw outputs for the batch (one forward pass each), plus feature blocks of the ``tap``
+        members (name → the flip setting the features were trained with) read in that same pass where its flip
+        setting matches the ensemble's; the others are skipped (the caller computes them itself)."""
+        outputs: dict[str, MemberOutput] = {}
+        blocks: dict[str, np.ndarray] = {}
         flips = set(self.calibration.flip_members)
         for name, cfg in self.configs.items():
             crops = member_crops(cfg, chips, landmarks)
-            outputs[name] = run_member(cfg, self.models[name], crops, flip=name in flips, device=self.device,
-                                       autocast_dtype=self.autocast[name])
-        return outputs
+            flip = name in flips
+            tapped = tap is not None and tap.get(name) == flip and name in HOOKS
+            with feature_hooks(name, self.models[name]) if tapped else nullcontext({}) as captured:
+                outputs[name] = run_member(cfg, self.models[name], crops, flip=flip, device=self.device,
+                                           autocast_dtype=self.autocast[name])
+            if tapped:
+                blocks.update(pooled_blocks(name, captured, len(crops), flip))
+                blocks.update(output_blocks(outputs[name]))
+        return outputs, blocks
 
-    def score_batch(self, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> list[FaceScore]:
-        """Scores for a batch of 256×256 RGB uint8 chips and their [5, 2] chip landmarks, in input order."""
+    def score_batch(
+        self, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], tap: Mapping[str, bool] | None = None,
+    ) -> list[FaceScore]:
+        """Scores for a batch of 256×256 RGB uint8 chips and their [5, 2] chip landmarks, in input order.
+
+        With ``tap`` (member → flip), each FaceScore also carries that member's feature blocks for its face
+        (``features``), read during the ensemble's own forward pass (see ``member_outputs``).
+        """
         if len(chips) != len(landmarks):
             raise ValueError(f"{len(chips)} chips but {len(landmarks)} landmark sets")
         if not chips:
@@ -120,7 +145,7 @@ class FaceScorer:
         for chip in chips:
             if chip.dtype != np.uint8 or chip.ndim != 3 or chip.shape[2] != 3:
                 raise ValueError(f"chips must be HxWx3 uint8 RGB, got {chip.shape} {chip.dtype}")
-        outputs = self.member_outputs(chips, landmarks)
+        outputs, blocks = self.member_outputs(chips, landmarks, tap)
         result = combine(outputs, self.calibration)
         versions = {n: cfg.version for n, cfg in self.configs.items()}
         scores = []
@@ -138,9 +163,12 @@ class FaceScorer:
                 age_std=float(result.age_std[i]), p_female=p_female,
                 gender="female" if p_female > FEMALE_THRESHOLD else "male", members=members,
                 model_versions=versions, profile=self.profile, age_probs=result.age_probs[i],
+                features={k: v[i] for k, v in blocks.items()},
             ))
         return scores
 
-    def score_items(self, items: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[FaceScore]:
+    def score_items(
+        self, items: Sequence[tuple[np.ndarray, np.ndarray]], tap: Mapping[str, bool] | None = None,
+    ) -> list[FaceScore]:
         """``score_batch`` over (chip, landmarks) pairs: the shape ``MicroBatcher`` hands a batch function."""
-        return self.score_batch([c for c, _ in items], [lm for _, lm in items])
+        return self.score_batch([c for c, _ in items], [lm for _, lm in items], tap)

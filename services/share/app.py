@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from libs.common.blobs import BlobStore, create_blob_store
+from libs.common.blobs import BlobStore, StorageGiveUp, create_blob_store
 from libs.common.bus import EventPublisher
 from libs.common.observability import HEALTH_CHECKS, HealthCheck, install_observability
 from libs.common.service import (
@@ -78,7 +78,8 @@ def create_app(
     app.cleanup_ctx.append(_warm_renderer(renderer))
     app[HEALTH_CHECKS]["card_renderer_warm"] = _ready_check(lambda: renderer.warmed)
 
-    handlers = ShareHandlers(blobs, events, renderer, settings.core.public_base_url, metrics)
+    handlers = ShareHandlers(blobs, events, renderer, settings.core.public_base_url, metrics,
+                             StorageGiveUp(settings.blobs.give_up_after_s))
     app[LOOKUP] = ShareLookup(handlers)
     app[VIEWS] = views
     app[PUBLIC_BASE_URL] = settings.core.public_base_url

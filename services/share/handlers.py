@@ -16,7 +16,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from libs.common import keys
-from libs.common.blobs import BlobNotFound, BlobStore
+from libs.common.blobs import BlobNotFound, BlobStore, StorageGiveUp
 from libs.common.bus import EventPublisher
 from libs.common.documents import FacesManifest, PhotoMeta
 from libs.common.events import (
@@ -33,13 +33,18 @@ from libs.common.observability import ServiceMetrics
 from services.share.cards import TEMPLATE_VERSION, card_key
 from services.share.featured import choose_featured_face, score_is_valid, share_url
 from services.share.layout import CardFormat
-from services.share.render import PNG_CONTENT_TYPE, CardRenderer, ChipUnreadable
+from services.share.render import CARD_FORMATS, PNG_CONTENT_TYPE, CardRenderer, ChipUnreadable
 
 log = logging.getLogger(__name__)
 
 SERVICE = "share"
 M = TypeVar("M", bound=BaseModel)
 RENDER_STAGE = "share_render"
+EAGER_FORMATS: tuple[CardFormat, ...] = ("og",)
+"""Rendered when a photo is scored: the Open Graph card that link previews fetch the moment a share is posted. The
+square and story cards (downloads for image-first apps, a minority of photos) are rendered on first request and
+stored then (``lookup.ShareLookup.card_png``): every scored photo paying for all three cost ~60 ms of CPU per photo
+(benchmarks/results/card_render.md), a third of the pipeline's spare CPU at 5 photos/s on 2 cores."""
 
 
 @dataclass(frozen=True)
@@ -71,22 +76,28 @@ class ShareHandlers:
         renderer: CardRenderer,
         public_base_url: str,
         metrics: ServiceMetrics | None = None,
+        storage_give_up: StorageGiveUp | None = None,
     ) -> None:
         self.blobs = blobs
         self.events = events
         self.renderer = renderer
         self.public_base_url = public_base_url
         self.metrics = metrics
+        self.storage_give_up = storage_give_up or StorageGiveUp()
 
     async def handle(self, event: Event) -> None:
-        """The consumer's entry point: route by event type (the runner has already validated the event)."""
+        """The consumer's entry point: route by event type (the runner has already validated the event).
+
+        Storage errors are retried by the consumer with backoff; past ``storage_give_up``'s deadline a photo.scored
+        is dead-lettered (replayable) instead of blocking its partition. The photo itself stays done: its scores are
+        durable, only the cards are missing (the share page falls back to rendering on demand)."""
         if isinstance(event, PhotoScored):
-            await self.on_photo_scored(event)
+            await self.storage_give_up.run(event.event_id, lambda: self.on_photo_scored(event), _cards_not_stored)
         elif isinstance(event, PhotoDeleted):
             await self.on_photo_deleted(event)
 
     async def on_photo_scored(self, event: PhotoScored) -> CardRendered | None:
-        """Render and store the three cards of the photo's featured face, then publish card.rendered.
+        """Render and store the eager card(s) of the photo's featured face, then publish card.rendered.
 
         Skipped quietly (None) when nothing can or should be shown: no scored face, or the photo (meta, chip) is
         gone or tombstoned — a deleted photo must not get new derived blobs."""
@@ -94,7 +105,7 @@ class ShareHandlers:
         source = await self.card_source(event.photo_id, event.faces)
         if source is None:
             return None
-        stored = await self.render_and_store(source)
+        stored = await self.render_and_store(source, EAGER_FORMATS)
         if stored is None:
             return None
         rendered = CardRendered(
@@ -143,11 +154,13 @@ class ShareHandlers:
             return None
         return CardSource(photo_id, meta.share_id, face, chip.data)
 
-    async def render_and_store(self, source: CardSource) -> StoredCards | None:
-        """Render all formats, store them, and undo that if the photo was deleted meanwhile."""
+    async def render_and_store(
+        self, source: CardSource, formats: tuple[CardFormat, ...] = CARD_FORMATS,
+    ) -> StoredCards | None:
+        """Render ``formats``, store them, and undo that if the photo was deleted meanwhile."""
         url = share_url(self.public_base_url, source.share_id)
         try:
-            rendered = await self.renderer.render(source.chip_png, source.face, url)
+            rendered = await self.renderer.render(source.chip_png, source.face, url, formats)
         except ChipUnreadable as exc:
             raise InvalidEvent(f"photo {source.photo_id}: {exc}") from exc
         if self.metrics is not None:
@@ -165,6 +178,10 @@ class ShareHandlers:
             extra={"photo_id": source.photo_id, "face_index": source.face.index, "elapsed_ms": rendered.elapsed_ms},
         )
         return StoredCards(stored, rendered.elapsed_ms, rendered.pngs)
+
+
+async def _cards_not_stored() -> None:
+    raise InvalidEvent("storage_unavailable: the blob store kept failing; cards were not stored")
 
 
 async def read_document(blobs: BlobStore, key: str, model: type[M]) -> M | None:

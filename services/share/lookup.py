@@ -33,12 +33,12 @@ class ShareView:
 
 
 class ShareLookup:
-    """Answers the HTTP routes; renders missing cards once per photo however many requests ask at the same time."""
+    """Answers the HTTP routes; renders a missing card once however many requests ask for it at the same time."""
 
     def __init__(self, handlers: ShareHandlers) -> None:
         self._handlers = handlers
         self._blobs = handlers.blobs
-        self._on_demand: dict[str, asyncio.Future[StoredCards | None]] = {}
+        self._on_demand: dict[tuple[str, CardFormat], asyncio.Future[StoredCards | None]] = {}
 
     async def load_share(self, share_id: str) -> ShareRecord | None:
         """The public share record, or None when the owner has not shared (so the page must not exist)."""
@@ -67,15 +67,16 @@ class ShareLookup:
             return (await self._blobs.get(card_key(photo_id, fmt))).data
         except BlobNotFound:
             pass
-        task = self._on_demand.get(photo_id)
-        if task is None:  # single flight: a crawler burst on a fresh share renders the photo once, not N times
-            task = asyncio.ensure_future(self._render_from_result(photo_id))
-            self._on_demand[photo_id] = task
-            task.add_done_callback(lambda _: self._on_demand.pop(photo_id, None))
+        flight = (photo_id, fmt)
+        task = self._on_demand.get(flight)
+        if task is None:  # single flight: a crawler burst on a fresh share renders the card once, not N times
+            task = asyncio.ensure_future(self._render_from_result(photo_id, fmt))
+            self._on_demand[flight] = task
+            task.add_done_callback(lambda _: self._on_demand.pop(flight, None))
         stored = await asyncio.shield(task)  # one client hanging up must not cancel the others' render
         return None if stored is None else stored.pngs[fmt]
 
-    async def _render_from_result(self, photo_id: str) -> StoredCards | None:
+    async def _render_from_result(self, photo_id: str, fmt: CardFormat) -> StoredCards | None:
         result = await read_document(self._blobs, keys.result(photo_id), ResultDocument)
         if result is None:
             return None
@@ -85,8 +86,8 @@ class ShareLookup:
             return None
         if source is None:
             return None
-        log.info("rendering cards on demand", extra={"photo_id": photo_id})
-        return await self._handlers.render_and_store(source)
+        log.info("rendering a card on demand", extra={"photo_id": photo_id, "format": fmt})
+        return await self._handlers.render_and_store(source, (fmt,))
 
     async def _featured_from_result(self, photo_id: str) -> FaceResult | None:
         result = await read_document(self._blobs, keys.result(photo_id), ResultDocument)

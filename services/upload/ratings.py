@@ -70,11 +70,14 @@ def parse_rating(raw: bytes) -> RatingRequest:
     if not _is_int(face_index) or not 0 <= face_index <= MAX_FACE_INDEX:
         raise _bad("invalid_face_index", f"face_index must be an integer from 0 to {MAX_FACE_INDEX}.")
     scale = body.get("scale", "hot_or_not")
-    if scale not in SCALES:
+    if not isinstance(scale, str) or scale not in SCALES:  # a JSON object here is unhashable: `in` would raise
         raise _bad("invalid_scale", f"scale must be one of {', '.join(SCALES)}.")
     rating = body.get("rating")
     low, high = SCALES[scale]
-    if isinstance(rating, bool) or not isinstance(rating, int | float) or not math.isfinite(rating):
+    # ints are exact (math.isfinite would overflow on a 400-digit one); only floats can be inf or nan
+    if isinstance(rating, bool) or not isinstance(rating, int | float) or (
+        isinstance(rating, float) and not math.isfinite(rating)
+    ):
         raise _bad("invalid_rating", "rating must be a number.")
     if scale == "hot_or_not" and rating not in (0, 1):
         raise _bad("invalid_rating", "A hot-or-not rating is 0 (not) or 1 (hot).")

@@ -163,7 +163,8 @@ async def _share_channel(request: web.Request) -> str | None:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object like {\"channel\": \"x\"}.")
     channel = body.get("channel")
-    if channel is not None and channel not in SHARE_CHANNELS:
+    # isinstance first: a JSON object or array here is unhashable, and `in` on a frozenset would raise (a 500)
+    if channel is not None and (not isinstance(channel, str) or channel not in SHARE_CHANNELS):
         raise ApiError(400, "invalid_channel", f"channel must be one of {', '.join(sorted(SHARE_CHANNELS))}.")
     return channel
 

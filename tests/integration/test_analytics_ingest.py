@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from libs.common.broker import EmbeddedBroker
 from libs.common.bus import KafkaEventPublisher, ensure_topics
-from libs.common.events import TOPICS, Event, PhotoUploaded, decode_event, dlq_topic
+from libs.common.events import TOPICS, Event, PhotoDeleted, PhotoUploaded, decode_event, dlq_topic
 from libs.common.events.examples import PHOTO, SHARE, VISITOR, examples
 from libs.common.ids import new_id
 from libs.common.settings import AnalyticsSettings, CoreSettings, KafkaSettings, Settings
@@ -46,6 +46,8 @@ def fresh_examples() -> tuple[str, str, list[Event]]:
     photo, visitor, share = new_id() + "Ph", new_id() + "Vi", new_id() + "Sh"
     events = []
     for event in examples():
+        if isinstance(event, PhotoDeleted):  # an owner's deletion forgets the photo (tested in test_analytics_forget)
+            event = event.model_copy(update={"reason": "ephemeral"})
         text = event.model_dump_json().replace(PHOTO, photo).replace(VISITOR, visitor).replace(SHARE, share)
         events.append(decode_event(text.encode()))
     return photo, visitor, events

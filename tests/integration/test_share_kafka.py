@@ -24,7 +24,7 @@ from libs.common.ids import new_id
 from libs.common.settings import CoreSettings, KafkaSettings, Settings
 from services.share.app import create_app
 from services.share.cards import card_key
-from services.share.render import CARD_FORMATS
+from services.share.handlers import EAGER_FORMATS
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,7 @@ async def test_photo_scored_becomes_cards_and_card_rendered(
         assert isinstance(rendered, CardRendered)
         assert key == photo_id.encode()
         assert rendered.trace_id == scored.trace_id
-        assert rendered.card_keys == {fmt: card_key(photo_id, fmt) for fmt in CARD_FORMATS}
+        assert rendered.card_keys == {fmt: card_key(photo_id, fmt) for fmt in EAGER_FORMATS}
         for card in rendered.card_keys.values():
             assert (await store.get(card)).data.startswith(b"\x89PNG\r\n\x1a\n")
 

@@ -13,14 +13,14 @@ from PIL import Image
 from skimage import data
 
 from libs.common import keys
-from libs.common.blobs import LocalBlobStore
+from libs.common.blobs import BlobStoreUnavailable, LocalBlobStore
 from libs.common.bus import RecordingPublisher
 from libs.common.documents import FacesManifest, PhotoMeta
 from libs.common.events import CardRendered, FaceBox, FaceResult, InvalidEvent, PhotoDeleted, PhotoScored
 from libs.common.ids import new_id
 from services.share.cards import TEMPLATE_VERSION, card_key
 from services.share.featured import choose_featured_face, description, headline, share_url
-from services.share.handlers import ShareHandlers
+from services.share.handlers import EAGER_FORMATS, ShareHandlers
 from services.share.render import CARD_FORMATS, CardRenderer
 
 BASE_URL = "https://howhot.example"
@@ -89,7 +89,7 @@ def handlers(store: LocalBlobStore, events: RecordingPublisher) -> ShareHandlers
     return ShareHandlers(store, events, CardRenderer(), BASE_URL)
 
 
-async def test_three_cards_are_stored_and_card_rendered_is_published(
+async def test_the_og_card_is_stored_and_card_rendered_is_published(
     handlers: ShareHandlers, store: LocalBlobStore, events: RecordingPublisher
 ) -> None:
     photo_id, _ = await seed_photo(store)
@@ -98,7 +98,7 @@ async def test_three_cards_are_stored_and_card_rendered_is_published(
 
     assert out is not None
     assert events.events == [out]
-    assert out.card_keys == {fmt: card_key(photo_id, fmt) for fmt in CARD_FORMATS}
+    assert out.card_keys == {fmt: card_key(photo_id, fmt) for fmt in EAGER_FORMATS} == {"og": card_key(photo_id, "og")}
     assert out.template_version == TEMPLATE_VERSION
     assert out.trace_id == event.trace_id  # one trace from upload to card
     assert out.elapsed_ms > 0
@@ -155,7 +155,7 @@ async def test_minor_card_is_rendered_without_a_score(
     adult = await handlers.on_photo_scored(scored(adult_id, ADULT))
     minor = await handlers.on_photo_scored(scored(minor_id, MINOR))
     assert adult is not None and minor is not None
-    for fmt in CARD_FORMATS:  # same chip, different text: the minor card must not be the adult one
+    for fmt in EAGER_FORMATS:  # same chip, different text: the minor card must not be the adult one
         assert (await store.get(minor.card_keys[fmt])).data != (await store.get(adult.card_keys[fmt])).data
     assert headline(MINOR) == "I look 14 on Howhot"
     assert "hotness" not in description(MINOR).lower()
@@ -166,7 +166,9 @@ async def test_photo_deleted_removes_every_card_and_is_idempotent(
     handlers: ShareHandlers, store: LocalBlobStore
 ) -> None:
     photo_id, _ = await seed_photo(store)
-    await handlers.on_photo_scored(scored(photo_id, ADULT))
+    source = await handlers.card_source(photo_id, [ADULT])
+    assert source is not None
+    await handlers.render_and_store(source)  # every format, as after on-demand renders
     deleted = PhotoDeleted(photo_id=photo_id)
     assert await handlers.on_photo_deleted(deleted) == len(CARD_FORMATS)
     assert await handlers.on_photo_deleted(deleted) == 0
@@ -215,3 +217,29 @@ async def test_every_example_of_a_consumed_event_is_handled(handlers: ShareHandl
     assert {type(e) for e in consumed} == {PhotoScored, PhotoDeleted}
     for event in consumed:
         await handlers.handle(event)
+
+
+class FailingPuts(LocalBlobStore):
+    """A store whose writes fail as an unreachable S3 would (after the adapter's own retries)."""
+
+    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        raise BlobStoreUnavailable(f"put {key}: connection refused")
+
+
+async def test_storage_failures_wait_then_dead_letter_after_the_deadline(tmp_path: Path) -> None:
+    from libs.common.blobs import StorageGiveUp
+
+    clock = [0.0]
+    store = FailingPuts(tmp_path)
+    events = RecordingPublisher()
+    handlers = ShareHandlers(store, events, CardRenderer(), BASE_URL,
+                             storage_give_up=StorageGiveUp(60.0, clock=lambda: clock[0]))
+    photo_id, _ = await seed_photo(LocalBlobStore(tmp_path))
+    event = scored(photo_id, ADULT)
+    with pytest.raises(BlobStoreUnavailable):  # before the deadline: the consumer backs off and retries
+        await handlers.handle(event)
+    clock[0] = 61.0
+    with pytest.raises(InvalidEvent, match="storage_unavailable"):  # after it: dead-lettered, replayable
+        await handlers.handle(event)
+    assert events.events == []
+    assert handlers.storage_give_up.tracked() == 0

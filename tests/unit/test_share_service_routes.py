@@ -363,6 +363,8 @@ async def test_a_burst_of_requests_for_a_fresh_share_renders_once(store: LocalBl
     assert share is not None
     formats = ["og", "square", "story"] * 3
     pngs = await asyncio.gather(*(lookup.card_png(share, fmt) for fmt in formats))  # type: ignore[arg-type]
-    assert renderer.calls == 1
+    assert renderer.calls == 3  # once per format, however many asked
+    assert await lookup.card_png(share, "og") == pngs[0]  # stored: no fourth render
+    assert renderer.calls == 3
     for fmt, png in zip(formats, pngs, strict=True):
         assert png == (await store.get(card_key(photo_id, fmt))).data  # type: ignore[arg-type]

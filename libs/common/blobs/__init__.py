@@ -16,6 +16,7 @@ from libs.common.blobs.base import (
     validate_key,
     validate_prefix,
 )
+from libs.common.blobs.giveup import StorageGiveUp
 from libs.common.blobs.local import LocalBlobStore
 from libs.common.blobs.s3 import S3BlobStore
 from libs.common.settings import Settings
@@ -40,6 +41,7 @@ __all__ = [
     "BlobStoreUnavailable",
     "LocalBlobStore",
     "S3BlobStore",
+    "StorageGiveUp",
     "create_blob_store",
     "validate_key",
     "validate_prefix",

@@ -2,16 +2,19 @@
 
 Each file holds a one-line header with the writer's content type followed by the raw bytes, so data and type are
 replaced together by a single ``os.replace`` (a sidecar file could be seen half-updated). Writes go to a temporary
-file in the target directory, are fsynced, then renamed over the key: readers see the old blob or the new one.
+file in the target directory, are fsynced, then renamed over the key: readers see the old blob or the new one. A
+writer killed mid-put leaves its temporary file behind, never listed or read; deleting the key (or a prefix covering
+it) removes such leftovers too, so a deleted photo's bytes do not linger in half-written files.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,6 +32,7 @@ from libs.common.blobs.base import (
 FILE_MAGIC = b"HOWHOT-BLOB/1 "  # versioned header so the on-disk format can change without misreading old files
 HEADER_END = b"\n"  # content types are validated printable ASCII, so a newline cannot occur inside one
 TEMP_PREFIX = ".tmp-"  # keys never have segments starting with '.', so temp files cannot collide with blobs
+TEMP_SUFFIX_CHARS = 33  # "-" + uuid4().hex after the key's file name
 T = TypeVar("T")
 
 PUT_ATTEMPTS = 3  # a concurrent delete may prune the directory between mkdir and write; retrying fixes that
@@ -73,6 +77,7 @@ class LocalBlobStore:
         validate_prefix(prefix, allow_empty=False)
         keys = await self.list(prefix)
         await self._run(self._delete_many_sync, [self._path(key) for key in keys])
+        await self._run(self._delete_orphans_sync, prefix)
         return len(keys)
 
     async def list(self, prefix: str = "") -> list[str]:
@@ -111,7 +116,18 @@ class LocalBlobStore:
     def _delete_sync(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             path.unlink()
+        # a concurrent put of this key loses its temp file too; its os.replace fails and _put_sync writes again
+        for orphan in path.parent.glob(f"{TEMP_PREFIX}{glob.escape(path.name)}-*"):
+            with contextlib.suppress(OSError):
+                orphan.unlink()
         self._prune_empty_dirs(path.parent)
+
+    def _delete_orphans_sync(self, prefix: str) -> None:
+        """Remove temp files left by killed writers of keys under ``prefix`` that never got a blob."""
+        for _, temp in list(self._walk(prefix, temp_files=True)):
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            self._prune_empty_dirs(temp.parent)
 
     def _delete_many_sync(self, paths: list[Path]) -> None:
         for path in paths:
@@ -126,20 +142,24 @@ class LocalBlobStore:
             directory = directory.parent
 
     def _list_sync(self, prefix: str) -> list[str]:
+        return sorted(key for key, _ in self._walk(prefix, temp_files=False))
+
+    def _walk(self, prefix: str, *, temp_files: bool) -> Iterator[tuple[str, Path]]:
+        """(key, file) for each blob under ``prefix`` or, with ``temp_files``, for each temp file (keyed by the key
+        its writer was writing), walking only the directory the prefix is certainly inside."""
         base = self.root.joinpath(*prefix.split("/")[:-1]) if "/" in prefix else self.root
         if not base.is_dir():
-            return []
-        keys: list[str] = []
+            return
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in filenames:
-                if name.startswith("."):
+                if temp_files != name.startswith(TEMP_PREFIX) or (not temp_files and name.startswith(".")):
                     continue
-                key = name if rel == "." else f"{rel}/{name}"
+                key_name = name[len(TEMP_PREFIX) : -TEMP_SUFFIX_CHARS] if temp_files else name
+                key = key_name if rel == "." else f"{rel}/{key_name}"
                 if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
+                    yield key, Path(dirpath) / name
 
 
 def _write_atomically(path: Path, header: bytes, data: bytes) -> None:

@@ -3,19 +3,23 @@
 boto3 is synchronous, so every call runs in a worker thread (boto3 clients are thread-safe; sessions are not, which
 is why the client is built once here). Retries and timeouts are botocore's own ("standard" mode), configured from
 BlobSettings; whatever still fails after them is raised as :class:`BlobStoreUnavailable` for the caller's backoff.
-S3 PUTs are atomic by nature: readers see the previous object or the new one.
+S3 PUTs are atomic by nature: readers see the previous object or the new one. botocore's retries end once response
+headers arrive, so a GET whose body is cut short or stalls is retried here, and its length is always verified:
+a partial body is never returned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from libs.common.blobs.base import (
@@ -41,14 +45,23 @@ TRANSIENT_CODES = frozenset(
 )
 EXISTING_BUCKET_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 DEFAULT_REGION = "us-east-1"  # the one region whose CreateBucket must NOT carry a LocationConstraint
+DEFAULT_READ_ATTEMPTS = 4  # GETs whose body fails mid-stream, tried in all (BlobSettings.s3_max_attempts in services)
+BODY_RETRY_BASE_S = 0.1  # full-jitter backoff between body retries, like botocore's standard mode (base × 2^n)
+BODY_RETRY_MAX_S = 5.0
+# A body that breaks off (connection reset, server gone), stalls past read_timeout, or ends before Content-Length.
+BODY_ERRORS = (HTTPClientError, IncompleteReadError)
 
 
 class S3BlobStore:
     """Blobs in ``bucket``; path-style addressing so MinIO and moto work without wildcard DNS."""
 
-    def __init__(self, client: Any, bucket: str, *, create_bucket: bool = False, region: str = DEFAULT_REGION) -> None:
+    def __init__(
+        self, client: Any, bucket: str, *, create_bucket: bool = False, region: str = DEFAULT_REGION,
+        read_attempts: int = DEFAULT_READ_ATTEMPTS,
+    ) -> None:
         self._client = client
         self.bucket = bucket
+        self._read_attempts = max(1, read_attempts)
         self._region = region
         self._bucket_ready = not create_bucket
         self._bucket_lock = threading.Lock()  # a threading lock: the check runs in worker threads, not on the loop
@@ -75,7 +88,10 @@ class S3BlobStore:
             aws_secret_access_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
             config=config,
         )
-        return cls(client, settings.s3_bucket, create_bucket=settings.s3_create_bucket, region=settings.s3_region)
+        return cls(
+            client, settings.s3_bucket, create_bucket=settings.s3_create_bucket, region=settings.s3_region,
+            read_attempts=settings.s3_max_attempts,
+        )
 
     def __repr__(self) -> str:
         return f"S3BlobStore(bucket={self.bucket!r})"
@@ -90,14 +106,29 @@ class S3BlobStore:
         )
 
     async def get(self, key: str) -> Blob:
-        """GetObject, reading the whole body in the worker thread (a stalled stream must not block the loop)."""
+        """GetObject, reading the whole body in the worker thread (a stalled stream must not block the loop).
+
+        The body is read through botocore's StreamingBody, which checks it against Content-Length (the raw stream
+        that ``with response["Body"]`` yields does not translate errors); a body that fails is fetched again, up to
+        ``read_attempts`` GETs in all, then :class:`BlobStoreUnavailable`.
+        """
         validate_key(key)
 
         def fetch() -> Blob:
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
-            with response["Body"] as body:
-                data = body.read()
-            return Blob(data=data, content_type=response.get("ContentType") or DEFAULT_CONTENT_TYPE)
+            for attempt in range(self._read_attempts):
+                response = self._client.get_object(Bucket=self.bucket, Key=key)
+                body = response["Body"]
+                try:
+                    data = body.read()
+                except BODY_ERRORS as exc:
+                    if attempt == self._read_attempts - 1:
+                        raise BlobStoreUnavailable(f"S3 body of {key!r} failed {attempt + 1} times: {exc}") from exc
+                    time.sleep(random.uniform(0, min(BODY_RETRY_MAX_S, BODY_RETRY_BASE_S * 2**attempt)))
+                    continue
+                finally:
+                    body.close()
+                return Blob(data=data, content_type=response.get("ContentType") or DEFAULT_CONTENT_TYPE)
+            raise AssertionError("unreachable: the last attempt returns or raises")
 
         return await self._call(key, fetch)
 

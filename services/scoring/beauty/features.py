@@ -12,7 +12,8 @@ P(female), the age distribution) are blocks too: age and gender explain a large 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from services.scoring.members import member_crops, to_input
+from services.scoring.members import MemberOutput, member_crops, run_member
 from services.scoring.models.registry import PretrainedConfig
 
 GRID = 2  # 2×2 spatial pooling: keeps upper/lower and left/right face halves apart at 4× the size of a global mean
@@ -65,6 +66,48 @@ def _pool(activation: torch.Tensor, spec: HookSpec) -> dict[str, torch.Tensor]:
     return out
 
 
+@contextmanager
+def feature_hooks(name: str, model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Forward hooks on member ``name``'s HOOKS layers while the block runs; the dict fills with their outputs.
+
+    Separate from ``member_features`` so the scoring service can read the features during the ensemble's own forward
+    pass instead of running every network a second time for attractiveness.
+    """
+    captured: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
+    handles = []
+    for layer, spec in HOOKS[name].items():
+        def hook(_m: nn.Module, _i: object, out: torch.Tensor, layer: str = layer) -> None:
+            captured[layer] = out
+        handles.append(modules[spec.module].register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def pooled_blocks(name: str, captured: dict[str, torch.Tensor], n: int, flip: bool) -> dict[str, np.ndarray]:
+    """The hooked activations of N faces (2N rows with ``flip``: mirrors averaged in) as float32 feature blocks."""
+    blocks: dict[str, np.ndarray] = {}
+    for layer, spec in HOOKS[name].items():
+        for kind, value in _pool(captured[layer], spec).items():
+            arr = value.float().cpu().numpy()
+            arr = (arr[:n] + arr[n:]) / 2 if flip else arr
+            blocks[f"{name}.{layer}{'_' + kind if kind else ''}"] = arr.astype(np.float32)
+    return blocks
+
+
+def output_blocks(output: MemberOutput) -> dict[str, np.ndarray]:
+    """A member's own answers as blocks: P(female) [N, 1] and the age distribution [N, K], where it has them."""
+    blocks: dict[str, np.ndarray] = {}
+    if output.p_female is not None:
+        blocks[f"{output.name}.p_female"] = output.p_female.reshape(-1, 1).astype(np.float32)
+    if output.age_probs is not None:
+        blocks[f"{output.name}.age_probs"] = output.age_probs.astype(np.float32)
+    return blocks
+
+
 def member_features(
     cfg: PretrainedConfig,
     model: nn.Module,
@@ -72,39 +115,11 @@ def member_features(
     landmarks: Sequence[np.ndarray],
     flip: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Feature blocks of one member for N chips; with ``flip`` each block is the mean over the face and its mirror."""
+    """Feature blocks of one member for N chips (fp32); with ``flip`` each block is the mean over face and mirror."""
     crops = member_crops(cfg, chips, landmarks)
-    n = len(crops)
-    captured: dict[str, torch.Tensor] = {}
-    handles = []
-    modules = dict(model.named_modules())
-    for layer, spec in HOOKS[cfg.name].items():
-        def hook(_m: nn.Module, _i: object, out: torch.Tensor, layer: str = layer) -> None:
-            captured[layer] = out
-        handles.append(modules[spec.module].register_forward_hook(hook))
-    try:
-        x = to_input(cfg, crops, flip)
-        with torch.inference_mode():
-            out = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    blocks: dict[str, np.ndarray] = {}
-    for layer, spec in HOOKS[cfg.name].items():
-        for kind, value in _pool(captured[layer], spec).items():
-            arr = value.float().numpy()
-            arr = (arr[:n] + arr[n:]) / 2 if flip else arr
-            blocks[f"{cfg.name}.{layer}{'_' + kind if kind else ''}"] = arr.astype(np.float32)
-    probs = out if isinstance(out, tuple) else (out,)
-    merged = [((p[:n] + p[n:]) / 2 if flip else p).float().numpy() for p in probs]
-    if cfg.task == "age+gender":
-        blocks[f"{cfg.name}.p_female"] = merged[0][:, cfg.female_index : cfg.female_index + 1]
-        blocks[f"{cfg.name}.age_probs"] = merged[1]
-    elif cfg.task == "age":
-        blocks[f"{cfg.name}.age_probs"] = merged[0]
-    else:
-        blocks[f"{cfg.name}.p_female"] = merged[0][:, cfg.female_index : cfg.female_index + 1]
-    return {k: v.astype(np.float32) for k, v in blocks.items()}
+    with feature_hooks(cfg.name, model) as captured:
+        output = run_member(cfg, model, crops, flip=flip)
+    return {**pooled_blocks(cfg.name, captured, len(crops), flip), **output_blocks(output)}
 
 
 def batched_member_features(

@@ -1,7 +1,8 @@
 """What the scoring service calls: load the committed head, turn member features into (score, word, spread).
 
-The service already runs the members on each chip; ``chip_features`` runs them once more with the feature hooks
-(same crops and flips as in training: flip TTA for the CC0 members, none for WRN-16-8) and ``score_blocks`` maps the
+The service reads the members' features during the ensemble's own forward pass (``FaceScorer.score_batch`` with a
+``tap``; same crops and flips as in training: flip TTA for the CC0 members, none for WRN-16-8); ``chip_features``
+runs members once more with the feature hooks for what that pass did not cover, and ``score_blocks`` maps the
 blocks through the head. Attractiveness must never be shown for a probable minor: call
 ``services.scoring.beauty.minors.withhold_attractiveness`` on the ensemble's age distribution first.
 """

@@ -29,7 +29,7 @@ CACHE_VERSION = "1"  # bump when the stored arrays or the pipeline change meanin
 DEFAULT_CACHE_DIR = Path(".howhot/cache/age")
 BACKBONE_MEMBERS = ("wrn16_8_imdbwiki", "agegender_cc0_age", "agegender_cc0_gender")
 FLIPPED_MEMBERS = frozenset({"agegender_cc0_age", "agegender_cc0_gender"})  # the WRN's mirror would double its cost
-BF16_MEMBERS = frozenset({"wrn16_8_imdbwiki"})  # as FaceScorer runs it on CPU (2× faster, |Δage| 0.08 y)
+BF16_MEMBERS = frozenset({"wrn16_8_imdbwiki"})  # as FaceScorer runs it on a bf16-capable CPU (2×, |Δage| 0.08 y)
 FEATURE_LAYERS = {  # member → (module whose output feeds the classifier, apply ReLU as forward() does)
     "wrn16_8_imdbwiki": ("bn", True),
     "agegender_cc0_age": ("blocks.4", False),

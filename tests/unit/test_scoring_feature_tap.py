@@ -1,0 +1,81 @@
+"""Attractiveness features read during the ensemble's own forward pass ("tap") instead of a second pass.
+
+The tapped blocks must be the blocks ``member_features`` computes on its own (the beauty head was trained on those),
+and the scoring service must then run no member network twice. Real models on a real face; `make test` converts
+them first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+
+from libs.common.alignment import align_face
+from libs.common.settings import Settings
+from services.scoring import attractiveness as attractiveness_module
+from services.scoring.attractiveness import Attractiveness
+from services.scoring.beauty.features import member_features
+from services.scoring.scorer import FaceScorer
+
+
+@pytest.fixture(scope="module")
+def face() -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut's aligned chip and its chip landmarks (an adult face: attractiveness is not withheld)."""
+    from services.face.detector import FaceDetector
+
+    image = data.astronaut()
+    found = FaceDetector.from_settings().detect(image)
+    aligned = align_face(image, found[0].landmarks_array())
+    return aligned.chip, aligned.landmarks.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def scorer() -> FaceScorer:
+    return FaceScorer(Settings().models_dir, profile="default", device="cpu", warmup=False)
+
+
+def test_tapped_blocks_match_a_separate_feature_pass(scorer: FaceScorer, face) -> None:
+    chip, landmarks = face
+    beauty = Attractiveness.load("default", minor_threshold=0.2)
+    tap = beauty.tap()
+    [score] = scorer.score_batch([chip], [landmarks], tap)
+    tapped_members = {key.split(".", 1)[0] for key in score.features}
+    assert tapped_members == {m for m, flip in tap.items() if flip == (m in scorer.calibration.flip_members)}
+    for member in tapped_members:
+        alone = member_features(scorer.configs[member], scorer.models[member], [chip], [landmarks],
+                                flip=tap[member])
+        assert set(alone) == {k for k in score.features if k.startswith(f"{member}.")}
+        for key, expected in alone.items():
+            got = score.features[key]
+            assert got.shape == expected[0].shape, key
+            if scorer.autocast[member] is None:  # fp32 in both passes: the same numbers
+                np.testing.assert_allclose(got, expected[0], rtol=1e-4, atol=1e-5, err_msg=key)
+            else:  # bf16 in the ensemble's pass: close, as measured on MEBeauty (mean |Δscore| 0.004)
+                scale = float(np.abs(expected[0]).max())
+                assert float(np.abs(got - expected[0]).mean()) < 0.02 * scale + 1e-4, key
+
+
+def test_service_scoring_runs_each_member_once(scorer: FaceScorer, face, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.scoring.app import ScoringModels
+
+    chip, landmarks = face
+    beauty = Attractiveness.load("default", minor_threshold=0.2)
+    untapped_calls: list[list[str]] = []
+    real_chip_features = attractiveness_module.chip_features
+
+    def counting(models, chips, marks):
+        untapped_calls.append(sorted(models))
+        return real_chip_features(models, chips, marks)
+
+    monkeypatch.setattr(attractiveness_module, "chip_features", counting)
+    [(score, extra)] = ScoringModels(scorer, beauty).score([(chip, landmarks)])
+    assert untapped_calls == []  # every member the head reads came from the ensemble's pass
+    assert 1.0 <= extra["attractiveness"] <= 10.0
+
+    # the second-pass route (what ran before the tap) agrees with it
+    plain = scorer.score_batch([chip], [landmarks])
+    [reference], _ = beauty.enrich(scorer, [chip], [landmarks], plain)
+    assert untapped_calls and set(untapped_calls[0]) == set(beauty.tap())
+    assert abs(reference["attractiveness"] - extra["attractiveness"]) < 0.1
+    assert score.age == pytest.approx(plain[0].age)
