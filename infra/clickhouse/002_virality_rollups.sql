@@ -11,7 +11,8 @@
 --    Stage latencies, time to result, the funnel and spike attribution read it instead of parsing JSON payloads.
 -- 3. scored_faces (ReplacingMergeTree): one row per scored face (age, gender, attractiveness) for the distributions.
 --    Duplicates share the sorting key, so queries read it with FINAL (cheap: a narrow table, no JSON).
--- Each MV is followed by a backfill of events stored before it existed; re-running it (an interrupted migration)
+-- Each MV is backfilled with its own SELECT over the events stored before it existed (the migration runner does it:
+-- libs.common.analytics_store.backfill_statement); re-running it (an interrupted migration)
 -- is harmless for the same reasons. (The faces MV filters in a subquery: its `'face.scored' AS type` alias would
 -- otherwise shadow the column in WHERE.) Plain ClickHouse SQL: runs on chDB and on a ClickHouse server.
 
@@ -34,21 +35,6 @@ FROM {db}.events
 GROUP BY minute, type;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.minute_rollup_faces_mv TO {db}.minute_rollup AS
-SELECT toStartOfMinute(occurred_at) AS minute, 'face.scored' AS type,
-       uniqExactState(reinterpretAsUUID(MD5(concat(toString(event_id), ':', toString(face))))) AS events,
-       uniqExactStateIf(visitor_id, 0) AS visitors
-FROM (SELECT event_id, occurred_at, payload, visitor_id FROM {db}.events WHERE type = 'photo.scored')
-ARRAY JOIN range(JSONLength(payload, 'faces')) AS face
-GROUP BY minute;
-
-INSERT INTO {db}.minute_rollup
-SELECT toStartOfMinute(occurred_at) AS minute, type,
-       uniqExactState(event_id) AS events,
-       uniqExactStateIf(visitor_id, visitor_id != '') AS visitors
-FROM {db}.events
-GROUP BY minute, type;
-
-INSERT INTO {db}.minute_rollup
 SELECT toStartOfMinute(occurred_at) AS minute, 'face.scored' AS type,
        uniqExactState(reinterpretAsUUID(MD5(concat(toString(event_id), ':', toString(face))))) AS events,
        uniqExactStateIf(visitor_id, 0) AS visitors
@@ -94,25 +80,6 @@ FROM {db}.events
 WHERE photo_id != '' AND type IN ('photo.uploaded', 'faces.detected', 'photo.scored', 'card.rendered',
                                   'photo.shared', 'share.viewed', 'photo.failed');
 
-INSERT INTO {db}.photo_timeline
-SELECT photo_id,
-       if(type = 'photo.uploaded', occurred_at, NULL) AS uploaded_at,
-       if(type = 'faces.detected', occurred_at, NULL) AS detected_at,
-       if(type = 'photo.scored', occurred_at, NULL) AS scored_at,
-       if(type = 'card.rendered', occurred_at, NULL) AS carded_at,
-       if(type = 'photo.shared', occurred_at, NULL) AS shared_at,
-       if(type = 'share.viewed', occurred_at, NULL) AS share_viewed_at,
-       if(type = 'photo.failed', occurred_at, NULL) AS failed_at,
-       toUInt16(if(type = 'faces.detected', JSONLength(payload, 'faces'), 0)) AS faces_found,
-       if(type = 'photo.uploaded', visitor_id, '') AS uploader,
-       if(type = 'photo.uploaded', share_id, '') AS via_share,
-       if(type = 'photo.uploaded', domainWithoutWWW(JSONExtractString(payload, 'attribution', 'referrer')), '')
-           AS referrer,
-       if(type = 'photo.uploaded', JSONExtractString(payload, 'attribution', 'utm_source'), '') AS utm_source
-FROM {db}.events
-WHERE photo_id != '' AND type IN ('photo.uploaded', 'faces.detected', 'photo.scored', 'card.rendered',
-                                  'photo.shared', 'share.viewed', 'photo.failed');
-
 CREATE TABLE IF NOT EXISTS {db}.scored_faces
 (
     event_id       UUID,
@@ -128,14 +95,6 @@ PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (toDate(occurred_at), event_id, face_index);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.scored_faces_mv TO {db}.scored_faces AS
-SELECT event_id, toUInt8(JSONExtractUInt(face, 'index')) AS face_index, occurred_at, photo_id,
-       toFloat32(JSONExtractFloat(face, 'age')) AS age, JSONExtractString(face, 'gender') AS gender,
-       JSONExtract(face, 'attractiveness', 'Nullable(Float32)') AS attractiveness
-FROM {db}.events
-ARRAY JOIN JSONExtractArrayRaw(payload, 'faces') AS face
-WHERE type = 'photo.scored';
-
-INSERT INTO {db}.scored_faces
 SELECT event_id, toUInt8(JSONExtractUInt(face, 'index')) AS face_index, occurred_at, photo_id,
        toFloat32(JSONExtractFloat(face, 'age')) AS age, JSONExtractString(face, 'gender') AS gender,
        JSONExtract(face, 'attractiveness', 'Nullable(Float32)') AS attractiveness

@@ -7,7 +7,7 @@
 --   distinct visitors over millions would cost seconds per refresh (one global hash set), which a dashboard can't pay.
 -- * ratings (ReplacingMergeTree, read with FINAL): one row per rating with its fields extracted once at ingest.
 -- * shares (AggregatingMergeTree, min/max): share id → photo, sharer and first time shared; idempotent.
--- Each MV is followed by an idempotent backfill (uniq states and FINAL-deduplicated tables absorb a re-run).
+-- Each MV is backfilled by the migration runner with its own SELECT, idempotently (uniq states and FINAL-deduplicated tables absorb a re-run).
 
 CREATE TABLE IF NOT EXISTS {db}.minute_visitors
 (
@@ -20,12 +20,6 @@ PARTITION BY toYYYYMM(minute)
 ORDER BY (type, minute);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.minute_visitors_mv TO {db}.minute_visitors AS
-SELECT toStartOfMinute(occurred_at) AS minute, type, uniqState(visitor_id) AS visitors
-FROM {db}.events
-WHERE visitor_id != ''
-GROUP BY minute, type;
-
-INSERT INTO {db}.minute_visitors
 SELECT toStartOfMinute(occurred_at) AS minute, type, uniqState(visitor_id) AS visitors
 FROM {db}.events
 WHERE visitor_id != ''
@@ -52,13 +46,6 @@ SELECT event_id, occurred_at, visitor_id AS rater, photo_id,
 FROM {db}.events
 WHERE type = 'rating.submitted';
 
-INSERT INTO {db}.ratings
-SELECT event_id, occurred_at, visitor_id AS rater, photo_id,
-       toUInt8(JSONExtractUInt(payload, 'face_index')) AS face_index,
-       JSONExtractString(payload, 'scale') AS scale, toFloat32(JSONExtractFloat(payload, 'rating')) AS rating
-FROM {db}.events
-WHERE type = 'rating.submitted';
-
 CREATE TABLE IF NOT EXISTS {db}.shares
 (
     share_id  String,
@@ -70,11 +57,6 @@ ENGINE = AggregatingMergeTree
 ORDER BY share_id;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.shares_mv TO {db}.shares AS
-SELECT share_id, photo_id, visitor_id AS sharer, occurred_at AS shared_at
-FROM {db}.events
-WHERE type = 'photo.shared';
-
-INSERT INTO {db}.shares
 SELECT share_id, photo_id, visitor_id AS sharer, occurred_at AS shared_at
 FROM {db}.events
 WHERE type = 'photo.shared';

@@ -26,7 +26,7 @@
 --   for 1.25M photos instead of ~40 ms once merged. Forcing parts older than two minutes into one bounds what a read
 --   merges to the last two minutes of inserts, at the price of rewriting each table about every two minutes while
 --   ingesting (~0.5 s of CPU per 1M photos).
--- Each MV is followed by an idempotent backfill (min/max and uniq states absorb a re-run). Plain ClickHouse SQL: runs
+-- Each MV is backfilled by the migration runner with its own SELECT, idempotently (min/max and uniq states absorb a re-run). Plain ClickHouse SQL: runs
 -- on chDB and on a ClickHouse server. NEVER_MS is Int64's maximum (9223372036854775807), the neutral value of min.
 
 CREATE TABLE IF NOT EXISTS {db}.photo_stages
@@ -49,26 +49,6 @@ ORDER BY photo_key
 SETTINGS min_age_to_force_merge_seconds = 120;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.photo_stages_mv TO {db}.photo_stages AS
-SELECT cityHash64(photo_id) AS photo_key,
-       if(type = 'photo.uploaded', toUnixTimestamp64Milli(occurred_at), 9223372036854775807) AS uploaded_ms,
-       if(type = 'faces.detected', toUnixTimestamp64Milli(occurred_at), 9223372036854775807) AS detected_ms,
-       if(type = 'photo.scored', toUnixTimestamp64Milli(occurred_at), 9223372036854775807) AS scored_ms,
-       if(type = 'card.rendered', toUnixTimestamp64Milli(occurred_at), 9223372036854775807) AS carded_ms,
-       if(type = 'photo.shared', toUnixTimestamp64Milli(occurred_at), 9223372036854775807) AS shared_ms,
-       if(type = 'share.viewed', toUnixTimestamp64Milli(occurred_at), 9223372036854775807) AS viewed_ms,
-       toUInt16(if(type = 'faces.detected', JSONLength(payload, 'faces'), 0)) AS faces_found,
-       toUInt16(if(type = 'photo.scored', JSONLength(payload, 'faces'), 0)) AS faces_scored,
-       if(type = 'photo.uploaded' AND visitor_id != '', cityHash64(visitor_id), 0) AS owner_key,
-       if(type = 'photo.uploaded' AND share_id != '', cityHash64(share_id), 0) AS via_key,
-       if(type = 'photo.scored',
-          JSONExtractString(arrayFirst(f -> JSONExtractUInt(f, 'index') = 0, JSONExtractArrayRaw(payload, 'faces')),
-                            'gender'),
-          '') AS face0_gender
-FROM {db}.events
-WHERE photo_id != '' AND type IN ('photo.uploaded', 'faces.detected', 'photo.scored', 'card.rendered',
-                                  'photo.shared', 'share.viewed');
-
-INSERT INTO {db}.photo_stages
 SELECT cityHash64(photo_id) AS photo_key,
        if(type = 'photo.uploaded', toUnixTimestamp64Milli(occurred_at), 9223372036854775807) AS uploaded_ms,
        if(type = 'faces.detected', toUnixTimestamp64Milli(occurred_at), 9223372036854775807) AS detected_ms,
@@ -112,18 +92,6 @@ FROM {db}.events
 WHERE type = 'photo.uploaded'
 GROUP BY minute, referrer, utm_source;
 
-INSERT INTO {db}.upload_sources
-SELECT toStartOfMinute(occurred_at) AS minute,
-       if(share_id != '', 'share link',
-          if(domainWithoutWWW(JSONExtractString(payload, 'attribution', 'referrer')) != '',
-             domainWithoutWWW(JSONExtractString(payload, 'attribution', 'referrer')), 'direct')) AS referrer,
-       if(JSONExtractString(payload, 'attribution', 'utm_source') != '',
-          JSONExtractString(payload, 'attribution', 'utm_source'), '(none)') AS utm_source,
-       uniqExactState(event_id) AS uploads
-FROM {db}.events
-WHERE type = 'photo.uploaded'
-GROUP BY minute, referrer, utm_source;
-
 CREATE TABLE IF NOT EXISTS {db}.hour_visitors
 (
     hour     DateTime('UTC'),
@@ -136,13 +104,6 @@ ORDER BY (type, hour)
 SETTINGS min_age_to_force_merge_seconds = 120;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.hour_visitors_mv TO {db}.hour_visitors AS
-SELECT hour, kind AS type, uniqState(visitor_id) AS visitors
-FROM (SELECT toStartOfHour(occurred_at) AS hour, type AS event_type, visitor_id FROM {db}.events
-      WHERE visitor_id != '')
-ARRAY JOIN [event_type, '*'] AS kind
-GROUP BY hour, kind;
-
-INSERT INTO {db}.hour_visitors
 SELECT hour, kind AS type, uniqState(visitor_id) AS visitors
 FROM (SELECT toStartOfHour(occurred_at) AS hour, type AS event_type, visitor_id FROM {db}.events
       WHERE visitor_id != '')
@@ -166,18 +127,6 @@ FROM {db}.events
 GROUP BY minute, type;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.minute_counts_faces_mv TO {db}.minute_counts AS
-SELECT toStartOfMinute(occurred_at) AS minute, 'face.scored' AS type,
-       uniqExactState(cityHash64(event_id, face)) AS events
-FROM (SELECT event_id, occurred_at, payload FROM {db}.events WHERE type = 'photo.scored')
-ARRAY JOIN range(JSONLength(payload, 'faces')) AS face
-GROUP BY minute;
-
-INSERT INTO {db}.minute_counts
-SELECT toStartOfMinute(occurred_at) AS minute, type, uniqExactState(cityHash64(event_id)) AS events
-FROM {db}.events
-GROUP BY minute, type;
-
-INSERT INTO {db}.minute_counts
 SELECT toStartOfMinute(occurred_at) AS minute, 'face.scored' AS type,
        uniqExactState(cityHash64(event_id, face)) AS events
 FROM (SELECT event_id, occurred_at, payload FROM {db}.events WHERE type = 'photo.scored')

@@ -8,7 +8,7 @@
 --   rating submitted after the deletion) all end with no detail left. reason 'ephemeral' ("don't store my photo":
 --   the image is discarded, the scores are kept on purpose) is not a mark; any other reason is, so a future reason
 --   forgets by default. ReplacingMergeTree: duplicates of a deletion collapse; lookups read DISTINCT.
--- * The backfill marks deletions ingested before this migration, then the statements after it forget those photos'
+-- * The view's backfill (the migration runner runs its SELECT over the stored events) marks deletions ingested before this migration, then the statements after it forget those photos'
 --   detail once (idempotent: a re-run deletes nothing more). The UPDATE gives result page views (/p/{photo_id})
 --   ingested before ingest.photo_id_of existed the photo id the ingestion now stores for them.
 -- Deletes are lightweight (DELETE FROM: rows are masked once the delete is applied, and their bytes leave the disk at
@@ -25,11 +25,6 @@ ENGINE = ReplacingMergeTree
 ORDER BY photo_id;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.deleted_photos_mv TO {db}.deleted_photos AS
-SELECT photo_id, occurred_at AS deleted_at, JSONExtractString(payload, 'reason') AS reason
-FROM {db}.events
-WHERE type = 'photo.deleted' AND photo_id != '' AND JSONExtractString(payload, 'reason') != 'ephemeral';
-
-INSERT INTO {db}.deleted_photos
 SELECT photo_id, occurred_at AS deleted_at, JSONExtractString(payload, 'reason') AS reason
 FROM {db}.events
 WHERE type = 'photo.deleted' AND photo_id != '' AND JSONExtractString(payload, 'reason') != 'ephemeral';

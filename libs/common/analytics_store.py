@@ -46,11 +46,29 @@ def _split_statements(sql: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*(?:\n|$)", body) if s.strip()]
 
 
+_VIEW_TO_TABLE = re.compile(
+    r"^CREATE\s+MATERIALIZED\s+VIEW\s+(?:IF\s+NOT\s+EXISTS\s+)?\S+\s+TO\s+(\S+)\s+AS\s+(SELECT\b.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def backfill_statement(statement: str) -> str | None:
+    """For ``CREATE MATERIALIZED VIEW … TO target AS SELECT …``: ``INSERT INTO target SELECT …`` (the same SELECT).
+
+    A view only sees rows inserted after it exists, so each one is followed by this backfill of the events already
+    stored — written once, here, instead of a copy of every view's SELECT in the migration files. The rollups are
+    built to absorb a re-run (uniq states, FINAL-deduplicated tables), so an interrupted migration can run again.
+    """
+    match = _VIEW_TO_TABLE.match(statement.strip())
+    return f"INSERT INTO {match.group(1)}\n{match.group(2)}" if match else None
+
+
 def migrate(client: Client, database: str, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply every ``NNN_name.sql`` not yet applied, in order; returns the names applied now.
 
     Files may use ``{db}`` for the database name. Statements must be idempotent (IF NOT EXISTS), so a migration that
-    was interrupted half-way can be re-run safely.
+    was interrupted half-way can be re-run safely. Every materialized view with a ``TO`` table is backfilled from
+    the events stored before it existed (``backfill_statement``).
     """
     client.command(
         f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
@@ -64,6 +82,9 @@ def migrate(client: Client, database: str, migrations_dir: Path = MIGRATIONS_DIR
             continue
         for statement in _split_statements(path.read_text().replace("{db}", database)):
             client.command(statement)
+            backfill = backfill_statement(statement)
+            if backfill:
+                client.command(backfill)
         client.insert(f"{database}.schema_migrations", [[path.name]], column_names=["name"])
         applied.append(path.name)
         log.info("migration applied", extra={"migration": path.name})
