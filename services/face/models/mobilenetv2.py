@@ -42,10 +42,10 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
         if self.has_expand:
-            out = F.relu6(self.expand_bn(self.expand(out)))
+            out = F.relu6(self.expand_bn(self.expand(out)), inplace=True)  # fresh tensor: in place saves a copy
         if self.stride != 1:
             out = F.pad(out, KERAS_STRIDE2_PAD)
-        out = F.relu6(self.depthwise_bn(self.depthwise(out)))
+        out = F.relu6(self.depthwise_bn(self.depthwise(out)), inplace=True)
         out = self.project_bn(self.project(out))
         return x + out if self.use_residual else out
 
@@ -68,7 +68,7 @@ class MobileNetV2Features(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = F.relu6(self.bn1(self.conv1(F.pad(x, KERAS_STRIDE2_PAD))))
+        x = F.relu6(self.bn1(self.conv1(F.pad(x, KERAS_STRIDE2_PAD))), inplace=True)
         taps: list[torch.Tensor] = []
         for index, block in enumerate(self.blocks):
             x = block(x)
