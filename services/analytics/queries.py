@@ -57,8 +57,9 @@ class VisitorEventsParams(QueryParams):
     visitor_id: str = Field(pattern=ID_PATTERN)
 
 
-class EventsPerMinuteParams(_TimeRange):
-    type: EventTypeName  # type: ignore[valid-type]
+class _MinuteSeriesRange(_TimeRange):
+    """A required, bounded range for per-minute series (one point per minute)."""
+
     start: AwareDatetime = Field(alias="from", description="inclusive, ISO 8601 with timezone")
     end: AwareDatetime = Field(alias="to", description="exclusive, ISO 8601 with timezone")
 
@@ -67,6 +68,10 @@ class EventsPerMinuteParams(_TimeRange):
         if self.end - self.start > MAX_MINUTES_SPAN:
             raise ValueError(f"range longer than {MAX_MINUTES_SPAN.days} days: ask for a coarser series")
         return self
+
+
+class EventsPerMinuteParams(_MinuteSeriesRange):
+    type: EventTypeName  # type: ignore[valid-type]
 
 
 class RecentEventsParams(QueryParams):
@@ -198,18 +203,10 @@ class KpiParams(_TimeRange):
     """Optional range; "today" is the UTC day that contains the range's end (or now)."""
 
 
-class SeriesParams(_TimeRange):
+class SeriesParams(_MinuteSeriesRange):
     """A bounded per-minute series of one metric."""
 
     metric: RollupMetric = "evaluations"  # type: ignore[valid-type]
-    start: AwareDatetime = Field(alias="from", description="inclusive, ISO 8601 with timezone")
-    end: AwareDatetime = Field(alias="to", description="exclusive, ISO 8601 with timezone")
-
-    @model_validator(mode="after")
-    def _bounded(self) -> Self:
-        if self.end - self.start > MAX_MINUTES_SPAN:
-            raise ValueError(f"range longer than {MAX_MINUTES_SPAN.days} days: ask for a coarser series")
-        return self
 
     def bind(self) -> dict[str, Any]:
         return {**super().bind(), "rollup_type": _METRIC_TYPES[self.metric]}

@@ -21,14 +21,13 @@ from libs.common.blobs import LocalBlobStore
 from libs.common.bus import RecordingPublisher
 from libs.common.settings import CoreSettings, Settings, UploadSettings
 from services.upload.app import create_app
+from tests.multipart import BOUNDARY, RAW_HEADERS, part, raw_body
 
 pytestmark = pytest.mark.integration
 
 MAX_BYTES = 2 * 1024 * 1024  # small limit keeps the huge-body cases fast; real photos below are far smaller
 HUGE_BODY_BYTES = 200 * 1024 * 1024  # what a hostile client claims or streams
 STREAM_CHUNK = 256 * 1024
-BOUNDARY = "badinput-boundary"
-RAW_HEADERS = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 UNKNOWN_ID = "A" * 22  # well-formed, never issued
 
 
@@ -74,20 +73,6 @@ def photo_form(data: bytes, filename: str = "me.jpg", content_type: str = "image
     form = FormData()
     form.add_field("photo", data, filename=filename, content_type=content_type)
     return form
-
-
-def part(name: str, body: bytes, *, filename: bytes | None = None, content_type: str | None = None) -> bytes:
-    disposition = b'form-data; name="' + name.encode() + b'"'
-    if filename is not None:
-        disposition += b'; filename="' + filename + b'"'
-    head = b"Content-Disposition: " + disposition + b"\r\n"
-    if content_type:
-        head += f"Content-Type: {content_type}\r\n".encode()
-    return b"--" + BOUNDARY.encode() + b"\r\n" + head + b"\r\n" + body + b"\r\n"
-
-
-def raw_body(*parts: bytes) -> bytes:
-    return b"".join(parts) + b"--" + BOUNDARY.encode() + b"--\r\n"
 
 
 def png_header_only(width: int, height: int) -> bytes:

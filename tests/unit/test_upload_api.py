@@ -27,10 +27,10 @@ from libs.common.events import Event, PhotoUploaded
 from libs.common.ids import hash_secret
 from libs.common.settings import CoreSettings, Settings, UploadSettings
 from services.upload.app import MULTIPART_SLACK_BYTES, create_app
+from tests.multipart import BOUNDARY, RAW_HEADERS, part, raw_body
 
 BASE_URL = "https://howhot.test"
 MAX_BYTES = 400_000  # small limit so the too-large cases stay fast; the astronaut JPEG is well under it
-BOUNDARY = "howhot-test-boundary"
 MIN_ID_BITS = 96
 
 
@@ -90,22 +90,6 @@ def photo_form(data: bytes, **fields: str) -> FormData:
     return form
 
 
-def part(name: str, body: bytes, *, filename: bytes | None = None, content_type: str | None = None) -> bytes:
-    """One raw multipart part, so tests can send bytes no well-behaved client library would produce."""
-    disposition = b'form-data; name="' + name.encode() + b'"'
-    if filename is not None:
-        disposition += b'; filename="' + filename + b'"'
-    head = b"Content-Disposition: " + disposition + b"\r\n"
-    if content_type:
-        head += f"Content-Type: {content_type}\r\n".encode()
-    return b"--" + BOUNDARY.encode() + b"\r\n" + head + b"\r\n" + body + b"\r\n"
-
-
-def raw_body(*parts: bytes) -> bytes:
-    return b"".join(parts) + b"--" + BOUNDARY.encode() + b"--\r\n"
-
-
-RAW_HEADERS = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
 async def assert_error(response, status: int, code: str) -> dict:
