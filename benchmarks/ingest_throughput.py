@@ -166,7 +166,26 @@ def cpu_snapshot(analytics_pid: int, broker: EmbeddedBroker) -> dict[str, float]
             continue
         key = "loop" if task.name == str(analytics_pid) else "store" if comm in store_comms else "chdb"
         out[key] += seconds
+    out["worker"] = sum(_stat_cpu_s(Path(f"/proc/{pid}/stat")) for pid in _children(analytics_pid))
     return out
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (the decode worker and multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def peak_rss_with_children_mb(pid: int) -> float:
+    """Peak RSS of the analytics process plus that of its children (the decode worker)."""
+    return peak_rss_mb(pid) + sum(peak_rss_mb(child) for child in _children(pid))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -207,8 +226,9 @@ async def one_run(
             "HOWHOT_KAFKA_BOOTSTRAP": broker.bootstrap,
             "HOWHOT_ANALYTICS_HOST": LOOPBACK,
             "HOWHOT_ANALYTICS_PORT": str(port),
-            "HOWHOT_ANALYTICS_BATCH_SIZE": str(args.batch_size),
             "HOWHOT_ANALYTICS_FLUSH_INTERVAL_S": str(args.flush_s),
+            **({"HOWHOT_ANALYTICS_BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}),
+            **({} if args.decode_workers is None else {"HOWHOT_ANALYTICS_DECODE_WORKERS": str(args.decode_workers)}),
             "HOWHOT_LOG_LEVEL": "WARNING",
         }
         base = f"http://{LOOPBACK}:{port}"
@@ -226,7 +246,7 @@ async def one_run(
                     await wait_for_count(session, base, n, DRAIN_TIMEOUT_S)
                     done = time.perf_counter()
                     cpu1 = cpu_snapshot(process.pid, broker)
-                    rss = peak_rss_mb(process.pid)
+                    rss = peak_rss_with_children_mb(process.pid)
                 finally:
                     process.terminate()
                     process.wait(timeout=60)
@@ -242,7 +262,7 @@ async def one_run(
                 await wait_for_count(session, base, WARMUP_EVENTS + n, DRAIN_TIMEOUT_S)
                 done = time.perf_counter()
                 cpu1 = cpu_snapshot(process.pid, broker)
-                rss = peak_rss_mb(process.pid)
+                rss = peak_rss_with_children_mb(process.pid)
             finally:
                 process.terminate()
                 process.wait(timeout=60)
@@ -336,7 +356,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"after {result.end_to_end_s:.2f} s → {result.events_per_s:,.0f} events/s; analytics peak RSS "
                 f"{result.peak_rss_mb:.0f} MB; CPU µs/event: analytics {result.analytics_us_per_event:.1f} (event loop "
                 f"{result.us_per_event('loop'):.1f}, store thread {result.us_per_event('store'):.1f}, chDB background "
-                f"{result.us_per_event('chdb'):.1f}), broker {result.us_per_event('broker'):.1f}; "
+                f"{result.us_per_event('chdb'):.1f}, decode worker {result.us_per_event('worker'):.1f}), "
+                f"broker {result.us_per_event('broker'):.1f}; "
                 f"load average {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
@@ -361,7 +382,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", default="live,backlog", help="comma-separated: live, backlog")
-    parser.add_argument("--batch-size", type=int, default=10_000, help="HOWHOT_ANALYTICS_BATCH_SIZE")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="HOWHOT_ANALYTICS_BATCH_SIZE (default: the service's)")
+    parser.add_argument("--decode-workers", type=int, default=None,
+                        help="HOWHOT_ANALYTICS_DECODE_WORKERS (default: the service's; 0 = all in process)")
     parser.add_argument("--flush-s", type=float, default=1.0, help="HOWHOT_ANALYTICS_FLUSH_INTERVAL_S")
     parser.add_argument("--profile", type=Path, help="run the analytics process under cProfile, write stats here")
     parser.add_argument(

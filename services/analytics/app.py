@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from libs.common.bus import EventPublisher
+from libs.common.bus.bulk import INGEST_GC_GEN0_THRESHOLD
 from libs.common.observability import HEALTH_CHECKS, METRICS, install_observability
 from libs.common.service import PUBLISHER, consumer_context, publisher_context
 from libs.common.settings import Settings
@@ -24,7 +25,6 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "analytics"
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 STORE_PING_TIMEOUT_S = 2.0  # a store that takes longer for SELECT 1 is effectively down for the dashboard
-GC_GEN0_THRESHOLD = 50_000  # Python's 700 re-scans each ingest batch (~10 live objects per event) dozens of times
 
 
 def _store_context(settings: Settings, injected: EventStore | None) -> CleanupContext:
@@ -55,13 +55,13 @@ async def _ingest_gc_context(app: web.Application) -> AsyncIterator[None]:
     The consumer keeps up to two batches of records, models and rows alive (tens of thousands of tracked objects
     each); at Python's default thresholds the collector traverses them over and over, which the benchmark showed as
     aiokafka's record parsing tripling in cost. Startup objects (modules, schemas, the app) are frozen out of every
-    later collection, and young collections run every GC_GEN0_THRESHOLD allocations instead of 700.
+    later collection, and young collections run every INGEST_GC_GEN0_THRESHOLD allocations instead of 700.
     """
     thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, *thresholds[1:])
-    log.info("garbage collector tuned for ingestion", extra={"gen0_threshold": GC_GEN0_THRESHOLD})
+    gc.set_threshold(INGEST_GC_GEN0_THRESHOLD, *thresholds[1:])
+    log.info("garbage collector tuned for ingestion", extra={"gen0_threshold": INGEST_GC_GEN0_THRESHOLD})
     yield
     gc.set_threshold(*thresholds)
     gc.unfreeze()

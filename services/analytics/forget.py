@@ -143,7 +143,10 @@ class PhotoForgetter:
 
     async def after_insert(self, deliveries: Sequence[Delivery]) -> list[str]:
         """The batch step: forget every deleted photo the (already inserted) batch mentions; returns their ids."""
-        photo_ids = photo_ids_of(deliveries)
+        return await self.forget_mentioned(photo_ids_of(deliveries))
+
+    async def forget_mentioned(self, photo_ids: Sequence[str]) -> list[str]:
+        """``after_insert`` for a batch encoded elsewhere (services/analytics/offload.py): its rows' photo ids."""
         if not photo_ids:
             return []
         started = time.perf_counter()

@@ -103,7 +103,7 @@ class AnalyticsStore:
         """Insert the blocks with deduplication tokens (a retried batch is dropped by ClickHouse).
 
         Encoded blocks go in as ONE insert under the token of their combination: every insert into ``events`` runs
-        each materialized view of migrations 002-004 and writes a part per target table, ~50-100 ms of CPU however
+        each materialized view of migrations 002-006 and writes a part per target table, ~50-100 ms of CPU however
         few its rows, so one insert per (topic, partition) — up to 30 per batch — cost more than the rows themselves.
         Tuple-row blocks keep one insert and token each.
         """

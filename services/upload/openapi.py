@@ -273,9 +273,10 @@ _RATING_PATHS: dict[str, Any] = {
                             "status": {"const": "accepted"}, "event_id": {"type": "string"}}}}}},
                 "400": _error("Malformed rating or no visitor cookie.", [
                     "invalid_json", "invalid_photo_id", "invalid_face_index", "invalid_scale", "invalid_rating",
-                    "missing_visitor"]),
+                    "invalid_rater_photo_id", "missing_visitor"]),
                 "403": _error("This face may not be rated: the owner did not opt in, it is your own photo, or the "
-                              "face was withheld (probable minor).", ["not_rateable", "own_photo", "face_withheld"]),
+                              "face was withheld (probable minor); or rater_photo_id is someone else's photo.",
+                              ["not_rateable", "own_photo", "face_withheld", "not_your_photo"]),
                 "404": _error("No such photo or face.", ["not_found", "face_not_found"]),
                 "409": _error("The photo is not scored yet.", ["not_ready"]),
                 "500": _SERVER_ERROR,
@@ -330,6 +331,10 @@ OPENAPI["components"]["schemas"].update({
             "face_index": {"type": "integer", "minimum": 0, "maximum": 63},
             "scale": {"enum": ["hot_or_not", "1to10"], "default": "hot_or_not"},
             "rating": {"type": "number", "description": "hot_or_not: 0 (not) or 1 (hot); 1to10: 1 to 10."},
+            "rater_photo_id": {**ID_SCHEMA, "description": (
+                "Optional: your own latest photo (the website sends the newest one this browser uploaded). The gender "
+                "of its face 0 is recorded with the rating for anonymous statistics; it must be your photo (403 "
+                "not_your_photo), and a photo that is deleted, not scored yet or has no face is simply ignored.")},
         },
     },
     "FacesToRate": {

@@ -4,6 +4,13 @@ refusal is unit-tested without a server.
 A face may be rated only if its owner opted in (``PhotoMeta.rateable``), it was scored as an adult (a face withheld as
 a probable minor never enters personalization), and the rater is not its owner. Refusals carry the API's status and
 code; the route turns them into the standard error body.
+
+The rating event also carries two genders for the dashboard (hot ratings by gender, without read-time joins): the
+rated face's (``rated_gender_of``, from the result document the check already read) and the rater's own
+(``rater_gender_of``): face 0 of the photo the website names as the rater's latest (``rater_photo_id``). That one is
+a side field: a photo of someone else is refused (403, so nobody can attach another visitor's face to their
+ratings), but a photo that is gone, deleted, not scored yet or faceless just leaves it unknown — a rating is never lost
+over it.
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ from typing import Any, Literal
 from libs.common.documents import PhotoMeta, ResultDocument
 from libs.common.ids import ID_PATTERN
 
-MAX_RATING_BODY_BYTES = 1024  # {"photo_id": ..., "face_index": 0, "scale": "hot_or_not", "rating": 1} is ~100 bytes
+MAX_RATING_BODY_BYTES = 1024  # a full body with rater_photo_id is ~160 bytes
 MAX_FACE_INDEX = 63  # RatingSubmitted.face_index bound
 SCALES: dict[str, tuple[float, float]] = {"hot_or_not": (0, 1), "1to10": (1, 10)}
 _ID = re.compile(ID_PATTERN)
 
 Scale = Literal["hot_or_not", "1to10"]
+Gender = Literal["female", "male"]
+GENDERS: tuple[Gender, ...] = ("female", "male")  # RatingSubmitted's rated_gender / rater_gender
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class RatingRequest:
     face_index: int
     scale: Scale
     rating: float
+    rater_photo_id: str | None = None  # the rater's own latest photo, as the website knows it (optional)
 
 
 class RatingRefused(Exception):
@@ -83,7 +93,11 @@ def parse_rating(raw: bytes) -> RatingRequest:
         raise _bad("invalid_rating", "A hot-or-not rating is 0 (not) or 1 (hot).")
     if not low <= rating <= high:
         raise _bad("invalid_rating", f"rating must be between {low:g} and {high:g} on the {scale} scale.")
-    return RatingRequest(photo_id=photo_id, face_index=face_index, scale=scale, rating=float(rating))
+    rater_photo_id = body.get("rater_photo_id")  # absent or null: the browser owns no photo
+    if rater_photo_id is not None and (not isinstance(rater_photo_id, str) or not _ID.fullmatch(rater_photo_id)):
+        raise _bad("invalid_rater_photo_id", "rater_photo_id must be a photo id (or left out).")
+    return RatingRequest(photo_id=photo_id, face_index=face_index, scale=scale, rating=float(rating),
+                         rater_photo_id=rater_photo_id)
 
 
 def check_rateable(
@@ -108,3 +122,38 @@ def check_rateable(
         raise RatingRefused(404, "face_not_found", "This photo has no face with that index.")
     if face.get("withheld_reason") or face.get("attractiveness") is None:
         raise RatingRefused(403, "face_withheld", "This face cannot be rated.")
+
+
+def _gender(face: dict[str, Any] | None) -> Gender | None:
+    gender = face.get("gender") if face is not None else None
+    return gender if gender in GENDERS else None
+
+
+def _face(result: ResultDocument, index: int) -> dict[str, Any] | None:
+    return next((f for f in result.faces if f.get("index") == index), None)
+
+
+def rated_gender_of(request: RatingRequest, result: ResultDocument | None) -> Gender | None:
+    """The rated face's estimated gender, as the rater was shown it (call after ``check_rateable`` passed)."""
+    if result is None or result.status != "done":
+        return None
+    return _gender(_face(result, request.face_index))
+
+
+def rater_gender_of(
+    *, rater_id: str, tombstoned: bool, meta: PhotoMeta | None, result: ResultDocument | None
+) -> Gender | None:
+    """The gender of face 0 of the rater's own photo (the request's ``rater_photo_id``), or None when unknown.
+
+    RatingRefused(403, not_your_photo) when the photo exists and belongs to someone else (or to nobody: uploaded
+    without a visitor cookie). Deleted, unknown, not yet scored (or failed) and faceless photos answer None: the rating
+    is accepted with the rater's gender unknown. A deleted photo is None before ownership is looked at (its meta may
+    still exist for a moment while the deletion finishes), so it never answers 403 either.
+    """
+    if tombstoned or meta is None:
+        return None
+    if meta.visitor_id is None or meta.visitor_id != rater_id:
+        raise RatingRefused(403, "not_your_photo", "rater_photo_id must be one of your own photos.")
+    if result is None or result.status != "done":
+        return None
+    return _gender(_face(result, 0))

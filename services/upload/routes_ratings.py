@@ -1,6 +1,7 @@
 """Rate-others and personal scores on the public API: the upload service's edge for personalization.
 
-- POST /api/v1/ratings                    validate, check the face is rateable, publish rating.submitted (202).
+- POST /api/v1/ratings                    validate, check the face is rateable, publish rating.submitted (202) with
+                                          the rated face's gender and the rater's own (face 0 of ``rater_photo_id``).
 - GET  /api/v1/rate/next?count=N          faces to rate, picked by the scoring service (empty when it is away).
 - GET  /api/v1/rate/faces/{photo_id}/{n}  the face chip of a rateable adult face (all a rater ever sees of a photo).
 - GET  /api/v1/photos/{id}                gains ``personal_score`` per face for the viewer (middleware below).
@@ -12,6 +13,7 @@ personal scores are a bonus, so any failure or slowness there means "no personal
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -22,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from libs.common import keys
-from libs.common.blobs import BlobNotFound, BlobStoreUnavailable
+from libs.common.blobs import BlobNotFound, BlobStore, BlobStoreUnavailable
 from libs.common.events import RatingSubmitted
 from libs.common.ids import ID_PATTERN
 from libs.common.settings import Settings
@@ -30,7 +32,15 @@ from services.upload import handlers
 from services.upload.deps import DEPS
 from services.upload.errors import ApiError, unavailable
 from services.upload.publishing import BusUnavailable
-from services.upload.ratings import RatingRefused, RatingRequest, check_rateable, parse_rating
+from services.upload.ratings import (
+    RatingRefused,
+    RatingRequest,
+    check_rateable,
+    parse_rating,
+    rated_gender_of,
+    rater_gender_of,
+)
+from services.upload.status import StageDocuments
 from services.upload.web.visitor import visitor_id_of
 
 log = logging.getLogger(__name__)
@@ -104,6 +114,19 @@ def _viewer(request: web.Request) -> str | None:
     return param if param and _ID.fullmatch(param) else None
 
 
+async def _rater_photo_documents(photo_id: str | None, blobs: BlobStore) -> StageDocuments | None:
+    """The documents of the rater's own photo, read alongside the rated one's; None when the request names none, or
+    when storage fails or a document is unreadable for it alone (the rater's gender is a side field: the rating goes
+    on without it)."""
+    if photo_id is None:
+        return None
+    try:
+        return await handlers.load_stage_documents(photo_id, blobs=blobs)
+    except (BlobStoreUnavailable, ValueError) as exc:  # ValueError: pydantic's ValidationError of a damaged document
+        log.info("rater photo unreadable; rater gender left unknown", extra={"photo_id": photo_id, "error": repr(exc)})
+        return None
+
+
 @routes.post(RATINGS_PATH)
 async def submit_rating(request: web.Request) -> web.Response:
     """Accept one rating: 202 once rating.submitted is on the bus (the scoring service learns from it)."""
@@ -113,14 +136,20 @@ async def submit_rating(request: web.Request) -> web.Response:
         raise ApiError(400, "missing_visitor", "Open the rating page first (it sets the visitor cookie).")
     try:
         rating = parse_rating(await request.content.read(4096))
-        docs = await handlers.load_stage_documents(rating.photo_id, blobs=deps.blobs)
+        docs, own = await asyncio.gather(
+            handlers.load_stage_documents(rating.photo_id, blobs=deps.blobs),
+            _rater_photo_documents(rating.rater_photo_id, deps.blobs),
+        )
         check_rateable(rating, rater_id=rater, tombstoned=docs.tombstoned, meta=docs.meta, result=docs.result)
+        rater_gender = None if own is None else rater_gender_of(
+            rater_id=rater, tombstoned=own.tombstoned, meta=own.meta, result=own.result)
     except RatingRefused as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
     except BlobStoreUnavailable as exc:
         raise unavailable("storage_unavailable", "Storage is unavailable for a moment; please retry.") from exc
     event = RatingSubmitted(visitor_id=rater, photo_id=rating.photo_id, face_index=rating.face_index,
-                            scale=rating.scale, rating=rating.rating, producer="upload")
+                            scale=rating.scale, rating=rating.rating, rated_gender=rated_gender_of(rating, docs.result),
+                            rater_gender=rater_gender, producer="upload")
     try:
         await deps.events.publish(event)
     except BusUnavailable as exc:

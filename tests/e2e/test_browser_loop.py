@@ -124,6 +124,7 @@ def upload_through_ui(page, base: str, photo: Path) -> str:
     page.wait_for_url(re.compile(r"/p/[A-Za-z0-9_-]{16,64}$"), timeout=UI_TIMEOUT_MS)
     photo_id = page.url.rsplit("/", 1)[1]
     assert page.evaluate(f"localStorage.getItem('howhot:delete-token:{photo_id}')")
+    assert page.evaluate("window.Howhot.latestOwnPhoto()") == photo_id  # rate.js sends it with each rating
     page.locator("#photo").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
     assert page.locator("#owner-actions").is_visible()
     shot(page, "02-processing")
@@ -249,3 +250,30 @@ def test_rate_page(stack: LocalStack, page) -> None:
     if page.locator("#rate-card").is_visible():
         page.keyboard.press("ArrowRight")  # a vote by keyboard moves on without errors
     shot(page, "07-rate")
+
+
+def test_rate_page_votes_name_the_browsers_latest_photo(stack: LocalStack, page) -> None:
+    """rate.js sends rater_photo_id = the newest photo this browser uploaded and still owns (the rating records the
+    gender of its face 0), and leaves it out when the browser owns none. The faces to rate are stubbed: the stack's
+    pool may be empty."""
+    base = stack.urls()["upload"]
+    faces = [{"photo_id": f"stubbedFace{n:010d}", "face_index": 0, "image_url": "/static/favicon.svg"}
+             for n in range(4)]
+    page.route("**/api/v1/rate/next*", lambda route: route.fulfill(json={"faces": faces}))
+    page.route("**/api/v1/ratings", lambda route: route.fulfill(status=202, json={"status": "accepted"}))
+
+    def vote(key: str) -> dict:
+        with page.expect_request(lambda r: r.url.endswith("/api/v1/ratings") and r.method == "POST") as posted:
+            page.keyboard.press(key)
+        return posted.value.post_data_json
+
+    page.goto(f"{base}/rate")
+    page.locator("#rate-card").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    first = vote("ArrowRight")
+    assert first["rating"] == 1 and "rater_photo_id" not in first  # this browser owns no photo
+    older, newer = "ownPhotoOfThisBrowser01", "ownPhotoOfThisBrowser02"
+    for own in (older, newer):  # what upload.js does when an upload is accepted
+        page.evaluate(f"window.Howhot.setToken('{own}', 'token'); window.Howhot.rememberUpload('{own}')")
+    assert vote("ArrowLeft")["rater_photo_id"] == newer
+    page.evaluate(f"window.Howhot.removeToken('{newer}')")  # deleted on its result page
+    assert vote("ArrowRight")["rater_photo_id"] == older

@@ -88,3 +88,7 @@ def test_rating_k_faces_makes_scores_personal(stack: LocalStack) -> None:
 
     refused = owner.post(f"{base}/api/v1/ratings", json={"photo_id": viewed, "face_index": 0, "rating": 1}, timeout=10)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "own_photo"
+    # the rater's own photo (for the rater-gender statistics) must be theirs: the owner's photo is not
+    refused = rater.post(f"{base}/api/v1/ratings", json={**{k: to_rate[0][k] for k in ("photo_id", "face_index")},
+                                                        "rating": 1, "rater_photo_id": viewed}, timeout=10)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_your_photo"

@@ -60,6 +60,8 @@ ROLLUPS: dict[str, str] = {
     " ORDER BY hour, type",
     "upload_sources": "SELECT minute, referrer, utm_source, uniqExactMerge(uploads) FROM {db}.upload_sources"
     " GROUP BY minute, referrer, utm_source ORDER BY minute, referrer, utm_source",
+    "rating_genders": "SELECT minute, rater_gender, rated_gender, hot, uniqExactMerge(ratings) FROM {db}.rating_genders"
+    " GROUP BY minute, rater_gender, rated_gender, hot ORDER BY minute, rater_gender, rated_gender, hot",
 }
 """The anonymous aggregates that deletions must not move (photo.deleted's own counts excluded: it is new)."""
 

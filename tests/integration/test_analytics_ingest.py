@@ -33,12 +33,18 @@ WAIT_S = 30.0  # generous: a consumer group join on a cold broker takes a few se
 POLL_S = 0.2
 
 
-def analytics_settings(broker: EmbeddedBroker, data_dir: Path) -> Settings:
+def analytics_settings(broker: EmbeddedBroker, data_dir: Path, offload: bool = False) -> Settings:
+    """``offload``: every poll is validated and encoded by the decode worker process (services/analytics/offload.py)
+    instead of in process; the promises below must hold either way."""
+    workers = {"decode_workers": 1, "offload_min_records": 1} if offload else {"decode_workers": 0}
     return Settings(
         core=CoreSettings(data_dir=data_dir),
         kafka=KafkaSettings(bootstrap=broker.bootstrap, retry_backoff_s=0.05, handler_retries=1),
-        analytics=AnalyticsSettings(batch_size=500, flush_interval_s=0.2),
+        analytics=AnalyticsSettings(batch_size=500, flush_interval_s=0.2, **workers),
     )
+
+
+both_decode_paths = pytest.mark.parametrize("offload", [False, True], ids=["in-process", "decode-worker"])
 
 
 def fresh_examples() -> tuple[str, str, list[Event]]:
@@ -107,11 +113,12 @@ async def topics(kafka_broker: EmbeddedBroker) -> AsyncIterator[None]:
     yield
 
 
+@both_decode_paths
 @pytest.mark.usefixtures("topics")
 async def test_every_event_lands_once_and_replays_change_nothing(
-    kafka_broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offload: bool
 ) -> None:
-    settings = analytics_settings(kafka_broker, tmp_path)
+    settings = analytics_settings(kafka_broker, tmp_path, offload)
     photo, visitor, events = fresh_examples()
     expected = sorted(str(e.event_id) for e in events)
     publisher = KafkaEventPublisher(settings.kafka, "test")
@@ -152,11 +159,12 @@ async def test_every_event_lands_once_and_replays_change_nothing(
         await client.close()
 
 
+@both_decode_paths
 @pytest.mark.usefixtures("topics")
 async def test_invalid_messages_are_dead_lettered_and_valid_ones_still_land(
-    kafka_broker: EmbeddedBroker, tmp_path: Path
+    kafka_broker: EmbeddedBroker, tmp_path: Path, offload: bool
 ) -> None:
-    settings = analytics_settings(kafka_broker, tmp_path)
+    settings = analytics_settings(kafka_broker, tmp_path, offload)
     photo = new_id()
     marker = uuid.uuid4().hex.encode()
     garbage = b"\xff\x00 not json " + marker

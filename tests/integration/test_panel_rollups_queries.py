@@ -1,6 +1,6 @@
-"""The fast panel tables of 004_panel_rollups.sql on real chDB: backfilled or fed live, merged or not, the figures of
-the seeded tiny launch stay exact, and ranges that cut an hour (visitors from hour + minute states) or a cohort
-(photos uploaded in range) give the hand-derived numbers.
+"""The fast panel tables of 004_panel_rollups.sql (and 006's rating_genders) on real chDB: backfilled or fed live,
+merged or not, the figures of the seeded tiny launch stay exact, and ranges that cut an hour (visitors from hour +
+minute states) or a cohort (photos uploaded in range) give the hand-derived numbers.
 
 The tiny launch's story is in services/analytics/simulate/seeded.py; test_rollups_queries.py checks its whole-hour
 figures through the HTTP API. Here the store is driven directly (no API) because the point is the migration path.
@@ -18,9 +18,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from libs.common import analytics_store
+from libs.common.events import RatingSubmitted
 from libs.common.settings import ClickHouseSettings, CoreSettings, Settings
 from services.analytics.ingest import EVENT_COLUMNS, build_blocks
-from services.analytics.queries import QUERIES
+from services.analytics.queries import HOT_RATING_1TO10, HOT_RATING_HOT_OR_NOT, QUERIES
 from services.analytics.simulate.seeded import as_deliveries, tiny_launch
 
 pytestmark = pytest.mark.integration
@@ -72,6 +73,9 @@ EXPECTED_KPIS = {
 }
 
 
+EXPECTED_HOT = [("female", "male", 1, 1), ("male", "female", 2, 1), ("unknown", "male", 1, 0)]  # test_rollups_queries
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[Client]:
     settings = Settings(core=CoreSettings(data_dir=tmp_path / "chdb"), clickhouse=ClickHouseSettings(database=DB))
@@ -92,14 +96,15 @@ def test_backfill_live_and_merged_states_give_the_same_exact_figures(client: Cli
     backfilled = figures(client)
     assert backfilled["kpis"] == EXPECTED_KPIS
     assert backfilled["series"] == [1.0, 2.0, 0.0, 1.0, 0.0]  # faces scored per minute 14:00–14:04
+    assert backfilled["hot"] == EXPECTED_HOT  # 006's backfill (rating_genders), duplicates included
 
     client.command(f"TRUNCATE TABLE {DB}.events")
     for table in ("photo_stages", "upload_sources", "hour_visitors", "minute_counts", "minute_visitors", "ratings",
-                  "shares", "scored_faces", "minute_rollup", "photo_timeline"):
+                  "shares", "scored_faces", "minute_rollup", "photo_timeline", "rating_genders"):
         client.command(f"TRUNCATE TABLE {DB}.{table}")
     insert_tiny(client)  # now fed by the MVs, duplicates in their own, unmerged parts
     assert figures(client) == backfilled
-    for table in ("photo_stages", "upload_sources", "hour_visitors", "minute_counts", "ratings"):
+    for table in ("photo_stages", "upload_sources", "hour_visitors", "minute_counts", "ratings", "rating_genders"):
         client.command(f"OPTIMIZE TABLE {DB}.{table} FINAL")
     assert figures(client) == backfilled  # and after every merge (duplicates collapsed)
 
@@ -148,3 +153,26 @@ def test_a_range_cutting_the_launch_follows_the_photos_uploaded_in_it(tiny: Clie
         ("utm_source", "(none)", 1, 50.0),
         ("utm_source", "press", 1, 50.0),
     ]
+
+
+def test_rating_genders_rollup_hot_rule_and_ratings_without_genders(client: Client) -> None:
+    """006 counts 'hot' as the panel always did (1to10 ≥ 7, hot_or_not 1), minute by minute and exactly; ratings
+    published before the genders existed (or by raters without a photo) read 'unknown'."""
+    sql = (analytics_store.MIGRATIONS_DIR / "006_rating_genders.sql").read_text()
+    assert f">= {HOT_RATING_1TO10:g}," in sql and f">= {HOT_RATING_HOT_OR_NOT:g})" in sql
+    analytics_store.migrate(client, DB)
+    photo, rater = "photo0000000000000009", "visitor00000000000009"
+    ratings = [  # 1to10 at the edges of hot, then a hot_or_not without any gender, in another minute
+        RatingSubmitted(occurred_at=T0 + timedelta(seconds=5), visitor_id=rater, photo_id=photo, face_index=0,
+                        scale="1to10", rating=rating, rated_gender="female", rater_gender="female")
+        for rating in (6.9, 7.0, 10.0)
+    ] + [RatingSubmitted(occurred_at=T0 + timedelta(minutes=1, seconds=5), visitor_id=rater, photo_id=photo,
+                         face_index=0, scale="hot_or_not", rating=1)]
+    for deliveries in (as_deliveries(ratings), as_deliveries(ratings[:2], partition=1)):  # with duplicates
+        for block in build_blocks(deliveries):
+            client.insert(f"{DB}.events", block.rows, column_names=list(EVENT_COLUMNS),
+                          settings={"insert_deduplication_token": block.dedup_token})
+    hot = [(r["rater_gender"], r["rated_gender"], r["ratings"], r["hot"], r["hot_pct"])
+           for r in run(client, "hot_ratings_by_gender", **_range(0, 60))]
+    assert hot == [("female", "female", 3, 2, 66.7), ("unknown", "unknown", 1, 1, 100.0)]
+    assert run(client, "hot_ratings_by_gender", **_range(1, 2))[0]["rater_gender"] == "unknown"  # whole minutes

@@ -9,9 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from libs.common.bus import Delivery, RecordingPublisher
+from libs.common.bus.bulk import INGEST_GC_GEN0_THRESHOLD
 from libs.common.events.examples import examples
 from libs.common.settings import KafkaSettings, Settings
-from services.analytics.app import GC_GEN0_THRESHOLD, _ingest_gc_context
+from services.analytics.app import _ingest_gc_context
 from services.analytics.consumer import batch_writer, build_consumer
 from services.analytics.ingest_rowbinary import RowBinaryBlock
 from services.analytics.store import AnyInsertBlock, QueryResult
@@ -51,6 +52,6 @@ async def test_gc_tuning_is_undone_at_shutdown() -> None:
     before = gc.get_threshold()
     context = _ingest_gc_context(web.Application())
     await context.__anext__()
-    assert gc.get_threshold()[0] == GC_GEN0_THRESHOLD and gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == INGEST_GC_GEN0_THRESHOLD and gc.get_freeze_count() > 0
     assert [x async for x in context] == []  # runs the cleanup half
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -87,6 +87,43 @@ async def test_post_rating_publishes_and_refuses(aiohttp_client, tmp_path: Path)
     assert len(publisher.of_type(RatingSubmitted)) == 1
 
 
+async def test_ratings_carry_the_rated_and_the_raters_gender(aiohttp_client, tmp_path: Path) -> None:
+    blobs, publisher = LocalBlobStore(tmp_path), RecordingPublisher()
+    client = await aiohttp_client(upload_app(blobs, publisher, f"http://127.0.0.1:{free_port()}"))
+    me, other = new_id(), new_id()
+    theirs = await photo(blobs, owner=other, faces=[{"index": 0, "attractiveness": 6.0, "gender": "female"}])
+    mine = await photo(blobs, owner=me, faces=[{"index": 0, "attractiveness": 5.0, "gender": "male"}])
+    faceless = await photo(blobs, owner=me, faces=[])
+    deleted = await photo(blobs, owner=me, faces=[{"index": 0, "attractiveness": 5.0, "gender": "female"}])
+    await blobs.put(keys.tombstone(deleted), b"{}", "application/json")
+    damaged = new_id()
+    await blobs.put(keys.meta(damaged), b"{not json", "application/json")
+    client.session.cookie_jar.update_cookies({VISITOR_COOKIE: me})
+
+    async def genders(**extra: object) -> tuple[str | None, str | None]:
+        resp = await client.post("/api/v1/ratings", json={"photo_id": theirs, "face_index": 0, "rating": 1, **extra})
+        assert resp.status == 202, await resp.text()
+        event = publisher.of_type(RatingSubmitted)[-1]
+        assert str(event.event_id) == (await resp.json())["event_id"]
+        return event.rated_gender, event.rater_gender
+
+    assert await genders(rater_photo_id=mine) == ("female", "male")
+    assert await genders() == ("female", None)  # no photo named: the rater's gender is unknown
+    assert await genders(rater_photo_id=None) == ("female", None)
+    # a side field never costs the rating: unknown, deleted, faceless photos leave the rater's gender unknown
+    for photo_id in (new_id(), deleted, faceless, damaged):
+        assert await genders(rater_photo_id=photo_id) == ("female", None)
+    published = len(publisher.of_type(RatingSubmitted))
+
+    async def refused(**extra: object) -> tuple[int, str]:
+        resp = await client.post("/api/v1/ratings", json={"photo_id": theirs, "face_index": 0, "rating": 1, **extra})
+        return resp.status, (await resp.json())["error"]["code"]
+
+    assert await refused(rater_photo_id="not/an/id") == (400, "invalid_rater_photo_id")
+    assert await refused(rater_photo_id=theirs) == (403, "not_your_photo")
+    assert len(publisher.of_type(RatingSubmitted)) == published
+
+
 async def test_scoring_away_means_no_faces_and_no_personal_score(aiohttp_client, tmp_path: Path) -> None:
     blobs = LocalBlobStore(tmp_path)
     client = await aiohttp_client(upload_app(blobs, RecordingPublisher(), f"http://127.0.0.1:{free_port()}"))

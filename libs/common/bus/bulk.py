@@ -30,6 +30,11 @@ _ANY_EVENTS_JSON: TypeAdapter[list[Event]] = TypeAdapter(
 record can never spill into its neighbour the way joining values into one JSON array could)."""
 
 
+INGEST_GC_GEN0_THRESHOLD = 50_000
+"""Young-generation threshold for processes that ingest in bulk: Python's 700 re-scans each batch (~10 live objects per
+event) dozens of times."""
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Hold off Python's cyclic garbage collector for one synchronous burst of allocations (no awaits inside).

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -30,6 +32,7 @@ from libs.common.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500  # how long one poll blocks: bounds the reaction time to a stop request
+PIPELINE_DEPTH = 2  # pipelined mode: batches in flight (one being written, one being prepared)
 MAX_BACKOFF_S = 10.0
 
 
@@ -158,28 +161,41 @@ class ConsumerRunner:
             log.info("consumer stopped", extra={"group": self._group_id, "handled": self.stats.handled})
 
     async def _run_pipelined(self, consumer: AIOKafkaConsumer) -> None:
-        """Overlap the next poll (network, decoding) with the write of the batch in hand (a thread, e.g. chDB).
+        """Overlap three stages: polling batch N+2 (network, aiokafka's parsing), preparing N+1 (decoding, on this
+        loop or in a worker process) and writing N (a thread, e.g. chDB).
 
-        At most one batch is in flight; its offsets are committed once it is written and before the next batch is
-        started, so at-least-once and the commit order are exactly those of the sequential loop.
+        Each batch is a chain (prepare → wait for the previous chain → write → commit), so writes and commits happen
+        one at a time and in poll order, exactly as in the sequential loop: at-least-once holds, and a chain whose
+        predecessor failed never writes or commits. At most ``PIPELINE_DEPTH`` chains are in flight.
         """
-        in_flight: tuple[asyncio.Task[None], list[ConsumerRecord]] | None = None
+        chains: deque[asyncio.Task[None]] = deque()
         try:
             while not self._stopping.is_set():
                 records = await self._poll(consumer)
-                deliveries = await self._decode(records) if records else []
-                if in_flight is not None:
-                    task, previous = in_flight
-                    in_flight = None
-                    await task
-                    await self._commit(consumer, previous)
-                if records:
-                    in_flight = (asyncio.create_task(self._handle(deliveries)), records)
-            if in_flight is not None:
-                await in_flight[0]
-                await self._commit(consumer, in_flight[1])
+                while chains and chains[0].done():
+                    await chains.popleft()  # re-raises a failed chain's error here
+                if not records:
+                    continue
+                if len(chains) >= PIPELINE_DEPTH:
+                    await chains.popleft()
+                chains.append(asyncio.create_task(self._chain(consumer, records, chains[-1] if chains else None)))
+            while chains:
+                await chains.popleft()
         except _StopWhileWaiting:
-            return  # a backend is down and we were asked to stop: the batch stays uncommitted, redelivered later
+            return  # a backend is down and we were asked to stop: those batches stay uncommitted, redelivered later
+        finally:
+            for chain in chains:
+                chain.cancel()
+            await asyncio.gather(*chains, return_exceptions=True)
+
+    async def _chain(
+        self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord], previous: asyncio.Task[None] | None
+    ) -> None:
+        prepared = await self._prepare(records)
+        if previous is not None:
+            await asyncio.shield(previous)  # its failure is ours: never write or commit past an unwritten batch
+        await self._write_prepared(prepared)
+        await self._commit(consumer, records)
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> list[ConsumerRecord]:
         """One poll, then more polls until the batch is full or ``max_wait_s`` has passed (size-or-time batching)."""
@@ -197,7 +213,15 @@ class ConsumerRunner:
         return records
 
     async def _process(self, records: list[ConsumerRecord]) -> None:
-        await self._handle(await self._decode(records))
+        await self._write_prepared(await self._prepare(records))
+
+    async def _prepare(self, records: list[ConsumerRecord]) -> Any:
+        """The step before the write: decode (dead-lettering invalid records). A subclass may prepare otherwise (the
+        analytics consumer decodes and encodes big polls in a worker process) and then writes in ``_write_prepared``."""
+        return await self._decode(records)
+
+    async def _write_prepared(self, prepared: Any) -> None:
+        await self._handle(prepared)
 
     async def _decode(self, records: list[ConsumerRecord]) -> list[Delivery]:
         """Validate every record; invalid ones go to the dead-letter topic right away."""

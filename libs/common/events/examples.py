@@ -50,5 +50,6 @@ def examples() -> list[Event]:
         CardRendered(photo_id=PHOTO, template_version="1", card_keys={"og": f"cards/{PHOTO}/og-1.png"}, elapsed_ms=9),
         PageViewed(visitor_id=VISITOR, path="/", attribution=Attribution(referrer="https://news.example/")),
         ShareViewed(share_id=SHARE, photo_id=PHOTO, visitor_id=VISITOR, referrer="https://t.co/"),
-        RatingSubmitted(visitor_id=VISITOR, photo_id=PHOTO, face_index=0, scale="hot_or_not", rating=1),
+        RatingSubmitted(visitor_id=VISITOR, photo_id=PHOTO, face_index=0, scale="hot_or_not", rating=1,
+                        rated_gender="female", rater_gender="male"),
     ]

@@ -10,6 +10,13 @@ hh_utm: referrer and utm_source), so the upload service's own PhotoUploaded has 
 The simulator publishes the rest of each visitor's story itself — page views, shares, share views and ratings —
 re-stamped now and pointing at the real photo ids; events of photos that were not accepted are dropped. 503 (backlog)
 and 429 (rate limit: one simulator is one IP) are waited out as their Retry-After asks, once per photo.
+
+Ratings carry genders (rated_gender, rater_gender) as the upload API would put them when it is sent the rating: the
+simulated genders describe simulated faces, not the real images the ratings now point at, so they are replaced by
+what the real photos' status says (GET /api/v1/photos/{id}) at the time the rating is published: the rated face's
+gender, and face 0 of the rater's latest accepted upload; None while a photo is not scored yet (or has no such face),
+as on the website. Ratings themselves still bypass POST /api/v1/ratings (its checks would drop most of them: faces
+not opted in or not scored yet), so their face_index is the simulated one.
 """
 
 from __future__ import annotations
@@ -28,7 +35,15 @@ from typing import Protocol
 
 import aiohttp
 
-from libs.common.events import CardRendered, Event, FacesDetected, PhotoFailed, PhotoScored, PhotoUploaded
+from libs.common.events import (
+    CardRendered,
+    Event,
+    FacesDetected,
+    PhotoFailed,
+    PhotoScored,
+    PhotoUploaded,
+    RatingSubmitted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +54,7 @@ UPLOAD_TIMEOUT_S = 60.0
 MAX_RETRY_AFTER_S = 30.0  # honour the upload service's 503/429 Retry-After, but never stall the run for long
 RETRY_STATUSES = {503, 429}  # backlog shedding and rate limiting: come back later, as told
 VISITOR_COOKIE, REFERRAL_COOKIE, LANDING_COOKIE = "hh_vid", "hh_ref", "hh_utm"  # services/upload/web/visitor.py
+GENDERS = ("female", "male")  # RatingSubmitted's rated_gender / rater_gender
 
 
 def visitor_cookies(event: PhotoUploaded) -> dict[str, str]:
@@ -107,7 +123,9 @@ class PhotoFeeder:
         self._publisher = publisher
         self.max_photos = max_photos
         self.real_ids: dict[str, str] = {}  # simulated photo id → the id the upload service gave it
+        self.latest_upload: dict[str, str] = {}  # visitor → real id of their latest accepted photo
         self.outcomes: Counter[str] = Counter()
+        self._genders: dict[str, dict[int, str]] = {}  # real photo id → face index → gender, once scored
 
     async def upload(self, session: aiohttp.ClientSession, event: PhotoUploaded) -> None:
         path = next(self._images)
@@ -120,6 +138,8 @@ class PhotoFeeder:
             ) as response:
                 if response.status == 202:  # Accepted
                     self.real_ids[event.photo_id] = (await response.json())["photo_id"]
+                    if event.visitor_id:
+                        self.latest_upload[event.visitor_id] = self.real_ids[event.photo_id]
                     self.outcomes["accepted"] += 1
                     return
                 if response.status in RETRY_STATUSES:  # busy or rate-limited: wait as asked, once
@@ -139,6 +159,29 @@ class PhotoFeeder:
             update["photo_id"] = self.real_ids[photo]
         return event.model_copy(update=update)
 
+    async def face_genders(self, session: aiohttp.ClientSession, photo_id: str) -> dict[int, str]:
+        """Face index → gender of a real photo once it is done (cached); empty while it is not, or on any failure."""
+        if photo_id in self._genders:
+            return self._genders[photo_id]
+        try:
+            async with session.get(f"{self.upload_url}/api/v1/photos/{photo_id}") as response:
+                body = await response.json() if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return {}
+        if not isinstance(body, dict) or body.get("status") != "done":
+            return {}
+        genders = {f["index"]: f["gender"] for f in body.get("faces", [])
+                   if isinstance(f, dict) and isinstance(f.get("index"), int) and f.get("gender") in GENDERS}
+        self._genders[photo_id] = genders
+        return genders
+
+    async def with_real_genders(self, session: aiohttp.ClientSession, rating: RatingSubmitted) -> RatingSubmitted:
+        """The (restamped) rating with the genders the upload API would give it now (see the module docstring)."""
+        own = self.latest_upload.get(rating.visitor_id)
+        rated = (await self.face_genders(session, rating.photo_id)).get(rating.face_index)
+        rater = (await self.face_genders(session, own)).get(0) if own else None
+        return rating.model_copy(update={"rated_gender": rated, "rater_gender": rater})
+
     async def run(self, minutes: Minutes, pacer: Pacer, progress: Callable[[int], None]) -> int:
         """Feed until the launch ends or max_photos were attempted; returns the number of events published."""
         published = 0
@@ -156,6 +199,8 @@ class PhotoFeeder:
                         await self.upload(session, event)
                     elif not isinstance(event, PIPELINE_TYPES):
                         restamped = self.restamp(event)
+                        if isinstance(restamped, RatingSubmitted):
+                            restamped = await self.with_real_genders(session, restamped)
                         if restamped is not None:
                             visitor_events.append(restamped)
                 if visitor_events:

@@ -214,13 +214,15 @@ class LaunchSimulator:
                 continue  # minors are never offered for rating
             at = after_s + 30 + 15 * k
             hot_probability = 1 / (1 + math.exp(-(target.attractiveness - 5.5)))
+            # the genders the upload API puts on a rating: the rated face's, and face 0 of the rater's own photo
+            genders = {"rated_gender": target.gender, "rater_gender": self._gender_of.get(visitor)}
             if rng.random() < 0.7:
                 self._emit(at, RatingSubmitted, visitor_id=visitor, photo_id=photo, face_index=target.index,
-                           scale="hot_or_not", rating=float(rng.random() < hot_probability))
+                           scale="hot_or_not", rating=float(rng.random() < hot_probability), **genders)
             else:
                 rating = round(min(max(rng.gauss(target.attractiveness, 1.5), 1), 10))
                 self._emit(at, RatingSubmitted, visitor_id=visitor, photo_id=photo, face_index=target.index,
-                           scale="1to10", rating=float(rating))
+                           scale="1to10", rating=float(rating), **genders)
 
     # ---- the clock ------------------------------------------------------------------------------------------------
     def minutes(self) -> Iterator[tuple[int, list[Event]]]:

@@ -130,12 +130,15 @@ def tiny_launch(t0: datetime) -> tuple[list[Event], list[Event]]:
         ShareViewed(occurred_at=at(2, 50), share_id=s[1], photo_id=p[1], visitor_id=v[4]),
         *photo_journey(at(3, 0), p[4], v[4], [face(0, 30, "male", 6.0)], detect_s=4, score_s=2, card_s=None,
                        attribution=Attribution(share_id=s[1])),
+        # each rating carries the rated face's gender and face 0 of the rater's own photo's (V5 uploaded nothing)
         RatingSubmitted(occurred_at=at(3, 10), visitor_id=v[2], photo_id=p[1], face_index=0, scale="hot_or_not",
-                        rating=1),
-        RatingSubmitted(occurred_at=at(3, 20), visitor_id=v[4], photo_id=p[1], face_index=0, scale="1to10", rating=6),
+                        rating=1, rated_gender="female", rater_gender="male"),
+        RatingSubmitted(occurred_at=at(3, 20), visitor_id=v[4], photo_id=p[1], face_index=0, scale="1to10", rating=6,
+                        rated_gender="female", rater_gender="male"),
         RatingSubmitted(occurred_at=at(3, 30), visitor_id=v[5], photo_id=p[2], face_index=0, scale="hot_or_not",
-                        rating=0),
-        RatingSubmitted(occurred_at=at(3, 40), visitor_id=v[1], photo_id=p[2], face_index=0, scale="1to10", rating=8),
+                        rating=0, rated_gender="male"),
+        RatingSubmitted(occurred_at=at(3, 40), visitor_id=v[1], photo_id=p[2], face_index=0, scale="1to10", rating=8,
+                        rated_gender="male", rater_gender="female"),
     ]
     duplicates = [e for e in events if isinstance(e, PhotoScored | RatingSubmitted)][:2]
     return events, duplicates

@@ -110,10 +110,15 @@
       return;
     }
     var face = current;
+    var body = { photo_id: face.photo_id, face_index: face.face_index, scale: 'hot_or_not', rating: rating };
+    var own = H.latestOwnPhoto(); // the rater's own latest photo: the rating records the gender of its face 0
+    if (own) {
+      body.rater_photo_id = own;
+    }
     fetch(RATINGS_URL, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify({ photo_id: face.photo_id, face_index: face.face_index, scale: 'hot_or_not', rating: rating })
+      body: JSON.stringify(body)
     }).catch(function () { /* a lost vote is not worth interrupting the visitor */ });
     next();
   }

@@ -95,6 +95,7 @@
       var body = window.Howhot.parseJson(xhr.responseText);
       if (xhr.status === 202 && body && body.photo_id) {
         window.Howhot.setToken(body.photo_id, body.delete_token);
+        window.Howhot.rememberUpload(body.photo_id);
         showProgress(100, 'Done! Opening your result…');
         window.location.assign('/p/' + encodeURIComponent(body.photo_id));
         return;
