@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -40,9 +40,11 @@ class _StopWhileWaiting(Exception):
     """Raised inside the loop when stop() arrives while a transient outage is being waited out."""
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One validated event with where it came from (analytics stores topic/partition/offset with each row)."""
+class Delivery(NamedTuple):
+    """One validated event with where it came from (analytics stores topic/partition/offset with each row).
+
+    A NamedTuple, not a frozen dataclass: analytics builds tens of thousands per second, and a frozen dataclass's
+    ``__init__`` (one ``object.__setattr__`` per field) costs ~0.8 µs more per event."""
 
     event: Event
     topic: str
