@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -21,6 +22,16 @@ class Recorder:
         self.events += events
 
 
+async def feed_one_hour(server: Any, tmp_path: Path, max_photos: int, visitors: int) -> tuple[PhotoFeeder, Recorder]:
+    """One simulated hour (seed 2) fed through ``server`` as the upload API, with one tiny JPEG as every photo."""
+    (tmp_path / "face.jpg").write_bytes(b"\xff\xd8 a jpeg")
+    publisher = Recorder()
+    feeder = PhotoFeeder(str(server.make_url("/")), [tmp_path / "face.jpg"], publisher, max_photos=max_photos)
+    config = LaunchConfig(visitors=visitors, duration_h=1.0, start=datetime(2026, 3, 2, 8, tzinfo=UTC), seed=2)
+    await feeder.run(LaunchSimulator(config).minutes(), Pacer(0), lambda _: None)
+    return feeder, publisher
+
+
 async def test_photos_are_uploaded_and_visitor_events_follow_real_ids(aiohttp_server, tmp_path: Path) -> None:
     received: list[tuple[str, bytes]] = []
     cookies: list[dict[str, str]] = []
@@ -34,12 +45,7 @@ async def test_photos_are_uploaded_and_visitor_events_follow_real_ids(aiohttp_se
 
     app = web.Application()
     app.router.add_post("/api/v1/photos", accept)
-    server = await aiohttp_server(app)
-    (tmp_path / "face.jpg").write_bytes(b"\xff\xd8 a jpeg")
-    publisher = Recorder()
-    feeder = PhotoFeeder(str(server.make_url("/")), [tmp_path / "face.jpg"], publisher, max_photos=5)
-    config = LaunchConfig(visitors=600, duration_h=1.0, start=datetime(2026, 3, 2, 8, tzinfo=UTC), seed=2)
-    await feeder.run(LaunchSimulator(config).minutes(), Pacer(0), lambda _: None)
+    feeder, publisher = await feed_one_hour(await aiohttp_server(app), tmp_path, max_photos=5, visitors=600)
 
     assert len(received) == 5 and all(body == b"\xff\xd8 a jpeg" for _, body in received)
     assert feeder.outcomes["accepted"] == 5
@@ -86,12 +92,7 @@ async def test_ratings_carry_the_real_photos_genders(aiohttp_server, tmp_path: P
     app = web.Application()
     app.router.add_post("/api/v1/photos", accept)
     app.router.add_get("/api/v1/photos/{photo_id}", status)
-    server = await aiohttp_server(app)
-    (tmp_path / "face.jpg").write_bytes(b"\xff\xd8 a jpeg")
-    publisher = Recorder()
-    feeder = PhotoFeeder(str(server.make_url("/")), [tmp_path / "face.jpg"], publisher, max_photos=120)
-    config = LaunchConfig(visitors=3000, duration_h=1.0, start=datetime(2026, 3, 2, 8, tzinfo=UTC), seed=2)
-    await feeder.run(LaunchSimulator(config).minutes(), Pacer(0), lambda _: None)
+    feeder, publisher = await feed_one_hour(await aiohttp_server(app), tmp_path, max_photos=120, visitors=3000)
 
     def expected(photo_id: str | None, index: int) -> str | None:
         if photo_id is None or int(photo_id[-12:]) % 2:
