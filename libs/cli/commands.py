@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     personal.add_argument("--dataset", required=True)
     personal.add_argument("--k", default="0,5,10,20", help="comma-separated numbers of revealed ratings")
     personal.add_argument("--max-raters", type=int)
-    personal.add_argument("--block-set", default="all", choices=["all", "cc0"])
+    personal.add_argument("--block-set", default="all", choices=["all", "cc0", "all_members", "cc0_members"],
+                          help="visual blocks: all/cc0 include the dlib face embedding, *_members do not")
     personal.add_argument("--json", action="store_true")
     personal.set_defaults(fn=_eval_personalize)
 

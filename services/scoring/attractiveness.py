@@ -9,11 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
+from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
 from libs.common.modelcard import ModelCard
+from services.scoring.beauty.features import (
+    EMBEDDING,
+    EMBEDDING_BLOCK,
+    EMBEDDING_MEMBER,
+    EMBEDDING_MEMBER_BLOCK,
+    embedding_features,
+)
 from services.scoring.beauty.minors import withhold_attractiveness
 from services.scoring.beauty.scorer import (
     FLIP_BY_MEMBER,
@@ -31,16 +41,32 @@ DEFAULT_HEAD_BY_PROFILE = {"default": "beauty_head_all", "commercial-safe": "bea
 
 @dataclass
 class Attractiveness:
-    """The loaded head plus the minors threshold; ``enrich`` returns the extra result fields per face."""
+    """The loaded head plus the minors threshold; ``enrich`` returns the extra result fields per face.
+
+    ``embedder``: the dlib face embedding (``features.EMBEDDING``), loaded only when the head (or the
+    ``extra_members`` given to ``load``) reads its block. Where the profile's ensemble has the embedding gender
+    member (``features.EMBEDDING_MEMBER``: same network, same chip, same flip TTA), ``tap`` reads the embedding in
+    that member's pass and nothing runs twice; otherwise ``enrich`` runs the embedder itself, once per adult face
+    (with its mirror, as trained).
+    """
 
     head: BeautyHead
     card: ModelCard
     minor_threshold: float
+    embedder: nn.Module | None = None
 
     @classmethod
-    def load(cls, profile: str, minor_threshold: float) -> Attractiveness:
+    def load(cls, profile: str, minor_threshold: float, models_dir: Path | None = None,
+             extra_members: Sequence[str] = ()) -> Attractiveness:
         head, card = load_beauty_head(DEFAULT_HEAD_BY_PROFILE.get(profile, "beauty_head_all"))
-        return cls(head, card, minor_threshold)
+        embedder = None
+        if EMBEDDING in set(head_members(head)) | set(extra_members):
+            from services.scoring.models.embedding_registry import embedding_model
+
+            embedder = embedding_model(models_dir)
+            chip = np.full((CHIP_SIZE, CHIP_SIZE, 3), 128, dtype=np.uint8)  # warm-up, as FaceScorer.warmup does
+            embedding_features(embedder, [chip], [CHIP_TEMPLATE], flip=FLIP_BY_MEMBER.get(EMBEDDING, True))
+        return cls(head, card, minor_threshold, embedder)
 
     @property
     def version(self) -> str:
@@ -49,7 +75,11 @@ class Attractiveness:
     def tap(self, extra_members: Sequence[str] = ()) -> dict[str, bool]:
         """Members whose features ``enrich`` needs, with the flip setting they were trained with: hand this to
         ``FaceScorer.score_batch`` so the ensemble's forward pass reads them and no network runs twice."""
-        return {name: FLIP_BY_MEMBER.get(name, True) for name in set(head_members(self.head)) | set(extra_members)}
+        names = set(head_members(self.head)) | set(extra_members)
+        tap = {name: FLIP_BY_MEMBER.get(name, True) for name in names}
+        if EMBEDDING in names:  # where the ensemble has the embedding gender member, its pass carries the embedding
+            tap[EMBEDDING_MEMBER] = FLIP_BY_MEMBER.get(EMBEDDING, True)
+        return tap
 
     def enrich(
         self,
@@ -78,8 +108,17 @@ class Attractiveness:
             blocks = {k: np.stack([scores[i].features[k] for i in adults]) for k in tapped
                       if k.split(".", 1)[0] in members}
             untapped = {n: m for n, m in members.items() if not any(k.startswith(f"{n}.") for k in tapped)}
+            adult_chips, adult_landmarks = [chips[i] for i in adults], [landmarks[i] for i in adults]
             if untapped:
-                blocks.update(chip_features(untapped, [chips[i] for i in adults], [landmarks[i] for i in adults]))
+                blocks.update(chip_features(untapped, adult_chips, adult_landmarks))
+            if EMBEDDING in names and EMBEDDING_MEMBER_BLOCK in tapped:  # read in the gender member's pass
+                blocks[EMBEDDING_BLOCK] = np.stack([scores[i].features[EMBEDDING_MEMBER_BLOCK] for i in adults])
+            elif EMBEDDING in names:  # no such member in this profile: the embedding's one pass (+ mirror) runs here
+                if self.embedder is None:
+                    raise RuntimeError(f"{EMBEDDING} features requested but not loaded (Attractiveness.load)")
+                self.embedder.to(scorer.device)  # a no-op after the first batch
+                blocks.update(embedding_features(self.embedder, adult_chips, adult_landmarks,
+                                                 flip=FLIP_BY_MEMBER.get(EMBEDDING, True)))
             for row, (i, beauty) in enumerate(zip(adults, score_blocks(self.head, blocks), strict=True)):
                 out[i].update({
                     "attractiveness": round(min(10.0, max(1.0, beauty.score)), ROUND),

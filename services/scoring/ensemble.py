@@ -128,9 +128,11 @@ class EnsembleCalibration:
     def uncalibrated(cls, profile: str = "default") -> EnsembleCalibration:
         """Identity calibration with equal weights: what runs when no fitted file exists (not recommended).
 
-        Trained DEX heads are left out: they only make sense with weights fitted beside the members they extend.
+        Trained heads (DEX heads, the embedding gender member) are left out: they only make sense with weights
+        fitted beside the members they extend.
         """
-        members = [n for n in profile_members(profile) if PRETRAINED_CONFIGS[n].converter != "dex_head"]
+        members = [n for n in profile_members(profile)
+                   if PRETRAINED_CONFIGS[n].converter not in ("dex_head", "embedding_head")]
         age = [n for n in members if "age" in PRETRAINED_CONFIGS[n].task]
         gender = [n for n in members if "gender" in PRETRAINED_CONFIGS[n].task]
         equal_age = {n: 1.0 / len(age) for n in age}

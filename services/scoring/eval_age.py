@@ -79,8 +79,14 @@ def evaluate_age(
 ) -> AgeEvaluation:
     """Run (or read from the cache) the pipeline on a folder and compute every figure."""
     from services.scoring.ensemble import EnsembleCalibration, load_calibration
-    from services.scoring.evaluation.extract import DEFAULT_CACHE_DIR, PIPELINE_KEY, cache_path, extract
-    from services.scoring.evaluation.predict import predict, registered_heads
+    from services.scoring.evaluation.extract import (
+        DEFAULT_CACHE_DIR,
+        PIPELINE_KEY,
+        cache_path,
+        extract,
+        extract_embeddings,
+    )
+    from services.scoring.evaluation.predict import predict, registered_heads, uses_embedding
 
     mode = "aligned" if aligned else "detect"
     samples = subsample(read_age_samples(dataset, target, portion), limit)
@@ -88,8 +94,11 @@ def evaluate_age(
         raise ValueError(f"no labelled images in {dataset} (target {target}, portion {portion})")
     cache = cache_dir or DEFAULT_CACHE_DIR
     by_file = extract(samples, dataset, mode, cache_dir=cache, models_dir=models_dir, progress=progress)
-    rows = [by_file[s.file] for s in samples]
     calibration = EnsembleCalibration.load(calibration_path) if calibration_path else load_calibration(profile)
+    if uses_embedding(calibration.members):  # the embedding gender member: its inputs are cached apart
+        by_file = extract_embeddings(samples, by_file, dataset, cache_dir=cache, models_dir=models_dir,
+                                     progress=progress)
+    rows = [by_file[s.file] for s in samples]
     preds = predict(rows, calibration, registered_heads(calibration.members))
     detected = np.array([bool(r["detected"]) for r in rows])
     true_age = np.array([s.age for s in samples])

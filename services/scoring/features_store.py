@@ -83,9 +83,10 @@ def decode_vector(data: bytes) -> np.ndarray:
 class FaceFeatureStore:
     """Face vectors in the blob store, with an optional in-process LRU (vectors are immutable once written)."""
 
-    def __init__(self, blobs: BlobStore, cache_size: int = 0) -> None:
+    def __init__(self, blobs: BlobStore, cache_size: int = 0, dim: int | None = None) -> None:
         self.blobs = blobs
         self.cache_size = cache_size
+        self.dim = dim  # set: a stored vector of another length (an older model's blocks) reads as no vector
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     async def save(self, photo_id: str, index: int, vector: np.ndarray) -> None:
@@ -103,6 +104,10 @@ class FaceFeatureStore:
         except BlobNotFound:
             return None
         vector = decode_vector(blob.data)
+        if self.dim is not None and vector.shape != (self.dim,):
+            log.warning("face vector %s has %s values, the personal model reads %d: stored by an older model, "
+                        "treated as absent (the global score is shown)", key, vector.shape, self.dim)
+            return None
         if self.cache_size > 0:
             self._cache[key] = vector
             while len(self._cache) > self.cache_size:

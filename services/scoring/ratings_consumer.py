@@ -85,7 +85,8 @@ class PersonalizeStage:
     @classmethod
     def from_blobs(cls, model: PersonalModel, blobs: BlobStore, *, pool_size: int = 500,
                    cache_size: int = FEATURE_CACHE_SIZE) -> PersonalizeStage:
-        return cls(model, BlobRaterStateStore(blobs), FaceFeatureStore(blobs, cache_size), RatePool(blobs, pool_size))
+        return cls(model, BlobRaterStateStore(blobs), FaceFeatureStore(blobs, cache_size, model.item_map.mean.shape[0]),
+                   RatePool(blobs, pool_size))
 
 
 async def load_rater_state(stage: PersonalizeStage, rater_id: str) -> RaterState:

@@ -140,3 +140,16 @@ async def test_state_for_another_model_version_is_replayed(tmp_path: Path, model
     assert await handle_rating_submitted(rating(rater, second), stage) == "added"
     state = await stage.states.load(rater)
     assert state is not None and state.model_version == model.version and state.n_ratings == 2
+
+
+async def test_a_vector_stored_by_an_older_model_reads_as_absent(tmp_path: Path, model: PersonalModel) -> None:
+    """A model with other feature blocks (e.g. before the face embedding) wrote vectors of another length: they must
+    fall back to the global score / be skipped, never reach the item map with the wrong shape."""
+    blobs = LocalBlobStore(tmp_path)
+    stage = PersonalizeStage.from_blobs(model, blobs)
+    photo_id = await scored_photo(blobs, model, owner=new_id(), rateable=True, seed=7)
+    old_length = vector(model, 8)[:-128]  # as many values as the previous model's blocks (no embedding)
+    await store_personalization(blobs, photo_id, [(0, old_length)])
+    assert await FaceFeatureStore(blobs).load(photo_id, 0) is not None  # no expectation: read as stored
+    assert await stage.features.load(photo_id, 0) is None
+    assert await handle_rating_submitted(rating(new_id(), photo_id), stage) == "no_features"

@@ -48,8 +48,10 @@ def test_scores_have_every_field_and_are_consistent(batch_scores: list[FaceScore
         assert 0 <= score.age_low <= score.age <= score.age_high <= 100 and score.age_std > 0
         assert score.gender == ("female" if score.p_female > 0.5 else "male")
         assert set(score.members) == set(score.model_versions) == {
-            "wrn16_8_imdbwiki", "agegender_cc0_age", "agegender_cc0_gender"}
+            "wrn16_8_imdbwiki", "agegender_cc0_age", "agegender_cc0_gender", "dlib_embedding_gender"}
         assert score.members["agegender_cc0_gender"]["age"] is None
+        assert score.members["dlib_embedding_gender"]["age"] is None
+        assert 0.0 <= score.members["dlib_embedding_gender"]["p_female"] <= 1.0
         assert score.members["wrn16_8_imdbwiki"]["p_female"] is not None
 
 
@@ -70,6 +72,6 @@ def test_empty_and_mismatched_batches(scorer: FaceScorer, chips: tuple) -> None:
 
 def test_commercial_safe_scorer_runs_without_research_members(models_dir: Path, chips: tuple) -> None:
     safe = FaceScorer(models_dir, profile="commercial-safe", device="cpu", warmup=False)
-    assert "wrn16_8_imdbwiki" not in safe.models
+    assert "wrn16_8_imdbwiki" not in safe.models and "dlib_embedding_gender" not in safe.models  # UTKFace-trained
     (score,) = safe.score_batch([chips[0][0]], [chips[1][0]])
     assert set(score.members) == {"agegender_cc0_age", "agegender_cc0_gender"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from services.scoring.beauty.chips import chips_for, detect_landmarks
-from services.scoring.beauty.features import batched_member_features
+from services.scoring.beauty.features import EMBEDDING, source_features
 from services.scoring.evaluation import detection
 
 DEFAULT_CACHE_DIR = Path(".howhot/cache/beauty")
@@ -48,8 +48,10 @@ def cached_features(
     name: str, image_dir: Path, files: Sequence[str], members: Sequence[str], flip: dict[str, bool] | None = None,
     cache_dir: Path = DEFAULT_CACHE_DIR, models_dir: Path | None = None, progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """All feature blocks of ``members`` for the images (one .npz per member), computing only what is missing."""
-    from services.scoring.models.registry import create_model, pretrained_config
+    """All feature blocks of ``members`` for the images (one .npz per member), computing only what is missing.
+
+    A member may also be ``features.EMBEDDING`` (the dlib face embedding, cached the same way)."""
+    from services.scoring.models.registry import create_model
 
     flip = flip or {}
     blocks: dict[str, np.ndarray] = {}
@@ -62,9 +64,13 @@ def cached_features(
             if chips is None:
                 marks = cached_landmarks(name, image_dir, files, cache_dir, progress)
                 chips = chips_for([Path(image_dir) / f for f in files], marks["landmarks"])
-            cfg = pretrained_config(member)
-            model = create_model(member, models_dir)
-            cached = batched_member_features(cfg, model, chips[0], chips[1], flip=use_flip, progress=progress)
+            if member == EMBEDDING:
+                from services.scoring.models.embedding_registry import embedding_model
+
+                model = embedding_model(models_dir)
+            else:
+                model = create_model(member, models_dir)
+            cached = source_features(member, model, chips[0], chips[1], flip=use_flip, progress=progress)
             np.savez(path, files=np.array(files), version=np.array(CACHE_VERSION), **cached)
         blocks.update(cached)
     return blocks

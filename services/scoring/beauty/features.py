@@ -8,6 +8,11 @@ is cached separately so the head can pick the combination by validation without 
 
 Blocks are named ``<member>.<layer>``; every block is a float32 [N, D] array. The members' own outputs (expected age,
 P(female), the age distribution) are blocks too: age and gender explain a large share of rated attractiveness.
+
+One more feature source is not an ensemble member: dlib's 128-d face embedding (``EMBEDDING``, CC0;
+``services.scoring.models.embedding_registry``). Its block ``dlib_face_embedding.emb`` is the embedding of the
+150-px dlib chip (padding 0.25, ``crops.dlib_chip`` from the 256-px chip) averaged with its mirror's, exactly as
+``benchmarks/face_embedding_eval.py`` measured it (benchmarks/results/face_embedding.md).
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ FEATURE_BATCH = 64  # crops per forward pass: bounded memory, large enough to am
 
 CC0_MEMBERS = ("agegender_cc0_age", "agegender_cc0_gender")  # commercial-safe feature sources
 ALL_MEMBERS = ("agegender_cc0_age", "agegender_cc0_gender", "wrn16_8_imdbwiki")
+EMBEDDING = "dlib_face_embedding"  # a feature source, not an ensemble member (no age/gender outputs)
+EMBEDDING_BLOCK = f"{EMBEDDING}.emb"
+EMBEDDING_MEMBER = "dlib_embedding_gender"  # an ensemble member that runs the same network on the same chip
+EMBEDDING_MEMBER_BLOCK = f"{EMBEDDING_MEMBER}.emb"  # its tapped embedding: used as EMBEDDING_BLOCK when present
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,11 @@ HOOKS: dict[str, dict[str, HookSpec]] = {
     "agegender_cc0_gender": {
         "conv": HookSpec("affine4", relu=True, grid=True),  # last conv map, 64 channels
         "fc1": HookSpec("fc1", relu=True, grid=False),  # the 16-unit penultimate layer
+    },
+    # the embedding gender member's own pass over the embedding's 150-px chip: its embedding (face and mirror
+    # averaged when the member runs with flip TTA) is exactly the EMBEDDING block, so the service reads it from there
+    "dlib_embedding_gender": {
+        "emb": HookSpec("embedding", relu=False, grid=False),
     },
 }
 
@@ -139,6 +153,43 @@ def batched_member_features(
         stop = start + FEATURE_BATCH
         parts.append(member_features(cfg, model, chips[start:stop], landmarks[start:stop], flip))
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def embedding_chips(chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 [N, 150, 150, 3] dlib face-recognition chips (padding 0.25) cut from 256-px chips + chip landmarks."""
+    from services.scoring.crops import dlib_chip
+    from services.scoring.models.dlib_face_embedding import CHIP_PADDING, INPUT_SIZE
+
+    return np.stack([dlib_chip(chip, np.asarray(lm, dtype=np.float64), INPUT_SIZE, CHIP_PADDING)
+                     for chip, lm in zip(chips, landmarks, strict=True)])
+
+
+def embedding_features(
+    model: nn.Module, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], flip: bool = True,
+) -> dict[str, np.ndarray]:
+    """The embedding block for N chips; with ``flip`` each embedding is the mean over face and mirror."""
+    from services.scoring.models.dlib_face_embedding import EMBEDDING_SIZE, embed
+
+    if not len(chips):
+        return {EMBEDDING_BLOCK: np.zeros((0, EMBEDDING_SIZE), np.float32)}
+    return {EMBEDDING_BLOCK: embed(model, embedding_chips(chips, landmarks), flip=flip).astype(np.float32)}
+
+
+def source_features(
+    name: str, model: nn.Module, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], flip: bool = True,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Feature blocks of one feature source (an ensemble member or ``EMBEDDING``) in FEATURE_BATCH slices."""
+    if name != EMBEDDING:
+        from services.scoring.models.registry import pretrained_config
+
+        return batched_member_features(pretrained_config(name), model, chips, landmarks, flip, progress)
+    from tqdm import tqdm
+
+    parts = [embedding_features(model, chips[start:start + FEATURE_BATCH], landmarks[start:start + FEATURE_BATCH],
+                                flip)[EMBEDDING_BLOCK]
+             for start in tqdm(range(0, len(chips), FEATURE_BATCH), desc=name, unit="batch", disable=not progress)]
+    return {EMBEDDING_BLOCK: np.concatenate(parts)} if parts else embedding_features(model, [], [], flip)
 
 
 def stack_blocks(blocks: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:

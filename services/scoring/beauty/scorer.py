@@ -1,9 +1,10 @@
 """What the scoring service calls: load the committed head, turn member features into (score, word, spread).
 
 The service reads the members' features during the ensemble's own forward pass (``FaceScorer.score_batch`` with a
-``tap``; same crops and flips as in training: flip TTA for the CC0 members, none for WRN-16-8); ``chip_features``
-runs members once more with the feature hooks for what that pass did not cover, and ``score_blocks`` maps the
-blocks through the head. Attractiveness must never be shown for a probable minor: call
+``tap``; same crops and flips as in training: flip TTA for the CC0 members and the face embedding, none for
+WRN-16-8); ``chip_features`` runs members once more with the feature hooks for what that pass did not cover (and the
+face embedding, which is no ensemble member, when the head reads it), and ``score_blocks`` maps the blocks through
+the head. Attractiveness must never be shown for a probable minor: call
 ``services.scoring.beauty.minors.withhold_attractiveness`` on the ensemble's age distribution first.
 """
 
@@ -16,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from libs.common.modelcard import ModelCard
-from services.scoring.beauty.features import batched_member_features, stack_blocks
+from services.scoring.beauty.features import source_features, stack_blocks
 from services.scoring.beauty.head import BeautyHead
 from services.scoring.beauty.words import score_word
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_HEAD = "beauty_head_all"  # best validation accuracy; research-only (see its card)
-CC0_HEAD = "beauty_head_cc0"  # CC0 member features only (the backbone is commercial-safe; the labels are not)
+CC0_HEAD = "beauty_head_cc0"  # CC0 features only (the backbone is commercial-safe; the labels are not)
 FLIP_BY_MEMBER = {"wrn16_8_imdbwiki": False}  # as trained (WRN costs 2× with flips); other members use flip TTA
 
 
@@ -65,11 +66,10 @@ def score_vector(head: BeautyHead, features: np.ndarray) -> BeautyScore:
 def chip_features(
     models: Mapping[str, object], chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """Feature blocks of every given member (``{name: nn.Module}`` from ``create_model``) for chips + landmarks."""
-    from services.scoring.models.registry import pretrained_config
-
+    """Feature blocks of every given source (``{name: nn.Module}``: members from ``create_model``, ``EMBEDDING``
+    from ``embedding_registry.embedding_model``) for chips + landmarks."""
     blocks: dict[str, np.ndarray] = {}
     for name, model in models.items():
-        blocks.update(batched_member_features(pretrained_config(name), model, chips, landmarks,  # type: ignore[arg-type]
-                                              flip=FLIP_BY_MEMBER.get(name, True)))
+        blocks.update(source_features(name, model, chips, landmarks,  # type: ignore[arg-type]
+                                      flip=FLIP_BY_MEMBER.get(name, True)))
     return blocks

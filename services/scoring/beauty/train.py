@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.scoring.beauty.dataset import BeautyLabels
-from services.scoring.beauty.features import stack_blocks
+from services.scoring.beauty.features import EMBEDDING_BLOCK, stack_blocks
 from services.scoring.beauty.head import (
     SCORE_MAX,
     SCORE_MIN,
@@ -30,12 +30,16 @@ from services.scoring.beauty.head import (
 
 _CC0_AGE, _CC0_GENDER, _WRN = "agegender_cc0_age", "agegender_cc0_gender", "wrn16_8_imdbwiki"
 BLOCK_SETS: dict[str, list[str]] = {
-    # commercial-safe backbone: only the CC0 members' activations
-    "cc0": [f"{_CC0_AGE}.final_gap", f"{_CC0_AGE}.final_grid", f"{_CC0_AGE}.stage2_gap", f"{_CC0_AGE}.age_probs",
-            f"{_CC0_GENDER}.conv_gap", f"{_CC0_GENDER}.conv_grid", f"{_CC0_GENDER}.fc1", f"{_CC0_GENDER}.p_female"],
+    # commercial-safe backbone: only the CC0 members' activations (the heads of 2026-11 and before)
+    "cc0_members": [f"{_CC0_AGE}.final_gap", f"{_CC0_AGE}.final_grid", f"{_CC0_AGE}.stage2_gap",
+                    f"{_CC0_AGE}.age_probs", f"{_CC0_GENDER}.conv_gap", f"{_CC0_GENDER}.conv_grid",
+                    f"{_CC0_GENDER}.fc1", f"{_CC0_GENDER}.p_female"],
 }
-BLOCK_SETS["all"] = [*BLOCK_SETS["cc0"], f"{_WRN}.final_gap", f"{_WRN}.final_grid", f"{_WRN}.stage2_gap",
-                     f"{_WRN}.age_probs", f"{_WRN}.p_female"]
+BLOCK_SETS["all_members"] = [*BLOCK_SETS["cc0_members"], f"{_WRN}.final_gap", f"{_WRN}.final_grid",
+                             f"{_WRN}.stage2_gap", f"{_WRN}.age_probs", f"{_WRN}.p_female"]
+# the committed heads: the dlib face embedding (CC0) first, then the member blocks (cc0: still commercial-safe)
+BLOCK_SETS["cc0"] = [EMBEDDING_BLOCK, *BLOCK_SETS["cc0_members"]]
+BLOCK_SETS["all"] = [EMBEDDING_BLOCK, *BLOCK_SETS["all_members"]]
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 31))
 DEX_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)
 DEX_COMPONENTS = 256  # DEX head on the top principal components: 1.7 k faces cannot support 4.7 k × 19 free weights

@@ -181,3 +181,60 @@ def extract(
         bar.close()
         save_cache(path, rows)
     return {s.file: rows[s.file] for s in samples}
+
+
+# --- the face embedding (no backbone member: cached apart, from the rows' landmarks) ---------------------------------
+
+EMBEDDING_KEY = "dlib_face_embedding.emb"  # rows gain this [128] array and its mirror's under ``…emb_flip``
+
+
+def embedding_cache_path(dataset_dir: Path, cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    """One file per folder and embedding version (the chips come from the backbone cache's landmarks)."""
+    from services.scoring.models.embedding_registry import NAME, VERSION
+
+    key = json.dumps([str(Path(dataset_dir).resolve()), PIPELINE_KEY, {NAME: VERSION}, CACHE_VERSION], sort_keys=True)
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
+    return Path(cache_dir) / f"{Path(dataset_dir).name}.{PIPELINE_KEY}.embedding.{digest}.npz"
+
+
+def extract_embeddings(
+    samples: Sequence[AgeSample],
+    rows: dict[str, dict[str, np.ndarray]],
+    dataset_dir: Path,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    models_dir: Path | None = None,
+    progress: bool = True,
+    load_image: Callable[[Path], np.ndarray] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """``rows`` (from ``extract``) with the face embedding of each face and of its mirror added, computing the
+    missing ones: the row's image landmarks → ``align_face`` (the chip ``extract`` made) → the embedding's 150-px
+    dlib chip (``beauty.features.embedding_chips``, as the scoring service cuts it) → ``embed``."""
+    from tqdm import tqdm
+
+    from libs.common.alignment import align_face
+    from libs.common.images import load_image_file as default_load
+    from services.scoring.beauty.features import embedding_chips
+    from services.scoring.models.dlib_face_embedding import embed
+    from services.scoring.models.embedding_registry import embedding_model
+
+    load_image = load_image or default_load
+    path = embedding_cache_path(dataset_dir, cache_dir)
+    cached = load_cache(path)
+    missing = [s for s in samples if s.file not in cached]
+    if missing:
+        model = embedding_model(models_dir)
+        unsaved = 0
+        for start in tqdm(range(0, len(missing), BATCH), desc=f"{Path(dataset_dir).name} embeddings", unit="batch",
+                          disable=not progress):
+            chunk = missing[start:start + BATCH]
+            aligned = [align_face(load_image(s.path), rows[s.file]["landmarks"]) for s in chunk]
+            chips = embedding_chips([a.chip for a in aligned], [a.landmarks for a in aligned])
+            plain, mirror = embed(model, chips), embed(model, np.ascontiguousarray(chips[:, :, ::-1]))
+            for i, sample in enumerate(chunk):
+                cached[sample.file] = {EMBEDDING_KEY: plain[i], f"{EMBEDDING_KEY}_flip": mirror[i]}
+            unsaved += len(chunk)
+            if unsaved >= SAVE_EVERY:
+                save_cache(path, cached)
+                unsaved = 0
+        save_cache(path, cached)
+    return {s.file: {**rows[s.file], **cached[s.file]} for s in samples}

