@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from services.scoring.evaluation.data import split_portion  # noqa: E402
+from services.scoring.training.logistic import logistic_fit  # noqa: E402
 
 CACHE_DIR = REPO / ".howhot/cache/embedding"
 RESULTS_DIR = REPO / ".howhot/results"
@@ -192,23 +193,6 @@ def verify(data: Path, flip: bool) -> dict:
     return report
 
 
-def _logistic_fit(x: np.ndarray, y: np.ndarray, l2: float, steps: int = 200) -> tuple[np.ndarray, float]:
-    """L2-regularised logistic regression (LBFGS, float64): weights and bias."""
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float64))
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=steps, line_search_fn="strong_wolfe", tolerance_grad=1e-9)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + l2 * (w @ w) / 2
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach().numpy(), float(b.detach())
-
-
 def _gender_probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, ages: np.ndarray) -> dict:
     """Standardise on train, pick the L2 strength on every 5th training face, refit on train, score held-out."""
     mean, std = x[train].mean(0), x[train].std(0) + 1e-8
@@ -219,10 +203,10 @@ def _gender_probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, ages: np.ndar
     inner_tr = train & ~inner_val
     scores = {}
     for l2 in (1e-4, 1e-3, 1e-2, 3e-2, 1e-1):
-        w, b = _logistic_fit(z[inner_tr], y[inner_tr], l2)
+        w, b = logistic_fit(z[inner_tr], y[inner_tr], l2)
         scores[l2] = float((((z[inner_val] @ w + b) > 0) == (y[inner_val] > 0.5)).mean())
     best = max(scores, key=lambda k: scores[k])
-    w, b = _logistic_fit(z[train], y[train], best)
+    w, b = logistic_fit(z[train], y[train], best)
     correct = ((z @ w + b) > 0) == (y > 0.5)
     held = ~train
     return {"features": x.shape[1], "l2_inner_val": scores, "l2": best, "train_accuracy": float(correct[train].mean()),

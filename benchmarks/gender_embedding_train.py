@@ -40,6 +40,7 @@ from services.scoring.evaluation.detection import provide_detector  # noqa: E402
 from services.scoring.evaluation.extract import EMBEDDING_KEY, extract, extract_embeddings  # noqa: E402
 from services.scoring.models.embedding_gender import HEAD_FILE, NAME, head_state  # noqa: E402
 from services.scoring.models.registry import pretrained_config  # noqa: E402
+from services.scoring.training.logistic import logistic_fit  # noqa: E402
 from services.scoring.training.member import committed_head_path  # noqa: E402
 
 L2_GRID = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -48,23 +49,6 @@ WEIGHT_STEP = 0.05  # the gender-weight simplex grid (fit_ensemble uses 0.05 ste
 CC0, WRN = "agegender_cc0_gender", "wrn16_8_imdbwiki"
 OUT_CALIBRATION = CALIBRATION_DIR / "default-embedding-gender.json"
 HELDOUT_ACCURACY_BEFORE = 0.9175946547884187  # default.json before this member (benchmarks/results/age_calibration.md)
-
-
-def logistic_fit(x: np.ndarray, y: np.ndarray, l2: float, steps: int = 200) -> tuple[np.ndarray, float]:
-    """L2-regularised logistic regression (LBFGS, float64) on standardised features: (weights, bias)."""
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float64))
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=steps, line_search_fn="strong_wolfe", tolerance_grad=1e-9)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + l2 * (w @ w) / 2
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach().numpy(), float(b.detach())
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
