@@ -17,7 +17,7 @@ One more feature source is not an ensemble member: dlib's 128-d face embedding (
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -145,13 +145,24 @@ def batched_member_features(
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """``member_features`` over any number of chips in FEATURE_BATCH slices (bounded memory), concatenated."""
+    return _in_batches(lambda c, lm: member_features(cfg, model, c, lm, flip), chips, landmarks, cfg.name, progress)
+
+
+def _in_batches(
+    compute: Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], dict[str, np.ndarray]],
+    chips: Sequence[np.ndarray],
+    landmarks: Sequence[np.ndarray],
+    desc: str,
+    progress: bool,
+) -> dict[str, np.ndarray]:
+    """``compute`` on FEATURE_BATCH slices of the chips (bounded memory), blocks concatenated in order."""
     from tqdm import tqdm
 
-    parts: list[dict[str, np.ndarray]] = []
     starts = range(0, len(chips), FEATURE_BATCH)
-    for start in tqdm(starts, desc=cfg.name, unit="batch", disable=not progress):
-        stop = start + FEATURE_BATCH
-        parts.append(member_features(cfg, model, chips[start:stop], landmarks[start:stop], flip))
+    parts = [compute(chips[s : s + FEATURE_BATCH], landmarks[s : s + FEATURE_BATCH])
+             for s in tqdm(starts, desc=desc, unit="batch", disable=not progress)]
+    if not parts:
+        return compute(chips, landmarks)
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
@@ -184,12 +195,7 @@ def source_features(
         from services.scoring.models.registry import pretrained_config
 
         return batched_member_features(pretrained_config(name), model, chips, landmarks, flip, progress)
-    from tqdm import tqdm
-
-    parts = [embedding_features(model, chips[start:start + FEATURE_BATCH], landmarks[start:start + FEATURE_BATCH],
-                                flip)[EMBEDDING_BLOCK]
-             for start in tqdm(range(0, len(chips), FEATURE_BATCH), desc=name, unit="batch", disable=not progress)]
-    return {EMBEDDING_BLOCK: np.concatenate(parts)} if parts else embedding_features(model, [], [], flip)
+    return _in_batches(lambda c, lm: embedding_features(model, c, lm, flip), chips, landmarks, name, progress)
 
 
 def stack_blocks(blocks: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
