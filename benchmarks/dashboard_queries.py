@@ -35,7 +35,7 @@ START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 HOURS = 12
 EVENTS_PER_PHOTO = 8  # see the module docstring
 SETTLE_MAX_S = 400.0  # merges of 10M fresh rows take a minute or two on two cores, forced ones start after 120 s
-FORCE_MERGED = ("photo_stages", "upload_sources", "hour_visitors", "minute_counts", "ratings", "scored_faces", "shares",
+FORCE_MERGED = ("photo_stages", "upload_sources", "hour_visitors", "minute_counts", "scored_faces", "shares",
                 "rating_genders")
 CHUNK_PHOTOS = 250_000  # photos per INSERT round: bounds chDB's memory on a small machine
 PANELS = (  # what one dashboard refresh runs

@@ -69,9 +69,8 @@ PER_PHOTO_TABLES: tuple[PerPhotoTable, ...] = (
     PerPhotoTable(EVENTS_TABLE, keep="type = 'photo.deleted'"),
     PerPhotoTable("photo_timeline"),  # 002: stage times, uploader, referrer, utm of each photo
     PerPhotoTable("scored_faces"),  # 002: age, gender, attractiveness per face
-    PerPhotoTable("ratings"),  # 003: ratings of the photo's faces, with each rater's visitor id
     PerPhotoTable("shares"),  # 003: share id → photo and sharer
-    PerPhotoTable("photo_stages", "photo_key", "cityHash64(photo_id)"),  # 004: stage times, owner key, face 0 gender
+    PerPhotoTable("photo_stages", "photo_key", "cityHash64(photo_id)"),  # 004: stage times, faces, share
 )
 """Every table the forgetting clears; a test fails when a migration adds a photo-keyed table that is not here."""
 
