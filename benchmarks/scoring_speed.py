@@ -1,10 +1,15 @@
 """Faces per second through the whole scoring ensemble (crops + every member + combination), and peak RSS.
 
     .venv/bin/python benchmarks/scoring_speed.py --threads 2 --repeats 5 --out benchmarks/results/scoring_speed.md
+    # on a GPU machine (bf16 autocast for every member; the peak is looked up from the device name or given)
+    .venv/bin/python benchmarks/scoring_speed.py --device cuda --batch-sizes 32,64,128,256 [--compile] \
+        --out benchmarks/results/scoring_speed_gpu.md
 
-For each batch size (1, 8, 32) the scorer scores ``max(batch, 32)`` faces per run; the figure is the median over
-``--repeats`` runs after warm-up. Peak RSS comes from ``resource.getrusage`` (the whole process, models included).
-Chips are synthetic 256×256 noise with template landmarks: speed does not depend on the face.
+For each batch size the scorer scores ``max(batch, 32)`` faces per run; the figure is the median over ``--repeats``
+runs after warm-up. Peak RSS comes from ``resource.getrusage`` (the whole process, models included). Chips are
+synthetic 256×256 noise with template landmarks: speed does not depend on the face. The network work per face is
+counted once with ``torch.utils.flop_counter`` (every member's convolutions and matmuls, mirror passes included), so
+faces/s × FLOP/face is the throughput the ensemble reaches, compared with the device's dense bf16 peak.
 """
 
 from __future__ import annotations
@@ -28,6 +33,54 @@ from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE  # noqa: E402
 from services.scoring.scorer import FaceScorer  # noqa: E402
 
 FACES_PER_RUN = 32
+BF16_PEAK_TFLOPS = {  # dense bf16 tensor-core peaks (vendor data sheets), matched against the CUDA device name
+    "H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
+}
+
+
+def device_peak_tflops(device: torch.device) -> float | None:
+    """The device's dense bf16 peak from its name (None for CPUs and unknown GPUs: pass ``--peak-tflops``)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)
+
+
+def networks_only_rate(scorer: FaceScorer, batch: int, repeats: int) -> float:
+    """Median faces/s of the members' forward passes alone on inputs already on the device (mirrors included):
+    what the accelerator does, without the CPU's crop warping and result handling."""
+    from services.scoring.members import to_input
+
+    flips = set(scorer.calibration.flip_members)
+    inputs = {name: to_input(cfg, np.zeros((batch, cfg.input_size, cfg.input_size, 3), np.uint8),
+                             name in flips).to(scorer.device) for name, cfg in scorer.configs.items()}
+
+    def one_pass() -> None:
+        for name, x in inputs.items():
+            dtype = scorer.autocast[name]
+            with torch.inference_mode(), torch.autocast(scorer.device.type, dtype=dtype or torch.bfloat16,
+                                                          enabled=dtype is not None):
+                scorer.models[name](x)
+        if scorer.device.type == "cuda":
+            torch.cuda.synchronize(scorer.device)
+
+    one_pass()
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        one_pass()
+        rates.append(batch / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def flops_per_face(scorer: FaceScorer, chips: list, landmarks: list) -> float:
+    """Convolution and matmul FLOPs of one scoring pass, per face."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        scorer.score_batch(chips, landmarks)
+    return counter.get_total_flops() / len(chips)
 
 
 def main() -> None:
@@ -37,44 +90,69 @@ def main() -> None:
     parser.add_argument("--profile", default="default")
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast for the WRN on CPU")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every member")
+    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: looked up for GPUs)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    scorer = FaceScorer(profile=args.profile, device="cpu", cpu_bf16=not args.fp32)
+    scorer = FaceScorer(profile=args.profile, device=args.device, cpu_bf16=not args.fp32, compile=args.compile)
+    batches = [int(b) for b in args.batch_sizes.split(",")]
     rng = np.random.default_rng(0)
-    chips = [rng.integers(0, 255, size=(CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8) for _ in range(FACES_PER_RUN)]
+    chips = [rng.integers(0, 255, size=(CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8)
+             for _ in range(max(FACES_PER_RUN, *batches))]
     landmarks = [CHIP_TEMPLATE.copy() for _ in chips]
+    counted = scorer if not args.compile else FaceScorer(profile=args.profile, device=args.device,
+                                                         cpu_bf16=not args.fp32)  # FLOPs are counted eagerly
+    flops = flops_per_face(counted, chips[:8], landmarks[:8])
+    del counted
+    peak = args.peak_tflops or device_peak_tflops(scorer.device)
+    print(f"{flops / 1e9:.2f} GFLOP per face on {scorer.device}; bf16 peak {peak or 'unknown'} TFLOP/s", flush=True)
     rows = []
-    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+    for batch in batches:
         n = max(batch, FACES_PER_RUN)
         scorer.score_batch(chips[:batch], landmarks[:batch])  # warm this shape
         rates, cpu_rates = [], []
         for _ in range(args.repeats):
             started, cpu_started = time.perf_counter(), time.process_time()
             for start in range(0, n, batch):
-                scorer.score_batch(chips[start % FACES_PER_RUN:][:batch], landmarks[:batch])
+                scorer.score_batch(chips[start % len(chips):][:batch], landmarks[:batch])
             rates.append(n / (time.perf_counter() - started))
             cpu_rates.append(n / (time.process_time() - cpu_started) * args.threads)
-        rows.append((batch, statistics.median(rates), min(rates), max(rates), statistics.median(cpu_rates)))
+        rows.append((batch, statistics.median(rates), min(rates), max(rates), statistics.median(cpu_rates),
+                     networks_only_rate(scorer, batch, args.repeats)))
+        achieved = rows[-1][1] * flops / 1e12
+        share = f", {100 * achieved / peak:.2f} % of the bf16 peak" if peak else ""
         print(f"batch {batch}: median {rows[-1][1]:.1f} faces/s (min {rows[-1][2]:.1f}, max {rows[-1][3]:.1f}); "
-              f"CPU-time estimate for {args.threads} uncontended cores {rows[-1][4]:.1f} faces/s", flush=True)
+              f"CPU-time estimate for {args.threads} uncontended cores {rows[-1][4]:.1f} faces/s; "
+              f"{achieved:.3f} TFLOP/s{share}; networks alone {rows[-1][5]:.1f} faces/s "
+              f"({rows[-1][5] * flops / 1e12:.3f} TFLOP/s)", flush=True)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load = os.getloadavg()
     print(f"peak RSS {rss_mb:.0f} MB; load average {load[0]:.1f}")
     if args.out:
         command = "PYTHONPATH=. .venv/bin/python benchmarks/scoring_speed.py " + " ".join(sys.argv[1:])
         lines = [
-            "# Scoring ensemble speed (CPU)", "",
+            f"# Scoring ensemble speed ({scorer.device})", "",
             f"Command: `{command}`", "",
             f"Profile `{args.profile}`, members {sorted(scorer.models)}, "
             f"flip TTA for {scorer.calibration.flip_members}, WRN {'fp32' if args.fp32 else 'bf16 autocast'}, "
             f"torch {torch.__version__}, {args.threads} threads, "
-            f"{platform.processor() or platform.machine()}; load average at the end {load[0]:.1f} "
-            "(the machine is shared: other processes compete for the 2 cores).", "",
-            "| batch | faces/s (median, wall clock) | min | max | faces/s if the cores were ours (CPU time) |",
-            "|---|---|---|---|---|",
-            *[f"| {b} | {m:.1f} | {lo:.1f} | {hi:.1f} | {c:.1f} |" for b, m, lo, hi, c in rows], "",
-            "The last column is faces per CPU-second × threads: what the wall clock would show without other "
+            f"{platform.processor() or platform.machine()}"
+            f"{', ' + torch.cuda.get_device_name(scorer.device) if scorer.device.type == 'cuda' else ''}"
+            f"{', torch.compile' if args.compile else ''}; load average at the end {load[0]:.1f} "
+            "(the machine is shared: other processes compete for the cores).", "",
+            f"Network work: {flops / 1e9:.2f} GFLOP per face (torch.utils.flop_counter, one pass of batch 8); "
+            f"bf16 peak used for the % columns: {peak or 'unknown'} TFLOP/s.", "",
+            "| batch | faces/s (median, wall clock) | min | max | faces/s if the cores were ours (CPU time) "
+            "| TFLOP/s reached | % of bf16 peak | networks alone: faces/s | networks alone: % of bf16 peak |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *[f"| {b} | {m:.1f} | {lo:.1f} | {hi:.1f} | {c:.1f} | {m * flops / 1e12:.3f} | "
+              f"{f'{100 * m * flops / 1e12 / peak:.2f}' if peak else '–'} | {net:.1f} | "
+              f"{f'{100 * net * flops / 1e12 / peak:.2f}' if peak else '–'} |" for b, m, lo, hi, c, net in rows], "",
+            "Networks alone: the members' forward passes on inputs already on the device, without the CPU's crop "
+            "warping and result handling (the whole-path columns include them).", "",
+            "The CPU-time column is faces per CPU-second × threads: what the wall clock would show without other "
             "processes on the machine (an upper estimate: it assumes both threads stay busy).", "",
             f"Peak RSS of the process (resource.getrusage): {rss_mb:.0f} MB.", "",
         ]

@@ -254,13 +254,15 @@ def fit_ensemble(
     flip_members: Sequence[str] | None = None,
     fitted_on: str = "",
     affine_members: Sequence[str] | None = None,
+    trial_members: Sequence[str] = (),
 ) -> EnsembleCalibration:
     """Fit per-member affine age maps, region weights and gender weights on labelled member outputs.
 
     ``affine_members`` limits the affine calibration to those members (others keep the identity map): a member that
-    is already unbiased gains nothing from a map fitted on one data set and can lose on another.
+    is already unbiased gains nothing from a map fitted on one data set and can lose on another. ``trial_members``
+    admits members no profile registers yet (experiments: benchmarks/age_finetune_cpu.py).
     """
-    allowed = set(profile_members(profile))
+    allowed = set(profile_members(profile)) | set(trial_members)
     ages = np.asarray(true_ages, dtype=np.float64)
     age_members = [n for n, o in member_outputs.items() if n in allowed and o.age_probs is not None]
     gender_members = [n for n, o in member_outputs.items() if n in allowed and o.p_female is not None]

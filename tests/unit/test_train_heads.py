@@ -69,17 +69,58 @@ def test_heads_save_and_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_full_network_step_reduces_the_loss_on_a_tiny_batch() -> None:
-    from services.scoring.training.full import build_member, full_step
+    from services.scoring.training.full import age_label_distribution, build_member, full_step
 
     torch.manual_seed(0)
     model = build_member("agegender_cc0", models_dir=None, pretrained=False)
     x = torch.rand(4, 3, 64, 64)
-    y = torch.tensor([3, 20, 45, 70])
+    target = age_label_distribution(np.array([3.0, 20.0, 45.0, 70.0]))
+    teacher = torch.softmax(torch.randn(4, 101), dim=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    before = full_step(model, optimizer, x, y)
-    with torch.no_grad():
-        after = float(torch.nn.functional.nll_loss(torch.log(model(x).clamp_min(1e-8)), y))
+    before = full_step(model, optimizer, x, target, teacher, distill=0.5)
+    after = full_step(model, optimizer, x, target, teacher, distill=0.5)
     assert after < before
+
+
+def test_age_labels_are_unit_mass_and_narrow_for_children() -> None:
+    from services.scoring.training.full import age_label_distribution
+
+    labels = age_label_distribution(np.array([2.0, 60.0]))
+    torch.testing.assert_close(labels.sum(dim=1), torch.ones(2))
+    mean = labels @ torch.arange(101.0)
+    spread = ((torch.arange(101.0)[None] - mean[:, None]) ** 2 * labels).sum(dim=1).sqrt()
+    assert abs(float(mean[0]) - 2.0) < 0.05 and float(spread[0]) < 1.0 < 4.0 < float(spread[1])
+
+
+def test_head_started_from_the_published_classifier_reproduces_it_below_its_last_class() -> None:
+    """Grid ages 0..79 take the published rows one to one; the last class's mass spreads over the ages past it."""
+    from services.scoring.training.full import init_head_from_classifier
+    from services.scoring.training.heads import DexHead
+
+    torch.manual_seed(0)
+    classifier = torch.nn.Linear(8, 81)
+    values = [0.25, *range(1, 81)]
+    head = DexHead(8)
+    init_head_from_classifier(head, classifier, values)
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        published, ours = torch.softmax(classifier(x), 1), torch.softmax(head(x), 1)
+    torch.testing.assert_close(ours[:, :80], published[:, :80])
+    torch.testing.assert_close(ours[:, 80:].sum(1), published[:, 80])
+    torch.testing.assert_close(ours[:, 80:], ours[:, 80:81].expand(-1, 21))
+
+
+def test_full_members_save_and_load_round_trip(tmp_path: Path) -> None:
+    from services.scoring.training.full import build_member, load_full_member, save_full_member
+
+    torch.manual_seed(0)
+    model = build_member("agegender_cc0", models_dir=None, pretrained=False).eval()
+    save_full_member(tmp_path / "m.pt", model, "agegender_cc0", {"bag": [0, 2]})
+    loaded, extra = load_full_member(tmp_path / "m.pt")
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), atol=2e-3, rtol=0)  # fp16 file
+    assert extra == {"bag": [0, 2], "backbone": "agegender_cc0"}
 
 
 def test_augmentation_keeps_shape_and_changes_pixels() -> None:

@@ -23,6 +23,7 @@ class Backbone:
     channels: int
     licence: str
     commercial_use: bool
+    classifier: str | None = None  # its own age classifier on the mean-pooled ``layer`` (a head can start as it)
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -30,7 +31,8 @@ BACKBONES: dict[str, Backbone] = {
     for b in (
         Backbone("wrn16_8", "wrn16_8_imdbwiki", "bn", True, 512,
                  "IMDB-WIKI-trained WRN: academic research only", False),
-        Backbone("agegender_cc0", "agegender_cc0_age", "blocks.4", False, 256, "CC0-1.0 backbone", True),
+        Backbone("agegender_cc0", "agegender_cc0_age", "blocks.4", False, 256, "CC0-1.0 backbone", True,
+                 classifier="fc"),
         Backbone("vgg16", None, "features", False, 512, "VGG-16 from scratch (no ImageNet weights offline)", True),
     )
 }

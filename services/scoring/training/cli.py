@@ -48,6 +48,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, default=0.2, help="heads: feature dropout")
     parser.add_argument("--name", help="member name for the saved head (default dex_head_<backbone>)")
     parser.add_argument("--device", default="auto", help="full: cuda / cpu / auto")
+    parser.add_argument("--lr", type=float, help="full: peak learning rate of the one-cycle schedule (default 1e-4)")
+    parser.add_argument("--distill", type=float, default=0.0,
+                        help="full: weight of the KL towards the frozen published network (0 = off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -137,16 +140,25 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
         card = train_heads_command(args, settings)
         print(json.dumps(card["measured"], indent=1))
         return 0
-    from services.scoring.training.full import ImageItem, train_full
+    from services.scoring.training.full import FULL_LEARNING_RATE, ImageItem, train_full
 
-    train, _ = _samples(args, "train", args.limit)
-    items = [ImageItem(s.path, s.age) for s in train]
+    models_dir = getattr(settings, "models_dir", None)
+    train, root = _samples(args, "train", args.limit)
     if args.format == "imdbwiki" or args.data.suffix == ".mat":
         from services.scoring.training.imdbwiki import read_imdbwiki
 
         boxes = {f.path: f.box for f in read_imdbwiki(args.data)}
         items = [ImageItem(s.path, s.age, box=boxes[s.file]) for s in train]
-    saved = train_full(items, args.backbone, args.members, args.epochs or 10, args.out,
-                       models_dir=getattr(settings, "models_dir", None), device=args.device, seed=args.seed)
+    else:  # the face pipeline's landmarks (cached with the evaluation rows): training chips = evaluation chips
+        from services.scoring.evaluation.extract import extract
+
+        rows = extract(train, root, models_dir=models_dir, progress=not args.no_progress)
+        items = [ImageItem(s.path, s.age, landmarks=rows[s.file]["landmarks"]) for s in train]
+    started = time.perf_counter()
+    saved = train_full(items, args.backbone, args.members, args.epochs or 10, args.out, models_dir=models_dir,
+                       device=args.device, seed=args.seed, lr=args.lr or FULL_LEARNING_RATE, distill=args.distill,
+                       log=lambda m: print(m, file=sys.stderr))
     print("\n".join(map(str, saved)))
+    print(f"{len(saved)} members trained on {len(items)} faces in {time.perf_counter() - started:.0f} s; measure them "
+          f"with: python benchmarks/age_finetune_cpu.py {args.out}", file=sys.stderr)
     return 0

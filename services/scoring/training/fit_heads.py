@@ -41,8 +41,9 @@ def ages_to_classes(ages: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(ages, dtype=np.float64)), 0, AGE_CLASSES - 1).astype(np.int64)
 
 
-def soft_targets(classes: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian label distributions over the 101 classes (σ in years), each summing to one."""
+def soft_targets(classes: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """Gaussian label distributions over the 101 classes (σ in years: one, or one per row as [N, 1]), each summing
+    to one."""
     grid = torch.arange(AGE_CLASSES, dtype=torch.float32)
     weights = torch.exp(-((grid[None, :] - classes[:, None].float()) ** 2) / (2 * sigma**2))
     return weights / weights.sum(dim=1, keepdim=True)

@@ -1,36 +1,53 @@
-"""Full-network DEX fine-tuning from images (the GPU path): backbone + 101-way head, K members on bootstrap samples.
+"""Full-network DEX fine-tuning from images: backbone + 101-way head, K members on bootstrap samples.
 
 Each member is a ``DexHeadMember`` (backbone → hooked map → pooled features → head) trained end to end with
-cross-entropy over one-year classes and augmented crops; the age is the expectation at inference. Crops follow the
-backbone's registry preprocessing, cut from aligned chips (labelled folders: the cached detector landmarks, or the
-whole-image fallback) or from IMDB-WIKI's face boxes with DEX's 40 % margin. On a CPU this is far too slow for real
-data (see benchmarks/results/age_training.md); the unit test runs one step on a tiny synthetic batch.
+cross-entropy against age label distributions and augmented crops; the age is the expectation at inference. Crops
+follow the backbone's registry preprocessing, cut from aligned chips (labelled folders: the face pipeline's cached
+landmarks, as evaluation cuts them) or from IMDB-WIKI's face boxes with DEX's 40 % margin.
+
+What a CPU run on UTKFace taught (benchmarks/results/age_finetune_cpu.md): the CC0 net fine-tunes at ~11 s per epoch
+on 2 cores, so it is a CPU job; the WRN stays a GPU job. The recipe:
+* the head starts as the backbone's own age classifier where one reads the pooled map (CC0: ``fc`` on the mean of
+  ``blocks.4``), so epoch 0 is the published network and training only moves it;
+* Gaussian label distributions whose σ grows with age (σ = 0.5 + 0.07·age years): a constant σ pushes an infant's
+  target mass above its age (the grid stops at 0);
+* optional distillation towards the frozen published network (``distill``: learning without forgetting, Li & Hoiem
+  2016), KL(teacher ‖ student) on the 0..100 grid, which keeps the member closer to it on photos unlike the training
+  set;
+* AdamW with a one-cycle schedule.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from services.scoring.crops import warp_affine
+from services.scoring.ensemble import align_to_grid
 from services.scoring.members import member_crops
 from services.scoring.models.registry import PretrainedConfig, pretrained_config
 from services.scoring.training.augment import augment_crop
 from services.scoring.training.backbones import backbone, backbone_constructor
-from services.scoring.training.fit_heads import ages_to_classes
-from services.scoring.training.heads import HeadEnsemble, HeadSpec
+from services.scoring.training.fit_heads import soft_targets
+from services.scoring.training.heads import AGE_CLASSES, DexHead, HeadEnsemble, HeadSpec
 from services.scoring.training.member import GRID, DexHeadMember
 
 DEX_MARGIN = 0.4  # IMDB-WIKI boxes enlarged by 40 % per side, as DEX and yu4u crop them
 PROB_FLOOR = 1e-8  # members return probabilities; log of 0 would be −inf
 FULL_LEARNING_RATE = 1e-4  # fine-tuning: 10× below the head-only rate so the pretrained features are not wrecked
 FULL_BATCH = 64
+FULL_FORMAT = 1  # bump when the saved member layout changes
+WEIGHT_DECAY = 1e-4
+WARMUP_FRACTION = 0.15  # of the one-cycle schedule's steps
+SIGMA_FLOOR, SIGMA_SLOPE = 0.5, 0.07  # label σ = floor + slope·age (years): ~1 y for a child, ~3 y at 35, ~6 y at 80
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_SCALE = 1.0 / 58.4  # ≈ 1/ImageNet std in 0..255 units (one scalar: PretrainedConfig has one scale)
 
@@ -88,29 +105,90 @@ def to_tensor(cfg: PretrainedConfig, crops: np.ndarray) -> torch.Tensor:
     return ((x - torch.tensor(cfg.mean)) * cfg.scale).permute(0, 3, 1, 2).contiguous()
 
 
+def age_label_distribution(ages: np.ndarray) -> torch.Tensor:
+    """[N, 101] Gaussian label distributions on the age grid with σ growing with age (see the module docstring)."""
+    ages = np.clip(np.asarray(ages, dtype=np.float64), 0, AGE_CLASSES - 1)
+    sigma = torch.from_numpy(SIGMA_FLOOR + SIGMA_SLOPE * ages).float()[:, None]
+    return soft_targets(torch.from_numpy(ages).float(), sigma)
+
+
+def init_head_from_classifier(head: DexHead, classifier: nn.Linear, age_values: Sequence[float]) -> None:
+    """Make a linear 101-way ``head`` (identity standardisation) equal the backbone's own age classifier.
+
+    Grid age i takes the row of the published class nearest to i; grid ages sharing one class (those past the
+    published range) split its mass evenly (bias − log n). The head thus starts as the published network, except
+    that the last class's mass is spread over the ages beyond it, which the published network cannot express.
+    """
+    values = np.asarray(age_values, dtype=np.float64)
+    nearest = np.abs(values[None, :] - np.arange(AGE_CLASSES)[:, None]).argmin(axis=1)
+    shared = torch.from_numpy(np.bincount(nearest, minlength=len(values))[nearest]).float()
+    linear = head.net[-1]
+    with torch.no_grad():
+        linear.weight.copy_(classifier.weight[torch.from_numpy(nearest)])
+        linear.bias.copy_(classifier.bias[torch.from_numpy(nearest)] - torch.log(shared))
+
+
 def build_member(backbone_key: str, models_dir: Path | None, pretrained: bool = True) -> DexHeadMember:
-    """A trainable DexHeadMember: pretrained backbone (when it has one) + one fresh linear head."""
+    """A trainable DexHeadMember: backbone (pretrained when it has weights) + one linear head.
+
+    A backbone with an age classifier on its pooled map gets a mean-pooled head started as that classifier; the
+    others a fresh head on 2×2-pooled features.
+    """
     b = backbone(backbone_key)
+    net = backbone_constructor(backbone_key)()
     if b.member is not None and pretrained:
         from services.scoring.models.registry import create_model
 
         net = create_model(b.member, models_dir)
-    else:
-        net = backbone_constructor(backbone_key)()
-    features = b.channels * GRID * GRID
-    spec = HeadSpec(backbone=b.member or b.key, layer=b.layer, relu=b.relu, pooling="grid", in_features=features)
-    return DexHeadMember(net, HeadEnsemble(spec))
+    pooling = "gap" if b.classifier else "grid"
+    features = b.channels * (1 if pooling == "gap" else GRID * GRID)
+    spec = HeadSpec(backbone=b.member or b.key, layer=b.layer, relu=b.relu, pooling=pooling, in_features=features)
+    member = DexHeadMember(net, HeadEnsemble(spec))
+    if b.classifier and b.member is not None and pretrained:
+        classifier = dict(net.named_modules())[b.classifier]
+        init_head_from_classifier(member.heads.heads[0], classifier, pretrained_config(b.member).age_values)
+    return member
 
 
-def full_step(model: DexHeadMember, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
-    """One optimisation step of cross-entropy on the member's output distribution; the loss before the step."""
+def full_step(model: DexHeadMember, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
+              teacher: torch.Tensor | None = None, distill: float = 0.0) -> float:
+    """One optimisation step: cross-entropy against label distributions ``target`` [N, 101], plus ``distill`` ×
+    KL(teacher ‖ model) when the frozen network's distributions ``teacher`` are given; the loss before the step."""
     model.train()
-    probs = model(x)
-    loss = F.nll_loss(torch.log(probs.clamp_min(PROB_FLOOR)), y)
+    log_probs = torch.log(model(x).float().clamp_min(PROB_FLOOR))
+    loss = -(target * log_probs).sum(dim=1).mean()
+    if teacher is not None and distill > 0:
+        loss = loss + distill * (teacher * (torch.log(teacher.clamp_min(PROB_FLOOR)) - log_probs)).sum(dim=1).mean()
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
     return float(loss.detach())
+
+
+def teacher_distribution(teacher: nn.Module, age_values: Sequence[float], x: torch.Tensor) -> torch.Tensor:
+    """The frozen published network's age distribution for a batch, moved onto the 0..100 grid."""
+    with torch.inference_mode():
+        out = teacher(x)
+    probs = (out[-1] if isinstance(out, tuple) else out).float().cpu().numpy()
+    return torch.from_numpy(align_to_grid(probs, age_values)).float().to(x.device)
+
+
+def save_full_member(path: Path, model: DexHeadMember, backbone_key: str, extra: dict[str, Any]) -> None:
+    """Weights as fp16 plus the head spec and ``extra`` (training files, bootstrap bag, settings)."""
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": FULL_FORMAT, "backbone": backbone_key, "spec": asdict(model.heads.spec), "state": state,
+                "extra": extra}, path)
+
+
+def load_full_member(path: Path) -> tuple[DexHeadMember, dict[str, Any]]:
+    """A saved fine-tuned member in eval mode (fp32) and its ``extra`` metadata (plus its ``backbone`` key)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("format") != FULL_FORMAT:
+        raise ValueError(f"{path}: full-member format {blob.get('format')}, expected {FULL_FORMAT}")
+    member = DexHeadMember(backbone_constructor(blob["backbone"])(), HeadEnsemble(HeadSpec(**blob["spec"])))
+    member.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()})
+    return member.eval(), {**blob["extra"], "backbone": blob["backbone"]}
 
 
 def train_full(
@@ -123,6 +201,8 @@ def train_full(
     device: str = "auto",
     batch_size: int = FULL_BATCH,
     seed: int = 0,
+    lr: float = FULL_LEARNING_RATE,
+    distill: float = 0.0,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
     """Train K members end to end, each on its own bootstrap sample; saves ``dex_full_<backbone>_k<i>.pt``."""
@@ -130,26 +210,39 @@ def train_full(
                        ("cpu" if device == "auto" else device))
     cfg = crop_config(backbone_key)
     crops = np.stack([load_crop(item, cfg) for item in items])  # decoded once: images are re-augmented per epoch
-    classes = ages_to_classes(np.array([i.age for i in items]))
+    ages = np.array([i.age for i in items], dtype=np.float64)
+    teacher = None
+    if distill > 0:
+        from services.scoring.models.registry import create_model
+
+        member_name = backbone(backbone_key).member
+        if member_name is None:
+            raise ValueError(f"backbone {backbone_key} has no published network to distil from")
+        teacher = create_model(member_name, models_dir).to(dev).eval()
     saved = []
     for k in range(members):
         rng = np.random.default_rng(seed + k)
         torch.manual_seed(seed + k)
         bag = rng.integers(0, len(items), len(items)) if members > 1 else np.arange(len(items))
         model = build_member(backbone_key, models_dir).to(dev)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=FULL_LEARNING_RATE, weight_decay=1e-4)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, lr, total_steps=epochs * math.ceil(len(bag) / batch_size), pct_start=WARMUP_FRACTION)
         for epoch in range(epochs):
             losses = []
             order = rng.permutation(bag)
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
-                batch = np.stack([augment_crop(crops[r], rng) for r in rows])
+                x = to_tensor(cfg, np.stack([augment_crop(crops[r], rng) for r in rows])).to(dev)
+                target = age_label_distribution(ages[rows]).to(dev)
+                soft = teacher_distribution(teacher, cfg.age_values, x) if teacher is not None else None
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                    losses.append(full_step(model, optimizer, to_tensor(cfg, batch).to(dev),
-                                            torch.from_numpy(classes[rows]).to(dev)))
+                    losses.append(full_step(model, optimizer, x, target, soft, distill))
+                schedule.step()
             log(f"member {k + 1}/{members} epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.3f}")
         path = Path(out_dir) / f"dex_full_{backbone_key}_k{k}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.cpu().state_dict(), path)
+        save_full_member(path, model.cpu(), backbone_key, {
+            "train_files": [str(i.path) for i in items], "bag": bag.tolist(), "epochs": epochs, "lr": lr,
+            "distill": distill, "seed": seed + k})
         saved.append(path)
     return saved
