@@ -33,16 +33,14 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 from age_fit_calibration import AFFINE_MEMBERS, FLIP_MEMBERS, cached_set, subset  # noqa: E402
 
 from services.scoring.ensemble import combine, fit_ensemble  # noqa: E402
-from services.scoring.evaluation.metrics import mae  # noqa: E402
+from services.scoring.evaluation.metrics import AGE_BANDS, age_band, group_mae, mae  # noqa: E402
 from services.scoring.evaluation.predict import member_outputs  # noqa: E402
-from services.scoring.members import MemberOutput, to_input  # noqa: E402
+from services.scoring.members import MemberOutput, run_member  # noqa: E402
 from services.scoring.training.full import ImageItem, crop_config, load_crop, load_full_member  # noqa: E402
 from services.scoring.training.heads import AGE_VALUES  # noqa: E402
 
 PUBLISHED = ["wrn16_8_imdbwiki", "agegender_cc0_age", "agegender_cc0_gender"]
 TRIAL = "cc0_full"
-BANDS = ((0, 13), (13, 20), (20, 40), (40, 60), (60, 200))
-BATCH = 256
 RESULTS = REPO / ".howhot" / "results" / "age_finetune_cpu.json"
 
 
@@ -53,25 +51,18 @@ def crops_of(samples: list, rows: list, cfg: object) -> np.ndarray:
 
 
 def member_probs(model: torch.nn.Module, cfg: object, crops: np.ndarray) -> np.ndarray:
-    """[N, 101] age distribution of one member, averaged over the crop and its mirror."""
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(crops), BATCH):
-            chunk = crops[start:start + BATCH]
-            p = model(to_input(cfg, chunk, flip=True)).float()  # type: ignore[arg-type]
-            out.append(((p[:len(chunk)] + p[len(chunk):]) / 2).numpy())
-    return np.concatenate(out).astype(np.float64)
+    """[N, 101] age distribution of one member, averaged over the crop and its mirror (as the scorer runs members)."""
+    return run_member(cfg, model, crops, flip=True).age_probs  # type: ignore[arg-type, return-value]
 
 
 def band_table(pred: np.ndarray, ages: np.ndarray) -> dict[str, dict[str, float]]:
-    """MAE and mean signed error per age band."""
-    out = {}
-    for low, high in BANDS:
-        rows = (ages >= low) & (ages < high)
-        if rows.any():
-            out[f"{low}-{min(high, 99)}"] = {"n": int(rows.sum()), "mae": mae(pred[rows], ages[rows]),
-                                            "bias": float(np.mean(pred[rows] - ages[rows]))}
-    return out
+    """MAE and mean signed error per age band of the evaluation report."""
+    errors = pred - ages
+    bands = [age_band(a) for a in ages]
+    table = group_mae(errors, bands, [b[0] for b in AGE_BANDS])
+    for label, entry in table.items():
+        entry["bias"] = float(np.mean(errors[np.asarray(bands) == label]))
+    return table
 
 
 def evaluate_run(run: Path, sets: dict, crops_by_backbone: dict) -> dict:

@@ -37,7 +37,7 @@ from services.scoring.models.registry import PretrainedConfig, pretrained_config
 from services.scoring.training.augment import augment_crop
 from services.scoring.training.backbones import backbone, backbone_constructor
 from services.scoring.training.fit_heads import soft_targets
-from services.scoring.training.heads import AGE_CLASSES, DexHead, HeadEnsemble, HeadSpec
+from services.scoring.training.heads import AGE_CLASSES, DexHead, HeadEnsemble, HeadSpec, float_state, half_state
 from services.scoring.training.member import GRID, DexHeadMember
 
 DEX_MARGIN = 0.4  # IMDB-WIKI boxes enlarged by 40 % per side, as DEX and yu4u crop them
@@ -135,11 +135,12 @@ def build_member(backbone_key: str, models_dir: Path | None, pretrained: bool = 
     others a fresh head on 2×2-pooled features.
     """
     b = backbone(backbone_key)
-    net = backbone_constructor(backbone_key)()
     if b.member is not None and pretrained:
         from services.scoring.models.registry import create_model
 
         net = create_model(b.member, models_dir)
+    else:
+        net = backbone_constructor(backbone_key)()
     pooling = "gap" if b.classifier else "grid"
     features = b.channels * (1 if pooling == "gap" else GRID * GRID)
     spec = HeadSpec(backbone=b.member or b.key, layer=b.layer, relu=b.relu, pooling=pooling, in_features=features)
@@ -175,10 +176,9 @@ def teacher_distribution(teacher: nn.Module, age_values: Sequence[float], x: tor
 
 def save_full_member(path: Path, model: DexHeadMember, backbone_key: str, extra: dict[str, Any]) -> None:
     """Weights as fp16 plus the head spec and ``extra`` (training files, bootstrap bag, settings)."""
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FULL_FORMAT, "backbone": backbone_key, "spec": asdict(model.heads.spec), "state": state,
-                "extra": extra}, path)
+    torch.save({"format": FULL_FORMAT, "backbone": backbone_key, "spec": asdict(model.heads.spec),
+                "state": half_state(model.state_dict()), "extra": extra}, path)
 
 
 def load_full_member(path: Path) -> tuple[DexHeadMember, dict[str, Any]]:
@@ -187,7 +187,7 @@ def load_full_member(path: Path) -> tuple[DexHeadMember, dict[str, Any]]:
     if blob.get("format") != FULL_FORMAT:
         raise ValueError(f"{path}: full-member format {blob.get('format')}, expected {FULL_FORMAT}")
     member = DexHeadMember(backbone_constructor(blob["backbone"])(), HeadEnsemble(HeadSpec(**blob["spec"])))
-    member.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()})
+    member.load_state_dict(float_state(blob["state"]))
     return member.eval(), {**blob["extra"], "backbone": blob["backbone"]}
 
 

@@ -92,11 +92,21 @@ def expected_age(probs: np.ndarray | torch.Tensor) -> np.ndarray:
     return p.astype(np.float64) @ AGE_VALUES
 
 
+def half_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating tensors as fp16, for saved weights (halves the file; the logits move by < 1e-3)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def float_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Saved fp16 tensors back to fp32 for loading."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def save_heads(path: Path, ensemble: HeadEnsemble, extra: dict[str, Any] | None = None) -> None:
-    """Weights as fp16 (halves the committed file; the logits move by < 1e-3) plus the spec and ``extra`` metadata."""
-    state = {k: v.half() if v.is_floating_point() else v for k, v in ensemble.state_dict().items()}
+    """Weights as fp16 (``half_state``) plus the spec and ``extra`` metadata."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": HEAD_FORMAT, "spec": asdict(ensemble.spec), "state": state, "extra": extra or {}}, path)
+    torch.save({"format": HEAD_FORMAT, "spec": asdict(ensemble.spec), "state": half_state(ensemble.state_dict()),
+                "extra": extra or {}}, path)
 
 
 def load_heads(path: Path) -> tuple[HeadEnsemble, dict[str, Any]]:
@@ -105,5 +115,5 @@ def load_heads(path: Path) -> tuple[HeadEnsemble, dict[str, Any]]:
     if blob.get("format") != HEAD_FORMAT:
         raise ValueError(f"{path}: head format {blob.get('format')}, expected {HEAD_FORMAT}")
     ensemble = HeadEnsemble(HeadSpec(**blob["spec"]))
-    ensemble.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()})
+    ensemble.load_state_dict(float_state(blob["state"]))
     return ensemble.eval(), blob["extra"]
