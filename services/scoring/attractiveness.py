@@ -8,7 +8,7 @@ ensemble's age distribution before anything is shown.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,13 @@ from torch import nn
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
 from libs.common.modelcard import ModelCard
 from services.scoring.beauty.features import (
+    EMBEDDERS,
     EMBEDDING,
-    EMBEDDING_BLOCK,
     EMBEDDING_MEMBER,
     EMBEDDING_MEMBER_BLOCK,
-    embedding_features,
+    HOOKS,
+    embedder_features,
+    load_embedder,
 )
 from services.scoring.beauty.minors import withhold_attractiveness
 from services.scoring.beauty.scorer import (
@@ -43,30 +45,28 @@ DEFAULT_HEAD_BY_PROFILE = {"default": "beauty_head_all", "commercial-safe": "bea
 class Attractiveness:
     """The loaded head plus the minors threshold; ``enrich`` returns the extra result fields per face.
 
-    ``embedder``: the dlib face embedding (``features.EMBEDDING``), loaded only when the head (or the
-    ``extra_members`` given to ``load``) reads its block. Where the profile's ensemble has the embedding gender
-    member (``features.EMBEDDING_MEMBER``: same network, same chip, same flip TTA), ``tap`` reads the embedding in
-    that member's pass and nothing runs twice; otherwise ``enrich`` runs the embedder itself, once per adult face
-    (with its mirror, as trained).
+    ``embedders``: the face embeddings (``features.EMBEDDERS``: dlib's, InsightFace's MobileFaceNet), each loaded
+    only when the head (or the ``extra_members`` given to ``load``) reads its blocks. Where the profile's ensemble has
+    the embedding gender member (``features.EMBEDDING_MEMBER``: same network as dlib's embedding, same chip, same
+    flip TTA), ``tap`` reads the dlib blocks in that member's pass and nothing runs twice; every other embedder runs
+    in ``enrich``, once per adult face (with its mirror, as trained).
     """
 
     head: BeautyHead
     card: ModelCard
     minor_threshold: float
-    embedder: nn.Module | None = None
+    embedders: dict[str, nn.Module] = field(default_factory=dict)
 
     @classmethod
     def load(cls, profile: str, minor_threshold: float, models_dir: Path | None = None,
              extra_members: Sequence[str] = ()) -> Attractiveness:
         head, card = load_beauty_head(DEFAULT_HEAD_BY_PROFILE.get(profile, "beauty_head_all"))
-        embedder = None
-        if EMBEDDING in set(head_members(head)) | set(extra_members):
-            from services.scoring.models.embedding_registry import embedding_model
-
-            embedder = embedding_model(models_dir)
-            chip = np.full((CHIP_SIZE, CHIP_SIZE, 3), 128, dtype=np.uint8)  # warm-up, as FaceScorer.warmup does
-            embedding_features(embedder, [chip], [CHIP_TEMPLATE], flip=FLIP_BY_MEMBER.get(EMBEDDING, True))
-        return cls(head, card, minor_threshold, embedder)
+        embedders = {}
+        chip = np.full((CHIP_SIZE, CHIP_SIZE, 3), 128, dtype=np.uint8)  # warm-up, as FaceScorer.warmup does
+        for name in sorted(set(EMBEDDERS) & (set(head_members(head)) | set(extra_members))):
+            embedders[name] = load_embedder(name, models_dir)
+            embedder_features(name, embedders[name], [chip], [CHIP_TEMPLATE], flip=FLIP_BY_MEMBER.get(name, True))
+        return cls(head, card, minor_threshold, embedders)
 
     @property
     def version(self) -> str:
@@ -111,14 +111,15 @@ class Attractiveness:
             adult_chips, adult_landmarks = [chips[i] for i in adults], [landmarks[i] for i in adults]
             if untapped:
                 blocks.update(chip_features(untapped, adult_chips, adult_landmarks))
-            if EMBEDDING in names and EMBEDDING_MEMBER_BLOCK in tapped:  # read in the gender member's pass
-                blocks[EMBEDDING_BLOCK] = np.stack([scores[i].features[EMBEDDING_MEMBER_BLOCK] for i in adults])
-            elif EMBEDDING in names:  # no such member in this profile: the embedding's one pass (+ mirror) runs here
-                if self.embedder is None:
-                    raise RuntimeError(f"{EMBEDDING} features requested but not loaded (Attractiveness.load)")
-                self.embedder.to(scorer.device)  # a no-op after the first batch
-                blocks.update(embedding_features(self.embedder, adult_chips, adult_landmarks,
-                                                 flip=FLIP_BY_MEMBER.get(EMBEDDING, True)))
+            for name in sorted(set(EMBEDDERS) & set(names)):
+                if name == EMBEDDING and EMBEDDING_MEMBER_BLOCK in tapped:  # read in the gender member's pass
+                    blocks.update(_member_embedding_blocks([scores[i].features for i in adults]))
+                    continue
+                if name not in self.embedders:
+                    raise RuntimeError(f"{name} features requested but not loaded (Attractiveness.load)")
+                self.embedders[name].to(scorer.device)  # a no-op after the first batch
+                blocks.update(embedder_features(name, self.embedders[name], adult_chips, adult_landmarks,
+                                                flip=FLIP_BY_MEMBER.get(name, True)))
             for row, (i, beauty) in enumerate(zip(adults, score_blocks(self.head, blocks), strict=True)):
                 out[i].update({
                     "attractiveness": round(min(10.0, max(1.0, beauty.score)), ROUND),
@@ -127,3 +128,12 @@ class Attractiveness:
                 })
                 per_face[i] = {name: values[row] for name, values in blocks.items()}
         return out, per_face
+
+
+def _member_embedding_blocks(features: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The dlib embedding's blocks as the embedding gender member's pass read them (same network and chip), renamed
+    from ``dlib_embedding_gender.<layer>`` to ``dlib_face_embedding.<layer>``."""
+    prefix = f"{EMBEDDING_MEMBER}."
+    layers = {key[len(prefix):] for key in features[0] if key.startswith(prefix)}
+    wanted = {layer for layer in layers if layer.split("_", 1)[0] in HOOKS[EMBEDDING_MEMBER]}
+    return {f"{EMBEDDING}.{layer}": np.stack([f[prefix + layer] for f in features]) for layer in sorted(wanted)}

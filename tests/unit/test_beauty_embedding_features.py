@@ -14,6 +14,8 @@ from torch import nn
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
 from services.scoring.beauty import features as beauty_features
 from services.scoring.beauty.features import (
+    ARCFACE,
+    ARCFACE_BLOCK,
     EMBEDDING,
     EMBEDDING_BLOCK,
     embedding_chips,
@@ -33,9 +35,10 @@ class ColumnMeans(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.ones(1))
+        self.blocks = nn.Sequential(*[nn.Identity() for _ in range(14)])  # where the hooks read the last map
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(1, 2))[:, :EMBEDDING_SIZE] * self.scale
+        return self.blocks(x).mean(dim=(1, 2))[:, :EMBEDDING_SIZE] * self.scale
 
 
 def _chips(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -44,10 +47,14 @@ def _chips(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
             [CHIP_TEMPLATE.astype(np.float32) for _ in range(n)])
 
 
-def test_block_sets_put_the_embedding_beside_the_members() -> None:
-    assert BLOCK_SETS["all"] == [EMBEDDING_BLOCK, *BLOCK_SETS["all_members"]]
-    assert BLOCK_SETS["cc0"] == [EMBEDDING_BLOCK, *BLOCK_SETS["cc0_members"]]
-    assert not any(b.startswith("wrn16_8_imdbwiki.") for b in BLOCK_SETS["cc0"])  # still commercial-safe features
+def test_block_sets_put_the_embeddings_beside_the_members() -> None:
+    assert BLOCK_SETS["all_v2"] == [EMBEDDING_BLOCK, *BLOCK_SETS["all_members"]]  # version 2, kept to reproduce it
+    assert BLOCK_SETS["cc0_v2"] == [EMBEDDING_BLOCK, *BLOCK_SETS["cc0_members"]]
+    assert BLOCK_SETS["all"][0] == ARCFACE_BLOCK and EMBEDDING_BLOCK in BLOCK_SETS["all"]
+    assert {f"{EMBEDDING}.block13_gap", f"{ARCFACE}.final_grid"} <= set(BLOCK_SETS["all"])
+    assert EMBEDDING_BLOCK in BLOCK_SETS["cc0"] and set(BLOCK_SETS["cc0_members"]) <= set(BLOCK_SETS["cc0"])
+    # the commercial-safe set reads neither research-only network (IMDB-WIKI's WRN, InsightFace's MobileFaceNet)
+    assert not any(b.startswith(("wrn16_8_imdbwiki.", f"{ARCFACE}.")) for b in BLOCK_SETS["cc0"])
 
 
 def test_embedding_chips_are_the_dlib_chips_of_the_256px_chips() -> None:
@@ -78,8 +85,10 @@ def test_source_features_batches_the_embedding(monkeypatch: pytest.MonkeyPatch) 
     model = ColumnMeans()
     batched = source_features(EMBEDDING, model, chips, marks, flip=True)
     whole = embedding_features(model, chips, marks, flip=True)
-    assert set(batched) == {EMBEDDING_BLOCK}
-    np.testing.assert_allclose(batched[EMBEDDING_BLOCK], whole[EMBEDDING_BLOCK], rtol=1e-5, atol=1e-6)
+    assert set(batched) == {EMBEDDING_BLOCK, f"{EMBEDDING}.block13_gap", f"{EMBEDDING}.block13_grid"} == set(whole)
+    for key in whole:  # the hooked map is pooled per slice and mirror-averaged like the embedding
+        np.testing.assert_allclose(batched[key], whole[key], rtol=1e-5, atol=1e-6)
+    assert whole[f"{EMBEDDING}.block13_grid"].shape == (5, 4 * 3)  # stand-in map: 3 channels, 2×2 grid
 
 
 def _member_only_head() -> BeautyHead:
@@ -97,9 +106,9 @@ def test_the_embedding_loads_only_when_something_reads_it(monkeypatch: pytest.Mo
     monkeypatch.setattr(attractiveness_module, "load_beauty_head", lambda name: (_member_only_head(), None))
     monkeypatch.setattr(embedding_registry, "embedding_model", lambda models_dir=None: loads.append(1) or net)
     beauty = attractiveness_module.Attractiveness.load("default", minor_threshold=0.2)
-    assert beauty.embedder is None and loads == [] and EMBEDDING not in beauty.tap()
+    assert beauty.embedders == {} and loads == [] and EMBEDDING not in beauty.tap()
     with_personal = attractiveness_module.Attractiveness.load("default", 0.2, extra_members=[EMBEDDING])
-    assert with_personal.embedder is net and loads == [1]
+    assert with_personal.embedders == {EMBEDDING: net} and loads == [1]
 
 
 # --- the served path with the real network ---------------------------------------------------------------------------
@@ -121,7 +130,8 @@ def test_committed_heads_read_the_embedding(head_name: str) -> None:
     from services.scoring.beauty.scorer import head_members, load_beauty_head
 
     head, card = load_beauty_head(head_name)
-    assert head.blocks[0] == EMBEDDING_BLOCK and EMBEDDING in head_members(head)
+    assert EMBEDDING_BLOCK in head.blocks and EMBEDDING in head_members(head)
+    assert (ARCFACE in head_members(head)) == (head_name == "beauty_head_all")  # research-only net: default only
     assert head.standardizer.mean.shape[0] == head.dim and head.dim > EMBEDDING_SIZE
     assert card.preprocessing["flip_tta"][EMBEDDING] is True and "padding 0.25" in card.preprocessing["embedding"]
     assert "CC0" in card.licence and not card.commercial_use  # the MEBeauty labels stay research-only
@@ -137,15 +147,15 @@ def test_served_embedding_block_matches_the_standalone_embedding(face_embedding:
     chips, marks = _chips(2, seed=3)
     head = BeautyHead("ridge", [EMBEDDING_BLOCK], Standardizer(np.zeros(EMBEDDING_SIZE), np.ones(EMBEDDING_SIZE)),
                       np.full(EMBEDDING_SIZE, 0.01), 6.0, np.zeros((0, 0)), np.zeros(0), 1.0, {})
-    beauty = attractiveness_module.Attractiveness(head, None, 0.2, face_embedding)  # type: ignore[arg-type]
+    beauty = attractiveness_module.Attractiveness(head, None, 0.2, {EMBEDDING: face_embedding})  # type: ignore[arg-type]
     calls: list[int] = []
-    real = attractiveness_module.embedding_features
+    real = attractiveness_module.embedder_features
 
-    def counting(model, c, m, flip=True):
+    def counting(name, model, c, m, flip=True):
         calls.append(len(c))
-        return real(model, c, m, flip)
+        return real(name, model, c, m, flip)
 
-    monkeypatch.setattr(attractiveness_module, "embedding_features", counting)
+    monkeypatch.setattr(attractiveness_module, "embedder_features", counting)
     adult = np.zeros(101)
     adult[30] = 1.0
 

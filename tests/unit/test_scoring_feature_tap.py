@@ -16,10 +16,11 @@ from libs.common.settings import Settings
 from services.scoring import attractiveness as attractiveness_module
 from services.scoring.attractiveness import Attractiveness
 from services.scoring.beauty.features import (
+    EMBEDDERS,
     EMBEDDING,
-    EMBEDDING_BLOCK,
     EMBEDDING_MEMBER,
     EMBEDDING_MEMBER_BLOCK,
+    embedder_features,
     member_features,
 )
 from services.scoring.scorer import FaceScorer
@@ -76,32 +77,33 @@ def test_service_scoring_runs_each_member_once(scorer: FaceScorer, face, monkeyp
         return real_chip_features(models, chips, marks)
 
     monkeypatch.setattr(attractiveness_module, "chip_features", counting)
-    embedding_calls: list[int] = []
-    real_embedding_features = attractiveness_module.embedding_features
+    embedding_calls: list[str] = []
 
-    def counting_embedding(model, chips, marks, flip=True):
-        embedding_calls.append(len(chips))
-        return real_embedding_features(model, chips, marks, flip)
+    def counting_embedding(name, model, chips, marks, flip=True):
+        embedding_calls.append(name)
+        return embedder_features(name, model, chips, marks, flip)
 
-    monkeypatch.setattr(attractiveness_module, "embedding_features", counting_embedding)
+    monkeypatch.setattr(attractiveness_module, "embedder_features", counting_embedding)
     [(score, extra)] = ScoringModels(scorer, beauty).score([(chip, landmarks)])
     assert untapped_calls == []  # every member the head reads came from the ensemble's pass
-    # the face embedding: read in the embedding gender member's pass where the profile has that member, else one
-    # pass of its own per batch
-    expected = [] if EMBEDDING not in beauty.tap() or EMBEDDING_MEMBER in scorer.models else [1]
+    # each face embedding the head reads runs once per batch, except dlib's where the profile has the embedding
+    # gender member: its pass carries the embedding and the last map
+    read = sorted(set(EMBEDDERS) & set(beauty.tap()))
+    expected = [n for n in read if not (n == EMBEDDING and EMBEDDING_MEMBER in scorer.models)]
     assert embedding_calls == expected
     if EMBEDDING in beauty.tap() and EMBEDDING_MEMBER in scorer.models:  # the shared embedding is the embedding
         assert EMBEDDING_MEMBER_BLOCK in score.features
         _, per_face = beauty.enrich(scorer, [chip], [landmarks], [score])
-        alone = real_embedding_features(beauty.embedder, [chip], [landmarks], True)[EMBEDDING_BLOCK][0]
-        np.testing.assert_allclose(per_face[0][EMBEDDING_BLOCK], alone, rtol=1e-4, atol=1e-4)
-        assert embedding_calls == expected  # still no pass of its own
+        alone = embedder_features(EMBEDDING, beauty.embedders[EMBEDDING], [chip], [landmarks], True)
+        for key, value in alone.items():  # embedding and last map, as the standalone network computes them
+            np.testing.assert_allclose(per_face[0][key], value[0], rtol=1e-4, atol=1e-4, err_msg=key)
+        assert embedding_calls == expected + [n for n in expected]  # the second enrich: no dlib pass of its own
     assert 1.0 <= extra["attractiveness"] <= 10.0
 
     # the second-pass route (what ran before the tap) agrees with it
     plain = scorer.score_batch([chip], [landmarks])
     [reference], _ = beauty.enrich(scorer, [chip], [landmarks], plain)
     # the members run again; the face embedding (no member) runs apart, as does its gender member's tap
-    assert untapped_calls and set(untapped_calls[0]) == set(beauty.tap()) - {EMBEDDING, EMBEDDING_MEMBER}
+    assert untapped_calls and set(untapped_calls[0]) == set(beauty.tap()) - {*EMBEDDERS, EMBEDDING_MEMBER}
     assert abs(reference["attractiveness"] - extra["attractiveness"]) < 0.1
     assert score.age == pytest.approx(plain[0].age)

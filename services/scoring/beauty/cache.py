@@ -13,18 +13,25 @@ from pathlib import Path
 import numpy as np
 
 from services.scoring.beauty.chips import chips_for, detect_landmarks
-from services.scoring.beauty.features import EMBEDDING, source_features
+from services.scoring.beauty.features import EMBEDDERS, load_embedder, source_features
 from services.scoring.evaluation import detection
 
 DEFAULT_CACHE_DIR = Path(".howhot/cache/beauty")
-CACHE_VERSION = "1"  # bump when hooks or pooling change
+CACHE_VERSION = "1"  # bump when hooks or pooling change for every source
+# per-source revisions on top (a source's file is "<CACHE_VERSION>.<rev>"): the dlib embedding gained its last map
+SOURCE_REVISIONS = {"dlib_face_embedding": "2", "arcface_mbf": "1"}
 
 
-def _check_files(path: Path, files: Sequence[str]) -> dict[str, np.ndarray] | None:
+def cache_version(source: str) -> str:
+    """The version string a source's cache file must carry (others stay valid when one source changes)."""
+    return f"{CACHE_VERSION}.{SOURCE_REVISIONS[source]}" if source in SOURCE_REVISIONS else CACHE_VERSION
+
+
+def _check_files(path: Path, files: Sequence[str], version: str = CACHE_VERSION) -> dict[str, np.ndarray] | None:
     if not path.exists():
         return None
     with np.load(path, allow_pickle=False) as data:
-        if list(data["files"]) != list(files) or str(data["version"]) != CACHE_VERSION:
+        if list(data["files"]) != list(files) or str(data["version"]) != version:
             return None
         return {k: data[k] for k in data.files if k not in ("files", "version")}
 
@@ -50,7 +57,7 @@ def cached_features(
 ) -> dict[str, np.ndarray]:
     """All feature blocks of ``members`` for the images (one .npz per member), computing only what is missing.
 
-    A member may also be ``features.EMBEDDING`` (the dlib face embedding, cached the same way)."""
+    A member may also be one of ``features.EMBEDDERS`` (the face embeddings, cached the same way)."""
     from services.scoring.models.registry import create_model
 
     flip = flip or {}
@@ -59,18 +66,13 @@ def cached_features(
     for member in members:
         use_flip = flip.get(member, True)
         path = Path(cache_dir) / f"{name}.{member}.{'flip' if use_flip else 'noflip'}.npz"
-        cached = _check_files(path, files)
+        cached = _check_files(path, files, cache_version(member))
         if cached is None:
             if chips is None:
                 marks = cached_landmarks(name, image_dir, files, cache_dir, progress)
                 chips = chips_for([Path(image_dir) / f for f in files], marks["landmarks"])
-            if member == EMBEDDING:
-                from services.scoring.models.embedding_registry import embedding_model
-
-                model = embedding_model(models_dir)
-            else:
-                model = create_model(member, models_dir)
+            model = load_embedder(member, models_dir) if member in EMBEDDERS else create_model(member, models_dir)
             cached = source_features(member, model, chips[0], chips[1], flip=use_flip, progress=progress)
-            np.savez(path, files=np.array(files), version=np.array(CACHE_VERSION), **cached)
+            np.savez(path, files=np.array(files), version=np.array(cache_version(member)), **cached)
         blocks.update(cached)
     return blocks

@@ -12,7 +12,9 @@ P(female), the age distribution) are blocks too: age and gender explain a large 
 One more feature source is not an ensemble member: dlib's 128-d face embedding (``EMBEDDING``, CC0;
 ``services.scoring.models.embedding_registry``). Its block ``dlib_face_embedding.emb`` is the embedding of the
 150-px dlib chip (padding 0.25, ``crops.dlib_chip`` from the 256-px chip) averaged with its mirror's, exactly as
-``benchmarks/face_embedding_eval.py`` measured it (benchmarks/results/face_embedding.md).
+``benchmarks/face_embedding_eval.py`` measured it (benchmarks/results/face_embedding.md). Another such source is
+InsightFace's MobileFaceNet (``ARCFACE``, research-only; ``services.scoring.models.arcface_registry``): its block
+``arcface_mbf.emb`` is the L2-normalised mean of the 512-d embeddings of the 112-px ArcFace chip and its mirror.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from services.scoring.members import MemberOutput, member_crops, run_member
+from services.scoring.models.arcface_mbf import FINAL_MAP_MODULE as ARCFACE_FINAL_MAP
 from services.scoring.models.registry import PretrainedConfig
 
 GRID = 2  # 2×2 spatial pooling: keeps upper/lower and left/right face halves apart at 4× the size of a global mean
@@ -36,6 +40,9 @@ CC0_MEMBERS = ("agegender_cc0_age", "agegender_cc0_gender")  # commercial-safe f
 ALL_MEMBERS = ("agegender_cc0_age", "agegender_cc0_gender", "wrn16_8_imdbwiki")
 EMBEDDING = "dlib_face_embedding"  # a feature source, not an ensemble member (no age/gender outputs)
 EMBEDDING_BLOCK = f"{EMBEDDING}.emb"
+ARCFACE = "arcface_mbf"  # InsightFace MobileFaceNet embedding: a feature source, research-only weights
+ARCFACE_BLOCK = f"{ARCFACE}.emb"
+EMBEDDERS = (EMBEDDING, ARCFACE)  # feature sources that are not ensemble members (loaded by ``load_embedder``)
 EMBEDDING_MEMBER = "dlib_embedding_gender"  # an ensemble member that runs the same network on the same chip
 EMBEDDING_MEMBER_BLOCK = f"{EMBEDDING_MEMBER}.emb"  # its tapped embedding: used as EMBEDDING_BLOCK when present
 
@@ -62,10 +69,19 @@ HOOKS: dict[str, dict[str, HookSpec]] = {
         "conv": HookSpec("affine4", relu=True, grid=True),  # last conv map, 64 channels
         "fc1": HookSpec("fc1", relu=True, grid=False),  # the 16-unit penultimate layer
     },
-    # the embedding gender member's own pass over the embedding's 150-px chip: its embedding (face and mirror
-    # averaged when the member runs with flip TTA) is exactly the EMBEDDING block, so the service reads it from there
-    "dlib_embedding_gender": {
+    # the face embeddings' last feature maps: identity training squeezes the map into the embedding, and what it
+    # squeezes out (skin, expression, proportions) is what raters respond to (beauty.md v3: +0.02 test r)
+    EMBEDDING: {
+        "block13": HookSpec("blocks.13", relu=False, grid=True),  # last residual block (post-ReLU), 256 channels
+    },
+    ARCFACE: {
+        "final": HookSpec(ARCFACE_FINAL_MAP, relu=False, grid=True),  # 512 × 7 × 7 map before the GDC conv
+    },
+    # the embedding gender member's own pass over the embedding's 150-px chip: its embedding and last map (face and
+    # mirror averaged when the member runs with flip TTA) are exactly the EMBEDDING blocks, read from there
+    EMBEDDING_MEMBER: {
         "emb": HookSpec("embedding", relu=False, grid=False),
+        "block13": HookSpec("embedding.blocks.13", relu=False, grid=True),
     },
 }
 
@@ -178,24 +194,58 @@ def embedding_chips(chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]
 def embedding_features(
     model: nn.Module, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], flip: bool = True,
 ) -> dict[str, np.ndarray]:
-    """The embedding block for N chips; with ``flip`` each embedding is the mean over face and mirror."""
+    """The embedding block and its last map (HOOKS) for N chips; with ``flip`` each is the mean over face and mirror."""
     from services.scoring.models.dlib_face_embedding import EMBEDDING_SIZE, embed
 
     if not len(chips):
         return {EMBEDDING_BLOCK: np.zeros((0, EMBEDDING_SIZE), np.float32)}
-    return {EMBEDDING_BLOCK: embed(model, embedding_chips(chips, landmarks), flip=flip).astype(np.float32)}
+    with feature_hooks(EMBEDDING, model) as captured:
+        emb = embed(model, embedding_chips(chips, landmarks), flip=flip, batch=None)
+    return {EMBEDDING_BLOCK: emb.astype(np.float32), **pooled_blocks(EMBEDDING, captured, len(chips), flip)}
+
+
+def arcface_features(model: nn.Module, chips: Sequence[np.ndarray], flip: bool = True) -> dict[str, np.ndarray]:
+    """The ArcFace blocks for N chips: the embedding (L2-normalised; with ``flip`` the mean of face and mirror, then
+    normalised) and its last map (HOOKS)."""
+    from services.scoring.models.arcface_mbf import EMBEDDING_SIZE, arcface_chips, embed
+
+    if not len(chips):
+        return {ARCFACE_BLOCK: np.zeros((0, EMBEDDING_SIZE), np.float32)}
+    with feature_hooks(ARCFACE, model) as captured:
+        emb = embed(model, arcface_chips(chips), flip=flip)
+    return {ARCFACE_BLOCK: emb.astype(np.float32), **pooled_blocks(ARCFACE, captured, len(chips), flip)}
+
+
+def embedder_features(
+    name: str, model: nn.Module, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], flip: bool = True,
+) -> dict[str, np.ndarray]:
+    """The block of one of the EMBEDDERS for N chips."""
+    if name == ARCFACE:
+        return arcface_features(model, chips, flip)
+    return embedding_features(model, chips, landmarks, flip)
+
+
+def load_embedder(name: str, models_dir: Path | None = None) -> nn.Module:
+    """One of the EMBEDDERS in eval mode, fetched and converted into the model cache on first use."""
+    if name == ARCFACE:
+        from services.scoring.models.arcface_registry import arcface_model
+
+        return arcface_model(models_dir)
+    from services.scoring.models.embedding_registry import embedding_model
+
+    return embedding_model(models_dir)
 
 
 def source_features(
     name: str, model: nn.Module, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], flip: bool = True,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Feature blocks of one feature source (an ensemble member or ``EMBEDDING``) in FEATURE_BATCH slices."""
-    if name != EMBEDDING:
+    """Feature blocks of one feature source (an ensemble member or one of the EMBEDDERS) in FEATURE_BATCH slices."""
+    if name not in EMBEDDERS:
         from services.scoring.models.registry import pretrained_config
 
         return batched_member_features(pretrained_config(name), model, chips, landmarks, flip, progress)
-    return _in_batches(lambda c, lm: embedding_features(model, c, lm, flip), chips, landmarks, name, progress)
+    return _in_batches(lambda c, lm: embedder_features(name, model, c, lm, flip), chips, landmarks, name, progress)
 
 
 def stack_blocks(blocks: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:

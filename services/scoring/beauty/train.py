@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.scoring.beauty.dataset import BeautyLabels
-from services.scoring.beauty.features import EMBEDDING_BLOCK, stack_blocks
+from services.scoring.beauty.features import ARCFACE, ARCFACE_BLOCK, EMBEDDING, EMBEDDING_BLOCK, stack_blocks
 from services.scoring.beauty.head import (
     SCORE_MAX,
     SCORE_MIN,
@@ -38,8 +38,14 @@ BLOCK_SETS: dict[str, list[str]] = {
 BLOCK_SETS["all_members"] = [*BLOCK_SETS["cc0_members"], f"{_WRN}.final_gap", f"{_WRN}.final_grid",
                              f"{_WRN}.stage2_gap", f"{_WRN}.age_probs", f"{_WRN}.p_female"]
 # the committed heads: the dlib face embedding (CC0) first, then the member blocks (cc0: still commercial-safe)
-BLOCK_SETS["cc0"] = [EMBEDDING_BLOCK, *BLOCK_SETS["cc0_members"]]
-BLOCK_SETS["all"] = [EMBEDDING_BLOCK, *BLOCK_SETS["all_members"]]
+BLOCK_SETS["cc0_v2"] = [EMBEDDING_BLOCK, *BLOCK_SETS["cc0_members"]]  # the committed heads of version 2
+BLOCK_SETS["all_v2"] = [EMBEDDING_BLOCK, *BLOCK_SETS["all_members"]]
+# version 3: both face embeddings with their last feature maps, plus the members' own answers (age distribution,
+# P(female)); the members' activations no longer help once the maps are in (beauty.md, v3: 5-fold CV on train + val)
+_DLIB_MAPS = [EMBEDDING_BLOCK, f"{EMBEDDING}.block13_gap", f"{EMBEDDING}.block13_grid"]
+_OUTPUTS = [b for b in BLOCK_SETS["all_members"] if b.endswith((".p_female", ".age_probs"))]
+BLOCK_SETS["all"] = [ARCFACE_BLOCK, f"{ARCFACE}.final_gap", f"{ARCFACE}.final_grid", *_DLIB_MAPS, *_OUTPUTS]
+BLOCK_SETS["cc0"] = [*_DLIB_MAPS, *BLOCK_SETS["cc0_members"]]  # commercial-safe backbone (no ArcFace, no WRN)
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 31))
 DEX_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)
 DEX_COMPONENTS = 256  # DEX head on the top principal components: 1.7 k faces cannot support 4.7 k × 19 free weights

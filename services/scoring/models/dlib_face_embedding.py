@@ -95,15 +95,19 @@ def preprocess(chips: np.ndarray, mean_rgb: tuple[float, float, float] = MEAN_RG
     return x.permute(0, 3, 1, 2).contiguous()
 
 
-def embed(model: nn.Module, chips: np.ndarray, flip: bool = False, batch: int = 32) -> np.ndarray:
-    """float32 [N, 128] embeddings of uint8 RGB chips; ``flip`` averages each with its mirror's embedding."""
+def embed(model: nn.Module, chips: np.ndarray, flip: bool = False, batch: int | None = 32) -> np.ndarray:
+    """float32 [N, 128] embeddings of uint8 RGB chips; ``flip`` averages each with its mirror's embedding.
+
+    Face and mirror go through one forward pass (rows [faces, mirrors]), so forward hooks see both; ``batch=None``
+    runs all chips in that one pass (what a caller reading hooked activations needs)."""
     out = []
     device = next(model.parameters()).device
+    step = batch or max(len(chips), 1)
     with torch.inference_mode():
-        for start in range(0, len(chips), batch):
-            x = preprocess(chips[start:start + batch]).to(device)
-            e = model(x)
+        for start in range(0, len(chips), step):
+            x = preprocess(chips[start:start + step]).to(device)
+            e = model(torch.cat([x, x.flip(-1)]) if flip else x)
             if flip:
-                e = (e + model(x.flip(-1))) / 2
+                e = (e[: len(x)] + e[len(x):]) / 2
             out.append(e.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, EMBEDDING_SIZE), np.float32)

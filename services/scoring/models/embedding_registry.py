@@ -74,12 +74,12 @@ def card(sha256: str = "") -> ModelCard:
     )
 
 
-def weights_path(models_dir: Path) -> Path:
-    return Path(models_dir) / f"{NAME}.pt"
+def weights_path(models_dir: Path, name: str = NAME) -> Path:
+    return Path(models_dir) / f"{name}.pt"
 
 
-def card_path(models_dir: Path) -> Path:
-    return Path(models_dir) / f"{NAME}.card.json"
+def card_path(models_dir: Path, name: str = NAME) -> Path:
+    return Path(models_dir) / f"{name}.card.json"
 
 
 def convert(models_dir: Path) -> ModelCard:
@@ -100,13 +100,13 @@ def convert(models_dir: Path) -> ModelCard:
     return result
 
 
-def _is_current(models_dir: Path) -> ModelCard | None:
-    weights, card_file = weights_path(models_dir), card_path(models_dir)
+def current_card(models_dir: Path, expected: ModelCard) -> ModelCard | None:
+    """The saved card of ``expected.name`` if its weights are there, unchanged, and of the expected version/source."""
+    weights, card_file = weights_path(models_dir, expected.name), card_path(models_dir, expected.name)
     if not (weights.exists() and card_file.exists()):
         return None
     saved = ModelCard.load(card_file)
-    expected = card()
-    if saved.version != VERSION or saved.source != expected.source or saved.sha256 != sha256_file(weights):
+    if saved.version != expected.version or saved.source != expected.source or saved.sha256 != sha256_file(weights):
         return None
     return saved
 
@@ -114,7 +114,7 @@ def _is_current(models_dir: Path) -> ModelCard | None:
 def fetch(models_dir: Path, progress: bool = True) -> list[ModelCard]:
     """Convert the embedding into ``models_dir`` unless a current copy is there (``howhot models fetch``)."""
     del progress  # one model: nothing to show
-    return [_is_current(Path(models_dir)) or convert(Path(models_dir))]
+    return [current_card(Path(models_dir), card()) or convert(Path(models_dir))]
 
 
 def embedding_model(models_dir: Path | None = None) -> nn.Module:
