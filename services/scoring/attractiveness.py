@@ -18,6 +18,7 @@ from torch import nn
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
 from libs.common.modelcard import ModelCard
 from services.scoring.beauty.features import (
+    COMMERCIAL_SAFE_EMBEDDERS,
     EMBEDDERS,
     EMBEDDING,
     EMBEDDING_MEMBER,
@@ -49,7 +50,8 @@ class Attractiveness:
     only when the head (or the ``extra_members`` given to ``load``) reads its blocks. Where the profile's ensemble has
     the embedding gender member (``features.EMBEDDING_MEMBER``: same network as dlib's embedding, same chip, same
     flip TTA), ``tap`` reads the dlib blocks in that member's pass and nothing runs twice; every other embedder runs
-    in ``enrich``, once per adult face (with its mirror, as trained).
+    in ``enrich``, once per adult face (with its mirror, as trained). The ``commercial-safe`` profile never loads a
+    research-only embedder, even for personalization: blocks that need one stay absent (no personal vector then).
     """
 
     head: BeautyHead
@@ -63,10 +65,18 @@ class Attractiveness:
         head, card = load_beauty_head(DEFAULT_HEAD_BY_PROFILE.get(profile, "beauty_head_all"))
         embedders = {}
         chip = np.full((CHIP_SIZE, CHIP_SIZE, 3), 128, dtype=np.uint8)  # warm-up, as FaceScorer.warmup does
-        for name in sorted(set(EMBEDDERS) & (set(head_members(head)) | set(extra_members))):
+        allowed = COMMERCIAL_SAFE_EMBEDDERS if profile == "commercial-safe" else EMBEDDERS
+        missing = (set(EMBEDDERS) - set(allowed)) & set(head_members(head))
+        if missing:
+            raise ValueError(f"the {profile} profile's head reads research-only features: {sorted(missing)}")
+        for name in sorted(set(allowed) & (set(head_members(head)) | set(extra_members))):
             embedders[name] = load_embedder(name, models_dir)
             embedder_features(name, embedders[name], [chip], [CHIP_TEMPLATE], flip=FLIP_BY_MEMBER.get(name, True))
         return cls(head, card, minor_threshold, embedders)
+
+    @property
+    def head_embedders(self) -> set[str]:
+        return set(EMBEDDERS) & set(head_members(self.head))
 
     @property
     def version(self) -> str:
@@ -116,7 +126,9 @@ class Attractiveness:
                     blocks.update(_member_embedding_blocks([scores[i].features for i in adults]))
                     continue
                 if name not in self.embedders:
-                    raise RuntimeError(f"{name} features requested but not loaded (Attractiveness.load)")
+                    if name in self.head_embedders:
+                        raise RuntimeError(f"{name} features requested but not loaded (Attractiveness.load)")
+                    continue  # an extra member's blocks this profile does not run (personalization goes without)
                 self.embedders[name].to(scorer.device)  # a no-op after the first batch
                 blocks.update(embedder_features(name, self.embedders[name], adult_chips, adult_landmarks,
                                                 flip=FLIP_BY_MEMBER.get(name, True)))

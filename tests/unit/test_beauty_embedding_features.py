@@ -173,3 +173,34 @@ def test_served_embedding_block_matches_the_standalone_embedding(face_embedding:
         np.testing.assert_allclose(per_face[i][EMBEDDING_BLOCK], expected[i], rtol=1e-5, atol=1e-5)
         assert out[i]["attractiveness"] == pytest.approx(
             float(np.clip(6.0 + 0.01 * expected[i].sum(), 1, 10)), abs=0.01)
+
+
+def test_commercial_safe_profile_never_loads_a_research_only_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The personalization model reads ArcFace blocks; in the commercial-safe profile the network stays unloaded and
+    the adult face gets its (CC0) attractiveness score without those blocks."""
+    from services.scoring import attractiveness as attractiveness_module
+    from services.scoring.scorer import FaceScore
+
+    loads: list[str] = []
+    monkeypatch.setattr(attractiveness_module, "load_beauty_head", lambda name: (_member_only_head(), None))
+    monkeypatch.setattr(attractiveness_module, "load_embedder", lambda name, models_dir=None: loads.append(name))
+    beauty = attractiveness_module.Attractiveness.load("commercial-safe", 0.2, extra_members=[ARCFACE])
+    assert beauty.embedders == {} and loads == []
+
+    class Scorer:  # only what ``enrich`` reads of a FaceScorer; the gender member's block comes from the "tap"
+        def __init__(self) -> None:
+            self.models: dict[str, nn.Module] = {"agegender_cc0_gender": nn.Identity()}
+            self.device = torch.device("cpu")
+
+    adult = np.zeros(101)
+    adult[30] = 1.0
+    chips, marks = _chips(1)
+    score = FaceScore(30.0, 25.0, 35.0, 3.0, 0.5, "female", age_probs=adult,
+                      features={"agegender_cc0_gender.p_female": np.array([0.5], np.float32)})
+    out, per_face = beauty.enrich(Scorer(), chips, marks, [score], extra_members=[ARCFACE])  # type: ignore[arg-type]
+    assert out[0]["attractiveness"] == pytest.approx(5.5, abs=0.01) and ARCFACE_BLOCK not in per_face[0]
+    research_head = BeautyHead("ridge", [ARCFACE_BLOCK], Standardizer(np.zeros(512), np.ones(512)), np.zeros(512), 5.0,
+                               np.zeros((0, 0)), np.zeros(0), 1.0, {})
+    monkeypatch.setattr(attractiveness_module, "load_beauty_head", lambda name: (research_head, None))
+    with pytest.raises(ValueError, match="research-only"):
+        attractiveness_module.Attractiveness.load("commercial-safe", 0.2)

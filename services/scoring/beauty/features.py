@@ -43,6 +43,7 @@ EMBEDDING_BLOCK = f"{EMBEDDING}.emb"
 ARCFACE = "arcface_mbf"  # InsightFace MobileFaceNet embedding: a feature source, research-only weights
 ARCFACE_BLOCK = f"{ARCFACE}.emb"
 EMBEDDERS = (EMBEDDING, ARCFACE)  # feature sources that are not ensemble members (loaded by ``load_embedder``)
+COMMERCIAL_SAFE_EMBEDDERS = (EMBEDDING,)  # CC0; ArcFace's weights are InsightFace's, non-commercial research only
 EMBEDDING_MEMBER = "dlib_embedding_gender"  # an ensemble member that runs the same network on the same chip
 EMBEDDING_MEMBER_BLOCK = f"{EMBEDDING_MEMBER}.emb"  # its tapped embedding: used as EMBEDDING_BLOCK when present
 
