@@ -43,6 +43,11 @@ class ScoringModels:
         """One batch: ensemble forward passes, then attractiveness on the same chips (minors withheld)."""
         extra_members = personal_members(self.personal) if self.personal is not None else []
         scores = self.scorer.score_items(items, self.attractiveness.tap(extra_members))
+        versions = dict(self.attractiveness.model_versions)
+        if self.personal is not None:
+            versions["personalization"] = self.personal.version
+        for score in scores:  # which head, embeddings and personalization model produced the extra fields
+            score.model_versions = {**score.model_versions, **versions}
         extras, blocks = self.attractiveness.enrich(
             self.scorer, [c for c, _ in items], [lm for _, lm in items], scores, extra_members
         )

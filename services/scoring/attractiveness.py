@@ -25,6 +25,7 @@ from services.scoring.beauty.features import (
     EMBEDDING_MEMBER_BLOCK,
     HOOKS,
     embedder_features,
+    embedder_version,
     load_embedder,
 )
 from services.scoring.beauty.minors import withhold_attractiveness
@@ -81,6 +82,11 @@ class Attractiveness:
     @property
     def version(self) -> str:
         return f"{self.card.name}@{self.card.version}"
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        """The head and the face embeddings it runs, for the result document (beside the ensemble members')."""
+        return {self.card.name: self.card.version, **{name: embedder_version(name) for name in self.embedders}}
 
     def tap(self, extra_members: Sequence[str] = ()) -> dict[str, bool]:
         """Members whose features ``enrich`` needs, with the flip setting they were trained with: hand this to

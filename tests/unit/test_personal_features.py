@@ -63,6 +63,7 @@ async def test_adult_faces_get_vectors_and_join_the_pool(tmp_path: Path, astrona
     result = json.loads((await blobs.get(keys.result(photo_id))).data)
     face = result["faces"][0]
     assert "personal_vector" not in face
+    assert result["model_versions"]["personalization"] == scoring.personal.version
     vector = await FaceFeatureStore(blobs).load(photo_id, 0)
     entries = await RatePool(blobs).entries()
     if face["withheld_reason"] is None:

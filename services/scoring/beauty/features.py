@@ -237,6 +237,15 @@ def load_embedder(name: str, models_dir: Path | None = None) -> nn.Module:
     return embedding_model(models_dir)
 
 
+def embedder_version(name: str) -> str:
+    """The converted weights' version of one of the EMBEDDERS (what a result document records)."""
+    if name == ARCFACE:
+        from services.scoring.models.arcface_registry import VERSION
+    else:
+        from services.scoring.models.embedding_registry import VERSION
+    return VERSION
+
+
 def source_features(
     name: str, model: nn.Module, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], flip: bool = True,
     progress: bool = False,
