@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,15 @@ from torch import nn
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
 from libs.common.modelcard import ModelCard
 from services.scoring.beauty.features import (
-    COMMERCIAL_SAFE_EMBEDDERS,
     EMBEDDERS,
     EMBEDDING,
     EMBEDDING_MEMBER,
     EMBEDDING_MEMBER_BLOCK,
     HOOKS,
+    embedder_card,
     embedder_features,
-    embedder_version,
     load_embedder,
+    profile_embedders,
 )
 from services.scoring.beauty.minors import withhold_attractiveness
 from services.scoring.beauty.scorer import (
@@ -66,7 +67,7 @@ class Attractiveness:
         head, card = load_beauty_head(DEFAULT_HEAD_BY_PROFILE.get(profile, "beauty_head_all"))
         embedders = {}
         chip = np.full((CHIP_SIZE, CHIP_SIZE, 3), 128, dtype=np.uint8)  # warm-up, as FaceScorer.warmup does
-        allowed = COMMERCIAL_SAFE_EMBEDDERS if profile == "commercial-safe" else EMBEDDERS
+        allowed = profile_embedders(profile)
         missing = (set(EMBEDDERS) - set(allowed)) & set(head_members(head))
         if missing:
             raise ValueError(f"the {profile} profile's head reads research-only features: {sorted(missing)}")
@@ -83,10 +84,10 @@ class Attractiveness:
     def version(self) -> str:
         return f"{self.card.name}@{self.card.version}"
 
-    @property
+    @cached_property
     def model_versions(self) -> dict[str, str]:
         """The head and the face embeddings it runs, for the result document (beside the ensemble members')."""
-        return {self.card.name: self.card.version, **{name: embedder_version(name) for name in self.embedders}}
+        return {self.card.name: self.card.version, **{name: embedder_card(name).version for name in self.embedders}}
 
     def tap(self, extra_members: Sequence[str] = ()) -> dict[str, bool]:
         """Members whose features ``enrich`` needs, with the flip setting they were trained with: hand this to

@@ -97,7 +97,7 @@ def test_service_scoring_runs_each_member_once(scorer: FaceScorer, face, monkeyp
         alone = embedder_features(EMBEDDING, beauty.embedders[EMBEDDING], [chip], [landmarks], True)
         for key, value in alone.items():  # embedding and last map, as the standalone network computes them
             np.testing.assert_allclose(per_face[0][key], value[0], rtol=1e-4, atol=1e-4, err_msg=key)
-        assert embedding_calls == expected + [n for n in expected]  # the second enrich: no dlib pass of its own
+        assert embedding_calls == expected * 2  # the second enrich: no dlib pass of its own
     assert 1.0 <= extra["attractiveness"] <= 10.0
 
     # the second-pass route (what ran before the tap) agrees with it

@@ -19,16 +19,19 @@ InsightFace's MobileFaceNet (``ARCFACE``, research-only; ``services.scoring.mode
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from libs.common.modelcard import ModelCard
 from services.scoring.members import MemberOutput, member_crops, run_member
 from services.scoring.models.arcface_mbf import FINAL_MAP_MODULE as ARCFACE_FINAL_MAP
 from services.scoring.models.registry import PretrainedConfig
@@ -42,8 +45,12 @@ EMBEDDING = "dlib_face_embedding"  # a feature source, not an ensemble member (n
 EMBEDDING_BLOCK = f"{EMBEDDING}.emb"
 ARCFACE = "arcface_mbf"  # InsightFace MobileFaceNet embedding: a feature source, research-only weights
 ARCFACE_BLOCK = f"{ARCFACE}.emb"
-EMBEDDERS = (EMBEDDING, ARCFACE)  # feature sources that are not ensemble members (loaded by ``load_embedder``)
-COMMERCIAL_SAFE_EMBEDDERS = (EMBEDDING,)  # CC0; ArcFace's weights are InsightFace's, non-commercial research only
+# feature sources that are not ensemble members: name → (registry module with card()/fetch(), its model loader)
+EMBEDDER_REGISTRIES = {
+    EMBEDDING: ("services.scoring.models.embedding_registry", "embedding_model"),
+    ARCFACE: ("services.scoring.models.arcface_registry", "arcface_model"),
+}
+EMBEDDERS = tuple(EMBEDDER_REGISTRIES)
 EMBEDDING_MEMBER = "dlib_embedding_gender"  # an ensemble member that runs the same network on the same chip
 EMBEDDING_MEMBER_BLOCK = f"{EMBEDDING_MEMBER}.emb"  # its tapped embedding: used as EMBEDDING_BLOCK when present
 
@@ -226,24 +233,26 @@ def embedder_features(
     return embedding_features(model, chips, landmarks, flip)
 
 
+def _embedder_registry(name: str) -> ModuleType:
+    return importlib.import_module(EMBEDDER_REGISTRIES[name][0])
+
+
 def load_embedder(name: str, models_dir: Path | None = None) -> nn.Module:
     """One of the EMBEDDERS in eval mode, fetched and converted into the model cache on first use."""
-    if name == ARCFACE:
-        from services.scoring.models.arcface_registry import arcface_model
-
-        return arcface_model(models_dir)
-    from services.scoring.models.embedding_registry import embedding_model
-
-    return embedding_model(models_dir)
+    loader: Callable[[Path | None], nn.Module] = getattr(_embedder_registry(name), EMBEDDER_REGISTRIES[name][1])
+    return loader(models_dir)
 
 
-def embedder_version(name: str) -> str:
-    """The converted weights' version of one of the EMBEDDERS (what a result document records)."""
-    if name == ARCFACE:
-        from services.scoring.models.arcface_registry import VERSION
-    else:
-        from services.scoring.models.embedding_registry import VERSION
-    return VERSION
+def embedder_card(name: str) -> ModelCard:
+    """The model card one of the EMBEDDERS is converted with (its version and licence)."""
+    card: ModelCard = _embedder_registry(name).card()
+    return card
+
+
+def profile_embedders(profile: str) -> list[str]:
+    """The EMBEDDERS a profile may run: all of them, or (commercial-safe) those whose card allows commercial use,
+    the same rule ``ensemble.profile_members`` applies to the members."""
+    return [name for name in EMBEDDERS if profile == "default" or embedder_card(name).commercial_use]
 
 
 def source_features(

@@ -23,7 +23,7 @@ from services.scoring.models.arcface_mbf import (
     MEAN,
     SCALE,
 )
-from services.scoring.models.embedding_registry import current_card, ensure_weights, save_converted
+from services.scoring.models.model_files import current_card, ensure_weights, save_converted
 from services.scoring.models.onnx_graph import OnnxGraphNet, plan_from_onnx
 
 NAME = "arcface_mbf"

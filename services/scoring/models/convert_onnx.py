@@ -15,6 +15,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from services.scoring.models.dlib_age_resnet import ChannelAffine
+from services.scoring.models.onnx_graph import node_attributes
 
 PER_CHANNEL_RANK = 4  # (1, C, 1, 1) constants are affine scales/offsets; rank-1 scalars are dropout multiplies
 
@@ -30,7 +31,7 @@ def _graph_weights(model_bytes: bytes) -> tuple[list[tuple[str, list[np.ndarray]
         if node.op_type == "Conv":
             ordered.append(("conv", consts))
         elif node.op_type == "Gemm":
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            attrs = node_attributes(node)
             weight = consts[0] if attrs.get("transB", 0) else consts[0].T  # Linear stores out×in
             ordered.append(("gemm", [weight, consts[1]]))
         elif node.op_type in ("Mul", "Add") and consts:

