@@ -21,8 +21,6 @@ Steps (the project's own functions; nothing in services/ changes):
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +32,17 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from beauty_finetune import DATASET, RESULTS, _labels, metrics, pearson, served_predictions  # noqa: E402
+from beauty_finetune import (  # noqa: E402
+    DATASET,
+    _labels,
+    face_mirror_predict,
+    fit_epochs,
+    load_prepared,
+    metrics,
+    pearson,
+    save_report,
+    training_arguments,
+)
 from torch import nn  # noqa: E402
 
 from services.scoring.models.onnx_graph import OnnxGraphNet  # noqa: E402
@@ -129,11 +137,7 @@ class Tail(nn.Module):
 def train(args: argparse.Namespace) -> None:
     from services.scoring.beauty.features import ARCFACE, load_embedder
 
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    d = np.load(CACHE / "mebeauty.npz")
-    score, split = d["score"], d["split"]
-    tr, va, te = (split == s for s in ("train", "val", "test"))
+    d, score, split, (tr, va, te) = load_prepared(CACHE / "mebeauty.npz", args.seed)
     fit = tr | va if args.refit else tr
     f_fit = np.concatenate([d["feat"][fit], d["feat_mirror"][fit]]).astype(np.float64)
     mean, std = f_fit.mean(0), f_fit.std(0)
@@ -174,48 +178,21 @@ def train(args: argparse.Namespace) -> None:
                                                 pct_start=0.1)
 
     def predict(mask: np.ndarray) -> np.ndarray:
-        net.eval()
-        idx = np.flatnonzero(mask)
-        out = []
-        with torch.inference_mode():
-            for i0 in range(0, len(idx), 256):
-                i = torch.from_numpy(idx[i0:i0 + 256])
-                out.append(((net(a0[i]) + net(a1[i])) / 2).numpy())
-        return np.concatenate(out).astype(np.float64)
+        return face_mirror_predict(net, a0, a1, mask)
+
+    def batch_loss(b: np.ndarray) -> torch.Tensor:
+        i, m = torch.from_numpy(b // 2), torch.from_numpy(b % 2 == 1)
+        x = torch.where(m[:, None, None, None], a1[i], a0[i])
+        if args.noise > 0:
+            x = x * (1 + args.noise * torch.randn_like(x))
+        return F.mse_loss(net(x), y[i])
 
     init_test = predict(te)
     hist = [{"epoch": 0, "val_r": pearson(predict(va), score[va]), "test_r": pearson(init_test, score[te])}]
     print(hist[-1], flush=True)
-    best_state, best_r, best_epoch = copy.deepcopy(net.state_dict()), hist[0]["val_r"], 0
     t_start = time.time()
-    for epoch in range(1, args.epochs + 1):
-        net.train()
-        t0 = time.time()
-        samples = np.concatenate([idx_tr * 2, idx_tr * 2 + 1])
-        np.random.shuffle(samples)
-        total = 0.0
-        for i0 in range(0, len(samples), args.batch):
-            b = samples[i0:i0 + args.batch]
-            i, m = torch.from_numpy(b // 2), torch.from_numpy(b % 2 == 1)
-            x = torch.where(m[:, None, None, None], a1[i], a0[i])
-            if args.noise > 0:
-                x = x * (1 + args.noise * torch.randn_like(x))
-            loss = F.mse_loss(net(x), y[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss) * len(b)
-        pv = predict(va)
-        r = pearson(pv, score[va])
-        hist.append({"epoch": epoch, "loss": total / len(samples), "val_r": r, "sec": time.time() - t0})
-        print(hist[-1], flush=True)
-        if args.refit:
-            if epoch == args.stop_epoch:
-                best_r, best_epoch, best_state = r, epoch, copy.deepcopy(net.state_dict())
-                break
-        elif r > best_r:
-            best_r, best_epoch, best_state = r, epoch, copy.deepcopy(net.state_dict())
+    best_state, best_epoch = fit_epochs(net, opt, sched, idx_tr, batch_loss, lambda: predict(va), score[va], args,
+                                        hist)
     net.load_state_dict(best_state)
     pv, pt = predict(va), predict(te)
     n_params = sum(p.numel() for p in list(net.body.parameters()) + list(net.head.parameters()))
@@ -223,39 +200,14 @@ def train(args: argparse.Namespace) -> None:
               "init": {"val_r": hist[0]["val_r"], "test": metrics(init_test, score[te])},
               "val": metrics(pv, score[va]), "test": metrics(pt, score[te]), "trainable_params": n_params,
               "history": hist}
-    sp = served_predictions(score, split)
-    ws = np.linspace(0, 1, 21)
-    val_rs = [pearson(w * pv + (1 - w) * sp["served_train_only"][va], score[va]) for w in ws]
-    w_best = float(ws[int(np.argmax(val_rs))])
-    report["served"] = {"test": metrics(sp["served"][te], score[te]),
-                        "val_train_only": metrics(sp["served_train_only"][va], score[va])}
-    report["blend"] = {"w_val_chosen": w_best,
-                       "test": metrics(w_best * pt + (1 - w_best) * sp["served"][te], score[te]),
-                       "test_w0.5": metrics(0.5 * pt + 0.5 * sp["served"][te], score[te])}
-    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=1))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"beauty_arcface_finetune_{args.name}.json").write_text(json.dumps(report, indent=1))
-    np.savez(CACHE / f"pred_{args.name}.npz", val=pv, test=pt)
-
+    save_report(report, f"beauty_arcface_finetune_{args.name}", CACHE / f"pred_{args.name}.npz", pv, pt, score,
+                split)
 
 def main() -> None:
     torch.set_num_threads(2)
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("cmd", choices=["prepare", "train"])
-    p.add_argument("--start", default="637", help="first unfrozen tensor's producer: 637 (7×7 stage) or 473")
-    p.add_argument("--name", default="af")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--head-lr", type=float, default=1e-4)
-    p.add_argument("--wd", type=float, default=1e-2)
+    p = training_arguments(__doc__, start="637", name="af", head_lr=1e-4, dropout=0.0, stop_epoch=10)
     p.add_argument("--head-wd", type=float, default=1e-2)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--noise", type=float, default=0.0)
-    p.add_argument("--refit", action="store_true", help="train on train + val for --stop-epoch epochs")
-    p.add_argument("--stop-epoch", type=int, default=10)
     p.add_argument("--alpha", type=float, default=1000.0, help="ridge init alpha for --refit")
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     prepare() if args.cmd == "prepare" else train(args)
 

@@ -20,7 +20,9 @@ import argparse
 import copy
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -134,6 +136,108 @@ def served_predictions(score: np.ndarray, split: np.ndarray) -> dict[str, np.nda
     return {"served": pred_served, "served_train_only": head_tr.predict(x)[0]}
 
 
+def load_prepared(path: Path, seed: int) -> tuple[Any, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """Seed torch and numpy; the prepared cache, its scores, split names and (train, val, test) masks."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    d = np.load(path)
+    return d, d["score"], d["split"], tuple(d["split"] == s for s in ("train", "val", "test"))
+
+
+def face_mirror_predict(net: nn.Module, a0: torch.Tensor, a1: torch.Tensor, mask: np.ndarray) -> np.ndarray:
+    """The tail's prediction per masked face: the mean over the face's and its mirror's cached activations."""
+    net.eval()
+    idx = np.flatnonzero(mask)
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(idx), 256):
+            i = torch.from_numpy(idx[s:s + 256])
+            out.append(((net(a0[i]) + net(a1[i])) / 2).numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def fit_epochs(
+    net: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler, idx_tr: np.ndarray,
+    batch_loss: Callable[[np.ndarray], torch.Tensor], predict_val: Callable[[], np.ndarray], val_score: np.ndarray,
+    args: argparse.Namespace, hist: list[dict],
+) -> tuple[dict, int]:
+    """Epochs over every training face and its mirror as separate samples (``batch_loss`` of sample ids 2i / 2i+1);
+    keeps the best val-Pearson state, or with ``args.refit`` the state at ``args.stop_epoch``. Appends to ``hist``."""
+    best_state, best_r, best_epoch = copy.deepcopy(net.state_dict()), hist[0]["val_r"], 0
+    deadline = time.time() + getattr(args, "max_minutes", float("inf")) * 60
+    for epoch in range(1, args.epochs + 1):
+        net.train()
+        t0 = time.time()
+        samples = np.concatenate([idx_tr * 2, idx_tr * 2 + 1])
+        np.random.shuffle(samples)
+        total = 0.0
+        for s in range(0, len(samples), args.batch):
+            b = samples[s:s + args.batch]
+            loss = batch_loss(b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(b)
+        pv = predict_val()
+        r = pearson(pv, val_score)
+        hist.append({"epoch": epoch, "loss": total / len(samples), "val_r": r, "val_mae": float(np.mean(np.abs(
+            np.clip(pv, 1, 10) - val_score))), "sec": time.time() - t0})
+        print(hist[-1], flush=True)
+        if args.refit:
+            if epoch == args.stop_epoch:
+                return copy.deepcopy(net.state_dict()), epoch
+        elif r > best_r:
+            best_r, best_epoch, best_state = r, epoch, copy.deepcopy(net.state_dict())
+        if time.time() > deadline:
+            print("time budget reached")
+            break
+    return best_state, best_epoch
+
+
+def save_report(report: dict, name: str, pred_path: Path, pv: np.ndarray, pt: np.ndarray, score: np.ndarray,
+                split: np.ndarray) -> None:
+    """Blend with the served head (weight chosen on val against the served config refitted on train only, as the
+    committed head saw val; test with the committed head), print the summary, write the report and predictions."""
+    va, te = split == "val", split == "test"
+    sp = served_predictions(score, split)
+    ws = np.linspace(0, 1, 21)
+    val_rs = [pearson(w * pv + (1 - w) * sp["served_train_only"][va], score[va]) for w in ws]
+    w_best = float(ws[int(np.argmax(val_rs))])
+    report["served"] = {"test": metrics(sp["served"][te], score[te]),
+                        "val_train_only": metrics(sp["served_train_only"][va], score[va]),
+                        "test_train_only": metrics(sp["served_train_only"][te], score[te])}
+    report["blend"] = {"w_finetuned_val_chosen": w_best, "val_r_curve": dict(zip(map(float, ws), val_rs, strict=True)),
+                       "test": metrics(w_best * pt + (1 - w_best) * sp["served"][te], score[te]),
+                       "test_w0.5": metrics(0.5 * pt + 0.5 * sp["served"][te], score[te]),
+                       "test_train_only_served": metrics(w_best * pt + (1 - w_best) * sp["served_train_only"][te],
+                                                         score[te])}
+    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=1))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1))
+    np.savez(pred_path, val=pv, test=pt)
+
+
+def training_arguments(description: str, start: object, name: str, head_lr: float, dropout: float,
+                       stop_epoch: int) -> argparse.ArgumentParser:
+    """The options both tail fine-tuning experiments share (their defaults differ)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("cmd", choices=["prepare", "train"])
+    p.add_argument("--start", type=type(start), default=start, help="first unfrozen block / tensor of the tail")
+    p.add_argument("--name", default=name)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--head-lr", type=float, default=head_lr)
+    p.add_argument("--wd", type=float, default=1e-2)
+    p.add_argument("--dropout", type=float, default=dropout)
+    p.add_argument("--noise", type=float, default=0.0)
+    p.add_argument("--refit", action="store_true", help="train on train+val, keep epoch --stop-epoch (val in-sample)")
+    p.add_argument("--stop-epoch", type=int, default=stop_epoch)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
 def augmented_activations(model: nn.Module, chips: np.ndarray, mirror: np.ndarray, start: int) -> torch.Tensor:
     """Random similarity jitter (scale ±7 %, rotation ±6°, shift ±4 px) + brightness/contrast ±10 % of 150-px chips,
     mirrored where asked, then the frozen prefix of the network up to block ``start`` (no gradients)."""
@@ -158,11 +262,7 @@ def augmented_activations(model: nn.Module, chips: np.ndarray, mirror: np.ndarra
 def train(args: argparse.Namespace) -> None:
     from services.scoring.models.embedding_registry import embedding_model
 
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    d = np.load(CACHE / "mebeauty.npz")
-    score, split = d["score"], d["split"]
-    tr, va, te = (split == s for s in ("train", "val", "test"))
+    d, score, split, (tr, va, te) = load_prepared(CACHE / "mebeauty.npz", args.seed)
     model = embedding_model()
     net = Tail(model, args.start)
     # activations entering the tail (frozen part between FROM_BLOCK and start applied once)
@@ -197,59 +297,26 @@ def train(args: argparse.Namespace) -> None:
                                                 steps_per_epoch, pct_start=0.1)
 
     def predict(mask: np.ndarray) -> np.ndarray:
-        net.eval()
-        idx = np.flatnonzero(mask)
-        out = []
-        with torch.inference_mode():
-            for s in range(0, len(idx), 256):
-                i = torch.from_numpy(idx[s:s + 256])
-                out.append(((net(a0[i]) + net(a1[i])) / 2).numpy())
-        return np.concatenate(out).astype(np.float64)
+        return face_mirror_predict(net, a0, a1, mask)
 
     chips = d["chips"] if args.augment else None
-    hist = []
+
+    def batch_loss(b: np.ndarray) -> torch.Tensor:
+        i, m = torch.from_numpy(b // 2), torch.from_numpy(b % 2 == 1)
+        if args.augment:
+            x = augmented_activations(model, chips[b // 2], b % 2 == 1, args.start)
+        else:
+            x = torch.where(m[:, None, None, None], a1[i], a0[i])
+        if args.noise > 0:
+            x = F.relu(x * (1 + args.noise * torch.randn_like(x)))
+        return F.mse_loss(net(x), y[i]) if args.loss == "mse" else F.smooth_l1_loss(net(x), y[i])
+
     init_val, init_test = predict(va), predict(te)
-    hist.append({"epoch": 0, "val_r": pearson(init_val, score[va]), "test_r": pearson(init_test, score[te])})
+    hist = [{"epoch": 0, "val_r": pearson(init_val, score[va]), "test_r": pearson(init_test, score[te])}]
     print(hist[-1])
-    best_state, best_r, best_epoch = copy.deepcopy(net.state_dict()), hist[0]["val_r"], 0
     t_start = time.time()
-    deadline = time.time() + args.max_minutes * 60
-    for epoch in range(1, args.epochs + 1):
-        net.train()
-        t0 = time.time()
-        # each face and its mirror are separate samples
-        samples = np.concatenate([idx_tr * 2, idx_tr * 2 + 1])
-        np.random.shuffle(samples)
-        total = 0.0
-        for s in range(0, len(samples), args.batch):
-            b = samples[s:s + args.batch]
-            i, m = torch.from_numpy(b // 2), torch.from_numpy(b % 2 == 1)
-            if args.augment:
-                x = augmented_activations(model, chips[b // 2], b % 2 == 1, args.start)
-            else:
-                x = torch.where(m[:, None, None, None], a1[i], a0[i])
-            if args.noise > 0:
-                x = F.relu(x * (1 + args.noise * torch.randn_like(x)))
-            loss = F.mse_loss(net(x), y[i]) if args.loss == "mse" else F.smooth_l1_loss(net(x), y[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss) * len(b)
-        pv = predict(va)
-        r = pearson(pv, score[va])
-        hist.append({"epoch": epoch, "loss": total / len(samples), "val_r": r, "val_mae": float(np.mean(np.abs(
-            np.clip(pv, 1, 10) - score[va]))), "sec": time.time() - t0})
-        print(hist[-1], flush=True)
-        if args.refit:
-            if epoch == args.stop_epoch:
-                best_r, best_epoch, best_state = r, epoch, copy.deepcopy(net.state_dict())
-                break
-        elif r > best_r:
-            best_r, best_epoch, best_state = r, epoch, copy.deepcopy(net.state_dict())
-        if time.time() > deadline:
-            print("time budget reached")
-            break
+    best_state, best_epoch = fit_epochs(net, opt, sched, idx_tr, batch_loss, lambda: predict(va), score[va], args,
+                                        hist)
     train_sec = time.time() - t_start
     net.load_state_dict(best_state)
     pv, pt = predict(va), predict(te)
@@ -261,43 +328,13 @@ def train(args: argparse.Namespace) -> None:
               "val": metrics(pv, score[va]), "test": metrics(pt, score[te]),
               "test_vs_published_mean": metrics(pt, d["published"][te]),
               "trainable_params": n_params, "fp16_mb": n_params * 2 / 1e6, "history": hist}
-    # blend with the served head: weight chosen on val with the served config refitted on train only
-    sp = served_predictions(score, split)
-    ws = np.linspace(0, 1, 21)
-    val_rs = [pearson(w * pv + (1 - w) * sp["served_train_only"][va], score[va]) for w in ws]
-    w_best = float(ws[int(np.argmax(val_rs))])
-    report["served"] = {"test": metrics(sp["served"][te], score[te]),
-                        "val_train_only": metrics(sp["served_train_only"][va], score[va]),
-                        "test_train_only": metrics(sp["served_train_only"][te], score[te])}
-    report["blend"] = {"w_finetuned_val_chosen": w_best, "val_r_curve": dict(zip(map(float, ws), val_rs, strict=True)),
-                       "test": metrics(w_best * pt + (1 - w_best) * sp["served"][te], score[te]),
-                       "test_w0.5": metrics(0.5 * pt + 0.5 * sp["served"][te], score[te]),
-                       "test_train_only_served": metrics(w_best * pt + (1 - w_best) * sp["served_train_only"][te],
-                                                         score[te])}
-    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=1))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"beauty_finetune_{args.name}.json").write_text(json.dumps(report, indent=1))
-    np.savez(CACHE / f"pred_{args.name}.npz", val=pv, test=pt)
-
+    save_report(report, f"beauty_finetune_{args.name}", CACHE / f"pred_{args.name}.npz", pv, pt, score, split)
 
 def main() -> None:
     torch.set_num_threads(2)
-    p = argparse.ArgumentParser()
-    p.add_argument("cmd", choices=["prepare", "train"])
-    p.add_argument("--start", type=int, default=13)
-    p.add_argument("--name", default="tail")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--head-lr", type=float, default=1e-3)
-    p.add_argument("--wd", type=float, default=1e-2)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--noise", type=float, default=0.0)
+    p = training_arguments(__doc__, start=13, name="tail", head_lr=1e-3, dropout=0.1, stop_epoch=11)
     p.add_argument("--loss", default="mse", choices=["mse", "huber"])
     p.add_argument("--augment", action="store_true")
-    p.add_argument("--refit", action="store_true", help="train on train+val, keep epoch --stop-epoch (val in-sample)")
-    p.add_argument("--stop-epoch", type=int, default=11)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=15)
     args = p.parse_args()
     prepare() if args.cmd == "prepare" else train(args)
