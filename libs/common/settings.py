@@ -140,7 +140,8 @@ class ScoringSettings(_Base):
 
     host: str = "127.0.0.1"
     port: int = 8082
-    max_batch: int = 32
+    # faces per forward pass; 0 = auto: the size that suits the device (services/scoring/app.py: max_batch)
+    max_batch: int = Field(default=0, ge=0)
     max_wait_ms: int = 10
     minor_threshold: float = 0.2  # withhold attractiveness when P(age < 18) exceeds this
     internal_url: str = ""  # where the upload service calls the personal API; default http://{host}:{port}

@@ -23,7 +23,7 @@ from services.scoring.handlers import ScoringStage, handle_faces_detected
 from services.scoring.personal_api import install_personal_api
 from services.scoring.personalize.model import PersonalModel
 from services.scoring.ratings_consumer import PersonalizeStage, load_personal_model, ratings_consumer_context
-from services.scoring.scorer import FaceScore, FaceScorer
+from services.scoring.scorer import FaceScore, FaceScorer, resolve_device
 
 SERVICE = "scoring"
 CONSUMER_GROUP = "scoring"
@@ -59,6 +59,19 @@ class ScoringModels:
         return list(zip(scores, extras, strict=True))
 
 
+# Why two sizes: on the 2-core CPU the service's whole path is fastest at 8 faces per pass (16.4–17.6 faces/s against
+# 14.1–15.2 at 32 in three runs, benchmarks/results/scoring_speed_service.md); a GPU needs large batches to be busy.
+CPU_MAX_BATCH = 8
+CUDA_MAX_BATCH = 256
+
+
+def max_batch(settings: Settings) -> int:
+    """Faces per forward pass: ``HOWHOT_SCORING_MAX_BATCH`` when set, else the size for the device the models use."""
+    if settings.scoring.max_batch:
+        return settings.scoring.max_batch
+    return CUDA_MAX_BATCH if resolve_device(settings.models.device).type == "cuda" else CPU_MAX_BATCH
+
+
 def _build_model(
     settings: Settings, scorer: FaceScorer | None, personal: PersonalModel | None = None
 ) -> Callable[[], BatchedModel]:
@@ -72,7 +85,7 @@ def _build_model(
         return ScoringModels(ensemble, attractiveness, personal)
 
     return lambda: BatchedModel(
-        load, lambda models, items: models.score(items), settings.scoring.max_batch, settings.scoring.max_wait_ms
+        load, lambda models, items: models.score(items), max_batch(settings), settings.scoring.max_wait_ms
     )
 
 
@@ -82,7 +95,7 @@ def build_consumer(settings: Settings, app: web.Application, blobs: BlobStore) -
     return stage_consumer(
         settings, app, group_id=CONSUMER_GROUP, event_type=FacesDetected,
         handle=lambda event: handle_faces_detected(event, stage), stage_label="score_photo",
-        concurrency=settings.scoring.max_batch,
+        concurrency=max_batch(settings),
     )
 
 
