@@ -115,6 +115,7 @@ class EnsembleCalibration:
     flip_members: list[str] = field(default_factory=list)  # members run with flip test-time augmentation
     fitted_on: str = "uncalibrated defaults"
     metrics: dict[str, Any] = field(default_factory=dict)
+    minor_blur_sd: float = 0.0  # years; widens the distribution for the minors rule only (beauty/minors.py)
 
     @property
     def age_members(self) -> list[str]:
@@ -192,8 +193,8 @@ def _mix(grids: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.nd
     return sum(grids[n] * (w / total) for n, w in weights.items() if w > 0)
 
 
-def combine(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibration) -> EnsembleOutput:
-    """The ensemble's answer for a batch, given every member's outputs for it."""
+def combined_age_probs(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibration) -> np.ndarray:
+    """[N, 101] the ensemble's age distribution (only the age members' outputs are read)."""
     grids = calibrated_member_grids(outputs, cal)
     first = _mix(grids, cal.global_age_weights)
     mixed = first.copy()
@@ -203,6 +204,12 @@ def combine(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibration) -> En
             rows = region == r
             if rows.any():
                 mixed[rows] = _mix({n: g[rows] for n, g in grids.items()}, weights)
+    return mixed
+
+
+def combine(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibration) -> EnsembleOutput:
+    """The ensemble's answer for a batch, given every member's outputs for it."""
+    mixed = combined_age_probs(outputs, cal)
     gender_total = sum(cal.gender_weights.values())
     p_female = sum(outputs[n].p_female * (w / gender_total) for n, w in cal.gender_weights.items())
     low, high = RANGE_QUANTILES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -151,3 +153,14 @@ def test_fit_for_commercial_safe_ignores_research_members() -> None:
     out = _outputs(ages, ages)
     cal = ens.fit_ensemble(out, ages, profile="commercial-safe")
     assert cal.members == ["agegender_cc0_age", "agegender_cc0_gender"]
+
+
+def test_minor_blur_is_kept_by_the_file_and_absent_means_none(tmp_path) -> None:
+    cal = ens.load_calibration("commercial-safe")
+    assert cal.minor_blur_sd > 0  # fitted by benchmarks/minors_fit_blur.py: the CC0 ensemble is too sure of itself
+    assert ens.load_calibration("default").minor_blur_sd == 0.0
+    cal.save(tmp_path / "commercial-safe.json")
+    assert ens.load_calibration("commercial-safe", tmp_path).minor_blur_sd == cal.minor_blur_sd
+    data = json.loads((tmp_path / "commercial-safe.json").read_text())
+    del data["minor_blur_sd"]  # a calibration written before the field existed
+    assert ens.EnsembleCalibration.from_dict(data).minor_blur_sd == 0.0

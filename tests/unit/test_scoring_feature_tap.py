@@ -7,6 +7,8 @@ them first.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from skimage import data
@@ -23,6 +25,7 @@ from services.scoring.beauty.features import (
     embedder_features,
     member_features,
 )
+from services.scoring.beauty.minors import minor_probability
 from services.scoring.scorer import FaceScorer
 
 
@@ -107,3 +110,16 @@ def test_service_scoring_runs_each_member_once(scorer: FaceScorer, face, monkeyp
     assert untapped_calls and set(untapped_calls[0]) == set(beauty.tap()) - {*EMBEDDERS, EMBEDDING_MEMBER}
     assert abs(reference["attractiveness"] - extra["attractiveness"]) < 0.1
     assert score.age == pytest.approx(plain[0].age)
+
+
+def test_the_minors_check_reads_the_blur_of_the_scorers_calibration(
+    scorer: FaceScorer, face, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chip, landmarks = face
+    beauty = Attractiveness.load("default", minor_threshold=0.2)
+    [score] = scorer.score_batch([chip], [landmarks], beauty.tap())
+    sharp, _ = beauty.enrich(scorer, [chip], [landmarks], [score])
+    monkeypatch.setattr(scorer, "calibration", replace(scorer.calibration, minor_blur_sd=15.0))
+    blurred, _ = beauty.enrich(scorer, [chip], [landmarks], [score])
+    assert blurred[0]["p_minor"] == pytest.approx(minor_probability(score.age_probs, blur_sd=15.0), abs=1e-3)
+    assert blurred[0]["p_minor"] > sharp[0]["p_minor"]
