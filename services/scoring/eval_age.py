@@ -170,6 +170,9 @@ def format_table(summary: dict[str, Any]) -> str:
     if "gender_accuracy" in summary:
         extras.append(f"gender accuracy {summary['gender_accuracy']:.3f} (members: "
                       + ", ".join(f"{n} {v:.3f}" for n, v in summary["gender_member_accuracy"].items()) + ")")
+        extras.append("gender accuracy by age band: " + ", ".join(
+            f"{band} {entry['gender_accuracy']:.3f}" for band, entry in summary["by_band"].items()
+            if "gender_accuracy" in entry))
     ms = summary["ms_per_face"]
     extras.append(f"ms/face: detect+align {ms['detect_align']:.0f}, members {ms['members']:.0f}")
     extras.append("ensemble beats every member: " + ("yes" if summary["beats_every_member"] else "NO"))

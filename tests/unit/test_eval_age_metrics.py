@@ -36,7 +36,10 @@ def test_summarize_breaks_down_by_band_race_gender() -> None:
                     np.array([2.0, 2.0, 2.0, 2.0]), ["0", "1", "0", None])
     assert out["mae"] == pytest.approx(3.5)
     assert out["member_mae"]["m"] == pytest.approx(5.0)
-    assert out["by_band"]["20-39"] == {"n": 2, "mae": pytest.approx(1.5), "member_mae": {"m": pytest.approx(5.0)}}
+    assert out["by_band"]["20-39"] == {"n": 2, "mae": pytest.approx(1.5), "member_mae": {"m": pytest.approx(5.0)},
+                                       "gender_accuracy": 1.0}
+    assert out["by_band"]["60+"]["gender_accuracy"] == 0.0  # the 70-year-old man called female
+    assert out["by_band"]["0-12"]["gender_accuracy"] == 1.0
     assert set(out["by_race"]) == {"White", "Black", "unknown"}
     assert out["gender_accuracy"] == pytest.approx(0.75)
     assert out["by_gender"]["female"]["n"] == 1
