@@ -155,7 +155,9 @@ def main() -> None:
     sets = load_sets(scorer)
     suffix = "" if args.profile == "default" else f"_{args.profile}"
     plot(sets, MINOR_PROBABILITY_THRESHOLD, RESULTS / f"minors_rule{suffix}.png")
-    np.savez(REPO / ".howhot" / "results" / f"minors_rule{suffix}.npz",
+    raw = REPO / ".howhot" / "results"
+    raw.mkdir(parents=True, exist_ok=True)  # a fresh clone has no .howhot yet
+    np.savez(raw / f"minors_rule{suffix}.npz",
              **{f"{n}_{k}": v for n, (p, a) in sets.items() for k, v in (("p", p), ("age", a))})
     lines = [*table(sets, thresholds), "", "Calibration of P(age < 18) on the labelled sets:", "", *reliability(sets)]
     print("\n".join(lines))

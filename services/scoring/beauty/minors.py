@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr
 
 ADULT_AGE = 18  # legal age of majority in most jurisdictions
 MINOR_PROBABILITY_THRESHOLD = 0.2  # withhold when P(age < 18) exceeds this: errs towards withholding
@@ -53,8 +54,6 @@ def minor_probability(
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
-    from scipy.special import ndtr
-
     return np.asarray(ndtr(z), dtype=np.float64)
 
 

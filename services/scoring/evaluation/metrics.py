@@ -102,7 +102,8 @@ def summarize(
         # where gender errors sit: infants' faces carry little of it, so one figure hides the bands
         bands_arr = np.asarray(bands)
         for band, entry in out["by_band"].items():
-            rows = (bands_arr == band) & ~np.isnan(np.asarray(true_female, dtype=np.float64))
-            if rows.any():
-                entry["gender_accuracy"] = gender_accuracy(np.asarray(p_female)[rows], np.asarray(true_female)[rows])
+            rows = bands_arr == band
+            accuracy = gender_accuracy(np.asarray(p_female)[rows], np.asarray(true_female)[rows])
+            if not np.isnan(accuracy):  # NaN: no labelled face in this band
+                entry["gender_accuracy"] = accuracy
     return out
