@@ -26,28 +26,17 @@ from services.scoring.beauty.dataset import load_mebeauty  # noqa: E402
 from services.scoring.beauty.evaluate import mebeauty_features, mebeauty_files  # noqa: E402
 from services.scoring.beauty.features import stack_blocks  # noqa: E402
 from services.scoring.beauty.head import Standardizer, centred_svd, ridge_path  # noqa: E402
-from services.scoring.beauty.train import BLOCK_SETS, RIDGE_ALPHAS, regression_metrics  # noqa: E402
+from services.scoring.beauty.train import BLOCK_SETS, CV_FOLDS, out_of_fold, regression_metrics  # noqa: E402
 from services.scoring.evaluation.detection import provide_detector  # noqa: E402
 
-FOLDS = 5
+FOLDS = CV_FOLDS
 
 
 def cv_ridge(x: np.ndarray, y: np.ndarray, sizes: list[int], fold: np.ndarray) -> tuple[float, float, bool]:
     """(best out-of-fold Pearson, its alpha, its balancing) over RIDGE_ALPHAS × {plain, balanced}."""
-    best = (-1.0, 0.0, False)
-    for balance in (False, True):
-        pred = np.zeros((len(RIDGE_ALPHAS), len(y)))
-        for k in range(FOLDS):
-            fit, held = fold != k, fold == k
-            std = Standardizer.fit(x[fit], sizes, balance)
-            xf, xh = std(x[fit]), std(x[held])
-            for j, (w, b) in enumerate(ridge_path(xf, y[fit], RIDGE_ALPHAS, centred_svd(xf))):
-                pred[j, held] = xh @ w + b
-        for j, alpha in enumerate(RIDGE_ALPHAS):
-            r = float(np.corrcoef(pred[j], y)[0, 1])
-            if r > best[0]:
-                best = (r, alpha, balance)
-    return best
+    oof = out_of_fold(x, y, sizes, fold, dex=False)
+    (_, balance, alpha), pred = max(oof.items(), key=lambda item: np.corrcoef(item[1], y)[0, 1])
+    return float(np.corrcoef(pred, y)[0, 1]), alpha, balance
 
 
 def main() -> None:

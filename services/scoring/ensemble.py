@@ -10,13 +10,15 @@ children; the CC0 net saturates at 80), so a naive mean is worse than the best m
    re-bins the distribution, so its expectation becomes exactly a + b·E[t] and its spread scales with b);
 3. the calibrated distributions are mixed with non-negative weights that sum to one; the weights depend on the age
    region of a first estimate (children, adults, older people), because the members' strengths differ by region;
-4. the age is the DEX expectation of the mixture, its standard deviation is the uncertainty and its 10 % / 90 %
-   quantiles are the reported age range (a central 80 % interval);
+4. the age is the DEX expectation of the mixture; the mixture widened by a Gaussian of ``spread_sd`` years (fitted
+   per profile by the likelihood of true ages, so the width matches the profile's real errors) gives the
+   uncertainty (its standard deviation), the reported age range (its 10 % / 90 % quantiles: a central 80 %
+   interval) and the distribution the minors rule reads;
 5. P(female) is the weighted mean of the members' P(female).
 
-``fit_ensemble`` learns 2–3 from member outputs and true ages; the result is small JSON under
-``services/scoring/calibration/<profile>.json`` and is loaded by default. The ``commercial-safe`` profile uses only
-members whose model card allows commercial use.
+``fit_ensemble`` learns 2–3 from member outputs and true ages, ``benchmarks/age_fit_spread.py`` the width of 4; the
+result is small JSON under ``services/scoring/calibration/<profile>.json`` and is loaded by default. The
+``commercial-safe`` profile uses only members whose model card allows commercial use.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import ndtr
 
 from services.scoring.members import MemberOutput
 from services.scoring.models.registry import PRETRAINED_CONFIGS
@@ -77,6 +80,23 @@ def pushforward(grid_probs: np.ndarray, offset: float, scale: float) -> np.ndarr
     return _split_mass(positions, grid_probs)
 
 
+def widen(grid_probs: np.ndarray, sd: float) -> np.ndarray:
+    """Each distribution convolved with a Gaussian of ``sd`` years, cut at the grid's ends (bin k is [k−½, k+½]).
+
+    Mass stays within 0..100 (renormalised per source age), so near 0 the widened distribution leans upwards: that
+    is why the reported age is the expectation *before* widening.
+    """
+    if not np.isfinite(sd) or sd < 0:
+        raise ValueError(f"spread_sd must be a finite number of years >= 0, got {sd}")
+    if sd == 0:
+        return grid_probs
+    edges = (np.arange(MAX_AGE + 2) - 0.5)[None, :] - AGE_GRID[:, None]  # [source age, bin edge]
+    cdf = ndtr(edges / sd)
+    kernel = np.diff(cdf, axis=1)
+    kernel /= kernel.sum(axis=1, keepdims=True)
+    return grid_probs @ kernel
+
+
 def expectation(grid_probs: np.ndarray) -> np.ndarray:
     """DEX expectation Σ age·p on the 0..100 grid."""
     return grid_probs @ AGE_GRID
@@ -115,7 +135,7 @@ class EnsembleCalibration:
     flip_members: list[str] = field(default_factory=list)  # members run with flip test-time augmentation
     fitted_on: str = "uncalibrated defaults"
     metrics: dict[str, Any] = field(default_factory=dict)
-    minor_blur_sd: float = 0.0  # years; widens the distribution for the minors rule only (beauty/minors.py)
+    spread_sd: float = 0.0  # years; Gaussian widening of the distribution behind the range, the std and the minors rule
 
     @property
     def age_members(self) -> list[str]:
@@ -168,7 +188,7 @@ def load_calibration(profile: str = "default", directory: Path = CALIBRATION_DIR
 class EnsembleOutput:
     """Arrays for N faces: the combined distribution and its summaries, plus per-member ages and P(female)."""
 
-    age_probs: np.ndarray  # [N, 101]
+    age_probs: np.ndarray  # [N, 101] widened by the profile's spread_sd (what range, std and the minors rule read)
     age: np.ndarray
     age_std: np.ndarray
     age_low: np.ndarray
@@ -194,7 +214,7 @@ def _mix(grids: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.nd
 
 
 def combined_age_probs(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibration) -> np.ndarray:
-    """[N, 101] the ensemble's age distribution (only the age members' outputs are read)."""
+    """[N, 101] the ensemble's age mixture before widening (only the age members' outputs are read)."""
     grids = calibrated_member_grids(outputs, cal)
     first = _mix(grids, cal.global_age_weights)
     mixed = first.copy()
@@ -210,12 +230,13 @@ def combined_age_probs(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibra
 def combine(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibration) -> EnsembleOutput:
     """The ensemble's answer for a batch, given every member's outputs for it."""
     mixed = combined_age_probs(outputs, cal)
+    wide = widen(mixed, cal.spread_sd)
     gender_total = sum(cal.gender_weights.values())
     p_female = sum(outputs[n].p_female * (w / gender_total) for n, w in cal.gender_weights.items())
     low, high = RANGE_QUANTILES
     return EnsembleOutput(
-        age_probs=mixed, age=expectation(mixed), age_std=spread(mixed), age_low=quantile(mixed, low),
-        age_high=quantile(mixed, high), p_female=np.asarray(p_female, dtype=np.float64),
+        age_probs=wide, age=expectation(mixed), age_std=spread(wide), age_low=quantile(wide, low),
+        age_high=quantile(wide, high), p_female=np.asarray(p_female, dtype=np.float64),
         member_age={n: o.expected_age for n, o in outputs.items() if o.age_probs is not None},
         member_p_female={n: o.p_female for n, o in outputs.items() if o.p_female is not None},
     )

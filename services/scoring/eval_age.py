@@ -110,7 +110,8 @@ def evaluate_age(
 
     def figures(rows_idx: np.ndarray) -> dict[str, Any]:
         return summarize(true_age[rows_idx], preds.age[rows_idx], {n: a[rows_idx] for n, a in preds.member_age.items()},
-                         preds.p_female[rows_idx], female[rows_idx], std[rows_idx], [races[i] for i in rows_idx])
+                         preds.p_female[rows_idx], female[rows_idx], std[rows_idx], [races[i] for i in rows_idx],
+                         (preds.age_low[rows_idx], preds.age_high[rows_idx]))
 
     summary: dict[str, Any] = {
         "dataset": str(dataset), "target": target, "mode": mode, "portion": portion, "limit": limit,
@@ -167,6 +168,9 @@ def format_table(summary: dict[str, Any]) -> str:
         extras.append(f"MAE incl. fallbacks {summary['mae_with_fallback']:.2f}")
     if "eps_error" in summary:
         extras.append(f"eps-error {summary['eps_error']:.3f}")
+    if "range_coverage" in summary:
+        extras.append(f"80 % age range holds {summary['range_coverage']:.1%} of true ages (by band: " + ", ".join(
+            f"{band} {entry['range_coverage']:.0%}" for band, entry in summary["by_band"].items()) + ")")
     if "gender_accuracy" in summary:
         extras.append(f"gender accuracy {summary['gender_accuracy']:.3f} (members: "
                       + ", ".join(f"{n} {v:.3f}" for n, v in summary["gender_member_accuracy"].items()) + ")")

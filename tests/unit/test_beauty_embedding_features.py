@@ -25,7 +25,6 @@ from services.scoring.beauty.features import (
 from services.scoring.beauty.head import BeautyHead, Standardizer
 from services.scoring.beauty.train import BLOCK_SETS
 from services.scoring.crops import dlib_chip
-from services.scoring.ensemble import load_calibration
 from services.scoring.models.dlib_face_embedding import CHIP_PADDING, EMBEDDING_SIZE, INPUT_SIZE, preprocess
 
 
@@ -164,7 +163,6 @@ def test_served_embedding_block_matches_the_standalone_embedding(face_embedding:
         def __init__(self) -> None:
             self.models: dict[str, nn.Module] = {}
             self.device = torch.device("cpu")
-            self.calibration = load_calibration("default")  # its minors blur
 
     scores = [FaceScore(30.0, 25.0, 35.0, 3.0, 0.5, "female", age_probs=adult) for _ in chips]
     out, per_face = beauty.enrich(Scorer(), chips, marks, scores)  # type: ignore[arg-type]
@@ -193,7 +191,6 @@ def test_commercial_safe_profile_never_loads_a_research_only_embedder(monkeypatc
         def __init__(self) -> None:
             self.models: dict[str, nn.Module] = {"agegender_cc0_gender": nn.Identity()}
             self.device = torch.device("cpu")
-            self.calibration = load_calibration("commercial-safe")  # its minors blur
 
     adult = np.zeros(101)
     adult[30] = 1.0

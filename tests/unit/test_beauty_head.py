@@ -49,3 +49,33 @@ def test_committed_head_loads_and_scores(name: str) -> None:
     result = score_vector(head, head.standardizer.mean)  # the average training face
     assert 1.0 <= result.score <= 10.0 and result.word in WORDS and result.spread > 0
     assert 4.5 < result.score < 7.5  # the average face scores near the data set's mean (6.1)
+
+
+def test_training_selects_by_cross_validation_and_never_sees_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A noisy linear score on 2 blocks: the CV-selected head recovers it; the test rows cannot steer the choice."""
+    from services.scoring.beauty import train
+    from services.scoring.beauty.dataset import BeautyLabels
+
+    rng = np.random.default_rng(3)
+    n = 300
+    signal, noise = rng.normal(size=(n, 6)), rng.normal(size=(n, 20))
+    score = np.clip(6.0 + 1.2 * signal[:, 0] - 0.8 * signal[:, 1] + 0.3 * rng.normal(size=n), 1, 10)
+    split = np.array(["train"] * 200 + ["val"] * 40 + ["test"] * 60)
+    files = [f"{i}.jpg" for i in range(n)]
+    monkeypatch.setitem(train.BLOCK_SETS, "toy", ["a.signal", "b.noise"])
+    monkeypatch.setattr(train, "DEX_WEIGHT_DECAYS", (1e-3,))  # one DEX fit per fold keeps this test quick
+
+    def fit(target: np.ndarray) -> tuple[BeautyHead, dict]:
+        labels = BeautyLabels(files, target, target, split, np.zeros(n, int), {f: f for f in files})
+        return train.train_beauty_head({"a.signal": signal, "b.noise": noise}, labels, "toy", progress=False, folds=3)
+
+    head, report = fit(score)
+    assert report["chosen"]["kind"] in {"ridge", "dex", "blend"} and report["cv"]["ridge"]["n"] == 240
+    assert report["selection"].startswith("3-fold")
+    assert report["test"]["pearson"] > 0.9 and 0.5 < report["test_spread_coverage"] < 0.85
+    assert head.blocks == ["a.signal", "b.noise"] and head.spread_factor > 0
+    scrambled = score.copy()
+    scrambled[split == "test"] = rng.permutation(scrambled[split == "test"])
+    _, other = fit(scrambled)
+    assert other["chosen"] == report["chosen"] and other["cv"] == report["cv"]  # test labels steer nothing
+    assert other["test"]["pearson"] < 0.3

@@ -62,30 +62,3 @@ def test_other_age_supports_and_bad_input_fail_closed() -> None:
     assert withhold_attractiveness(p, age_values=values).withhold
     assert withhold_attractiveness(np.zeros(101)).withhold
     assert withhold_attractiveness(np.ones(50)).withhold  # wrong length: withheld, not crashed
-
-
-def test_no_blur_is_the_plain_mass_below_18() -> None:
-    p = _peaked(19, width=2.0)
-    assert minor_probability(p, blur_sd=0.0) == pytest.approx(float(p[:18].sum()))
-
-
-def test_blur_widens_a_too_sure_distribution_near_18() -> None:
-    sure_twenty = _peaked(20, width=0.5)  # a profile that is far more certain than its errors allow
-    assert minor_probability(sure_twenty) < 0.001
-    blurred = minor_probability(sure_twenty, blur_sd=4.5)
-    assert 0.25 < blurred < 0.4  # P(20 + e < 18), e ~ N(0, 4.5²) ≈ 0.33
-    assert minor_probability(sure_twenty, blur_sd=8.0) > blurred
-    assert minor_probability(_peaked(60, width=0.5), blur_sd=4.5) < 1e-6  # far from 18: nothing changes
-
-
-def test_blur_keeps_a_child_a_child() -> None:
-    baby = np.zeros(101)
-    baby[0] = 1.0  # mass blurred below age 0 is not lost (that would lower P): only the > 18 tail leaves
-    assert minor_probability(baby, blur_sd=6.0) == pytest.approx(0.9973, abs=1e-4)  # P(|e| < 3 sd | e ≥ 0)
-
-
-@pytest.mark.parametrize("blur", [-1.0, float("nan"), float("inf")])
-def test_an_invalid_blur_fails_closed(blur: float) -> None:
-    with pytest.raises(ValueError, match="blur_sd"):
-        minor_probability(_peaked(30), blur_sd=blur)
-    assert withhold_attractiveness(_peaked(30), blur_sd=blur).withhold

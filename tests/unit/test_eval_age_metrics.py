@@ -10,7 +10,14 @@ import pytest
 
 from services.scoring.evaluation.data import read_age_samples, split_portion, subsample
 from services.scoring.evaluation.faces import choose_face, fallback_landmarks
-from services.scoring.evaluation.metrics import age_band, eps_error, gender_accuracy, mae, summarize
+from services.scoring.evaluation.metrics import (
+    age_band,
+    eps_error,
+    gender_accuracy,
+    mae,
+    range_coverage,
+    summarize,
+)
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -44,6 +51,15 @@ def test_summarize_breaks_down_by_band_race_gender() -> None:
     assert out["gender_accuracy"] == pytest.approx(0.75)
     assert out["by_gender"]["female"]["n"] == 1
     assert 0 < out["eps_error"] < 1
+
+
+def test_range_coverage_counts_whole_years_the_range_reaches() -> None:
+    low, high = np.array([20.0, 20.0, 20.0, 20.0]), np.array([29.6, 29.6, 29.6, 29.6])
+    assert range_coverage(low, high, np.array([19.5, 25.0, 30.0, 31.0])) == pytest.approx(0.75)  # 31 is outside
+    out = summarize(np.array([5.0, 30.0, 70.0]), np.array([6.0, 33.0, 60.0]), {}, age_range=(
+        np.array([3.0, 25.0, 55.0]), np.array([9.0, 35.0, 65.0])))
+    assert out["range_coverage"] == pytest.approx(2 / 3)  # the 70-year-old is outside 55–65
+    assert out["by_band"]["60+"]["range_coverage"] == 0.0 and out["by_band"]["0-12"]["range_coverage"] == 1.0
 
 
 def test_gender_accuracy_ignores_unknown_labels() -> None:

@@ -155,12 +155,46 @@ def test_fit_for_commercial_safe_ignores_research_members() -> None:
     assert cal.members == ["agegender_cc0_age", "agegender_cc0_gender"]
 
 
-def test_minor_blur_is_kept_by_the_file_and_absent_means_none(tmp_path) -> None:
+def test_spread_is_kept_by_the_file_and_commercial_safe_needs_more(tmp_path) -> None:
     cal = ens.load_calibration("commercial-safe")
-    assert cal.minor_blur_sd > 0  # fitted by benchmarks/minors_fit_blur.py: the CC0 ensemble is too sure of itself
-    assert ens.load_calibration("default").minor_blur_sd == 0.0
+    assert cal.spread_sd > ens.load_calibration("default").spread_sd  # benchmarks/age_fit_spread.py: CC0 is too sure
     cal.save(tmp_path / "commercial-safe.json")
-    assert ens.load_calibration("commercial-safe", tmp_path).minor_blur_sd == cal.minor_blur_sd
+    assert ens.load_calibration("commercial-safe", tmp_path).spread_sd == cal.spread_sd
     data = json.loads((tmp_path / "commercial-safe.json").read_text())
-    del data["minor_blur_sd"]  # a calibration written before the field existed
-    assert ens.EnsembleCalibration.from_dict(data).minor_blur_sd == 0.0
+    del data["spread_sd"]  # a calibration written before the field existed: no widening
+    assert ens.EnsembleCalibration.from_dict(data).spread_sd == 0.0
+
+
+def test_widening_adds_variance_keeps_mass_and_mean_away_from_the_ends() -> None:
+    probs = _peaked(WRN_VALUES, np.array([30.0, 60.0]), width=2.0)
+    wide = ens.widen(probs, 4.0)
+    np.testing.assert_allclose(wide.sum(axis=1), 1.0)
+    np.testing.assert_allclose(ens.expectation(wide), ens.expectation(probs), atol=1e-6)
+    np.testing.assert_allclose(ens.spread(wide) ** 2, ens.spread(probs) ** 2 + 4.0**2, rtol=0.02)
+    assert ens.widen(probs, 0.0) is probs
+
+
+def test_widening_a_baby_keeps_the_mass_on_the_grid() -> None:
+    baby = np.zeros((1, 101))
+    baby[0, 0] = 1.0
+    wide = ens.widen(baby, 6.0)
+    assert wide.sum() == pytest.approx(1.0) and wide[0, :18].sum() > 0.99  # nothing lost below 0: still a minor
+
+
+@pytest.mark.parametrize("sd", [-1.0, float("nan"), float("inf")])
+def test_an_invalid_spread_is_refused(sd: float) -> None:
+    with pytest.raises(ValueError, match="spread_sd"):
+        ens.widen(np.full((1, 101), 1 / 101), sd)
+
+
+def test_combine_reports_the_unwidened_age_and_the_widened_range() -> None:
+    ages = np.array([25.0, 50.0])
+    out = _outputs(ages, ages)
+    cal = ens.EnsembleCalibration.uncalibrated()
+    sharp = ens.combine(out, cal)
+    cal.spread_sd = 5.0
+    wide = ens.combine(out, cal)
+    np.testing.assert_allclose(wide.age, sharp.age)
+    assert np.all(wide.age_std > sharp.age_std)
+    assert np.all(wide.age_low < sharp.age_low) and np.all(wide.age_high > sharp.age_high)
+    assert np.all((wide.age_low <= wide.age) & (wide.age <= wide.age_high))

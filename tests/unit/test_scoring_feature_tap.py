@@ -62,6 +62,8 @@ def test_tapped_blocks_match_a_separate_feature_pass(scorer: FaceScorer, face) -
             assert got.shape == expected[0].shape, key
             if scorer.autocast[member] is None:  # fp32 in both passes: the same numbers
                 np.testing.assert_allclose(got, expected[0], rtol=1e-4, atol=1e-5, err_msg=key)
+            elif key.endswith(".p_female"):  # bf16 moves one face's probability by ~0.01 (AMX CPUs: 0.318 vs 0.329)
+                assert abs(float(got[0]) - float(expected[0][0])) < 0.03, key
             else:  # bf16 in the ensemble's pass: close, as measured on MEBeauty (mean |Δscore| 0.004)
                 scale = float(np.abs(expected[0]).max())
                 assert float(np.abs(got - expected[0]).mean()) < 0.02 * scale + 1e-4, key
@@ -112,14 +114,17 @@ def test_service_scoring_runs_each_member_once(scorer: FaceScorer, face, monkeyp
     assert score.age == pytest.approx(plain[0].age)
 
 
-def test_the_minors_check_reads_the_blur_of_the_scorers_calibration(
+def test_the_profile_spread_widens_range_std_and_minors_check_not_the_age(
     scorer: FaceScorer, face, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     chip, landmarks = face
     beauty = Attractiveness.load("default", minor_threshold=0.2)
-    [score] = scorer.score_batch([chip], [landmarks], beauty.tap())
-    sharp, _ = beauty.enrich(scorer, [chip], [landmarks], [score])
-    monkeypatch.setattr(scorer, "calibration", replace(scorer.calibration, minor_blur_sd=15.0))
-    blurred, _ = beauty.enrich(scorer, [chip], [landmarks], [score])
-    assert blurred[0]["p_minor"] == pytest.approx(minor_probability(score.age_probs, blur_sd=15.0), abs=1e-3)
-    assert blurred[0]["p_minor"] > sharp[0]["p_minor"]
+    monkeypatch.setattr(scorer, "calibration", replace(scorer.calibration, spread_sd=0.0))
+    [sharp] = scorer.score_batch([chip], [landmarks])
+    monkeypatch.setattr(scorer, "calibration", replace(scorer.calibration, spread_sd=15.0))
+    [wide] = scorer.score_batch([chip], [landmarks], beauty.tap())
+    assert wide.age == pytest.approx(sharp.age)
+    assert wide.age_std > sharp.age_std and wide.age_high - wide.age_low > sharp.age_high - sharp.age_low
+    enriched, _ = beauty.enrich(scorer, [chip], [landmarks], [wide])
+    assert enriched[0]["p_minor"] == pytest.approx(minor_probability(wide.age_probs), abs=1e-3)
+    assert minor_probability(wide.age_probs) > minor_probability(sharp.age_probs)

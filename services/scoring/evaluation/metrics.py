@@ -53,6 +53,15 @@ def gender_accuracy(p_female: np.ndarray, true_female: np.ndarray) -> float:
     return float(np.mean((p[known] > FEMALE_THRESHOLD) == (y[known] > FEMALE_THRESHOLD)))
 
 
+def range_coverage(low: np.ndarray, high: np.ndarray, true_age: np.ndarray) -> float:
+    """Share of true ages inside the reported range (the ensemble's 80 % range should hold about 80 %).
+
+    Labels are whole years, so a year counts as inside when the range reaches into it (±½ year).
+    """
+    true_age = np.asarray(true_age, dtype=np.float64)
+    return float(np.mean((true_age >= np.asarray(low) - 0.5) & (true_age <= np.asarray(high) + 0.5)))
+
+
 def race_label(race: str | None) -> str:
     """UTKFace's race codes as words; other data sets' labels unchanged."""
     return UTKFACE_RACES.get(str(race), str(race)) if race not in (None, "") else "unknown"
@@ -78,8 +87,10 @@ def summarize(
     true_female: np.ndarray | None = None,
     age_std: np.ndarray | None = None,
     races: Sequence[str | None] | None = None,
+    age_range: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
-    """All figures for one set of faces: overall, per member, per age band / race / gender."""
+    """All figures for one set of faces: overall, per member, per age band / race / gender; with ``age_range``
+    (low, high) the share of true ages the reported range holds, overall and per band."""
     true_age = np.asarray(true_age, dtype=np.float64)
     errors = np.asarray(ensemble_age, dtype=np.float64) - true_age
     out: dict = {"n": len(true_age), "mae": mae(ensemble_age, true_age),
@@ -92,6 +103,13 @@ def summarize(
         member_err = np.asarray(ages) - true_age
         for band, entry in group_mae(member_err, bands, [b[0] for b in AGE_BANDS]).items():
             out["by_band"][band].setdefault("member_mae", {})[name] = entry["mae"]
+    if age_range is not None:
+        low, high = (np.asarray(a, dtype=np.float64) for a in age_range)
+        out["range_coverage"] = range_coverage(low, high, true_age)
+        bands_arr = np.asarray(bands)
+        for band, entry in out["by_band"].items():
+            rows = bands_arr == band
+            entry["range_coverage"] = range_coverage(low[rows], high[rows], true_age[rows])
     if races is not None and any(r not in (None, "") for r in races):
         out["by_race"] = group_mae(errors, [race_label(r) for r in races])
     if true_female is not None and p_female is not None and not np.isnan(true_female).all():
