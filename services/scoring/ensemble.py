@@ -10,8 +10,8 @@ children; the CC0 net saturates at 80), so a naive mean is worse than the best m
    re-bins the distribution, so its expectation becomes exactly a + b·E[t] and its spread scales with b);
 3. the calibrated distributions are mixed with non-negative weights that sum to one; the weights depend on the age
    region of a first estimate (children, adults, older people), because the members' strengths differ by region;
-4. the age is the DEX expectation of the mixture; the mixture widened by a Gaussian of ``spread_sd`` years (fitted
-   per profile by the likelihood of true ages, so the width matches the profile's real errors) gives the
+4. the age is the DEX expectation of the mixture; the mixture widened by a Gaussian of ``spread_sd`` +
+   ``spread_per_year`` · age years (fitted per profile so that its quantiles are calibrated on true ages) gives the
    uncertainty (its standard deviation), the reported age range (its 10 % / 90 % quantiles: a central 80 %
    interval) and the distribution the minors rule reads;
 5. P(female) is the weighted mean of the members' P(female).
@@ -80,21 +80,35 @@ def pushforward(grid_probs: np.ndarray, offset: float, scale: float) -> np.ndarr
     return _split_mass(positions, grid_probs)
 
 
-def widen(grid_probs: np.ndarray, sd: float) -> np.ndarray:
-    """Each distribution convolved with a Gaussian of ``sd`` years, cut at the grid's ends (bin k is [k−½, k+½]).
+WIDEN_CHUNK = 256  # rows per kernel stack in ``widen`` ([rows, 101, 102] float64 ≈ 21 MB)
+
+
+def widen(grid_probs: np.ndarray, sd: float | np.ndarray) -> np.ndarray:
+    """Each distribution convolved with a Gaussian of ``sd`` years (one value, or one per row), cut at the grid's
+    ends (bin k is [k−½, k+½]).
 
     Mass stays within 0..100 (renormalised per source age), so near 0 the widened distribution leans upwards: that
     is why the reported age is the expectation *before* widening.
     """
-    if not np.isfinite(sd) or sd < 0:
-        raise ValueError(f"spread_sd must be a finite number of years >= 0, got {sd}")
-    if sd == 0:
+    sds = np.broadcast_to(np.asarray(sd, dtype=np.float64), (len(grid_probs),))
+    if not np.all(np.isfinite(sds)) or np.any(sds < 0):
+        raise ValueError(f"spread must be a finite number of years >= 0, got {sd}")
+    if not np.any(sds > 0):
         return grid_probs
     edges = (np.arange(MAX_AGE + 2) - 0.5)[None, :] - AGE_GRID[:, None]  # [source age, bin edge]
-    cdf = ndtr(edges / sd)
-    kernel = np.diff(cdf, axis=1)
-    kernel /= kernel.sum(axis=1, keepdims=True)
-    return grid_probs @ kernel
+    out = np.array(grid_probs, dtype=np.float64)
+    rows = np.flatnonzero(sds > 0)
+    for start in range(0, len(rows), WIDEN_CHUNK):
+        chunk = rows[start:start + WIDEN_CHUNK]
+        kernel = np.diff(ndtr(edges[None] / sds[chunk, None, None]), axis=2)  # [rows, source age, target age]
+        kernel /= kernel.sum(axis=2, keepdims=True)
+        out[chunk] = np.einsum("ns,nst->nt", out[chunk], kernel)
+    return out
+
+
+def spread_years(constant: float, per_year: float, age: np.ndarray) -> np.ndarray:
+    """A profile's widening per face: a constant plus a share of the age (errors grow with age)."""
+    return constant + per_year * np.asarray(age, dtype=np.float64)
 
 
 def expectation(grid_probs: np.ndarray) -> np.ndarray:
@@ -136,6 +150,7 @@ class EnsembleCalibration:
     fitted_on: str = "uncalibrated defaults"
     metrics: dict[str, Any] = field(default_factory=dict)
     spread_sd: float = 0.0  # years; Gaussian widening of the distribution behind the range, the std and the minors rule
+    spread_per_year: float = 0.0  # extra widening per year of the face's age (sd = spread_sd + this · age)
 
     @property
     def age_members(self) -> list[str]:
@@ -188,7 +203,7 @@ def load_calibration(profile: str = "default", directory: Path = CALIBRATION_DIR
 class EnsembleOutput:
     """Arrays for N faces: the combined distribution and its summaries, plus per-member ages and P(female)."""
 
-    age_probs: np.ndarray  # [N, 101] widened by the profile's spread_sd (what range, std and the minors rule read)
+    age_probs: np.ndarray  # [N, 101] widened by the profile's spread (what range, std and the minors rule read)
     age: np.ndarray
     age_std: np.ndarray
     age_low: np.ndarray
@@ -230,12 +245,13 @@ def combined_age_probs(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibra
 def combine(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibration) -> EnsembleOutput:
     """The ensemble's answer for a batch, given every member's outputs for it."""
     mixed = combined_age_probs(outputs, cal)
-    wide = widen(mixed, cal.spread_sd)
+    age = expectation(mixed)
+    wide = widen(mixed, spread_years(cal.spread_sd, cal.spread_per_year, age))
     gender_total = sum(cal.gender_weights.values())
     p_female = sum(outputs[n].p_female * (w / gender_total) for n, w in cal.gender_weights.items())
     low, high = RANGE_QUANTILES
     return EnsembleOutput(
-        age_probs=wide, age=expectation(mixed), age_std=spread(wide), age_low=quantile(wide, low),
+        age_probs=wide, age=age, age_std=spread(wide), age_low=quantile(wide, low),
         age_high=quantile(wide, high), p_female=np.asarray(p_female, dtype=np.float64),
         member_age={n: o.expected_age for n, o in outputs.items() if o.age_probs is not None},
         member_p_female={n: o.p_female for n, o in outputs.items() if o.p_female is not None},

@@ -156,13 +156,18 @@ def test_fit_for_commercial_safe_ignores_research_members() -> None:
 
 
 def test_spread_is_kept_by_the_file_and_commercial_safe_needs_more(tmp_path) -> None:
-    cal = ens.load_calibration("commercial-safe")
-    assert cal.spread_sd > ens.load_calibration("default").spread_sd  # benchmarks/age_fit_spread.py: CC0 is too sure
+    cal, default = ens.load_calibration("commercial-safe"), ens.load_calibration("default")
+    ages = np.array([5.0, 30.0, 70.0])
+    cc0 = ens.spread_years(cal.spread_sd, cal.spread_per_year, ages)
+    assert np.all(cc0 > ens.spread_years(default.spread_sd, default.spread_per_year, ages))  # CC0 is too sure
+    assert cc0[2] > cc0[0]  # benchmarks/age_fit_spread.py: its errors grow with age
     cal.save(tmp_path / "commercial-safe.json")
-    assert ens.load_calibration("commercial-safe", tmp_path).spread_sd == cal.spread_sd
+    loaded = ens.load_calibration("commercial-safe", tmp_path)
+    assert (loaded.spread_sd, loaded.spread_per_year) == (cal.spread_sd, cal.spread_per_year)
     data = json.loads((tmp_path / "commercial-safe.json").read_text())
-    del data["spread_sd"]  # a calibration written before the field existed: no widening
-    assert ens.EnsembleCalibration.from_dict(data).spread_sd == 0.0
+    del data["spread_sd"], data["spread_per_year"]  # a calibration written before the fields existed: no widening
+    old = ens.EnsembleCalibration.from_dict(data)
+    assert (old.spread_sd, old.spread_per_year) == (0.0, 0.0)
 
 
 def test_widening_adds_variance_keeps_mass_and_mean_away_from_the_ends() -> None:
@@ -181,10 +186,21 @@ def test_widening_a_baby_keeps_the_mass_on_the_grid() -> None:
     assert wide.sum() == pytest.approx(1.0) and wide[0, :18].sum() > 0.99  # nothing lost below 0: still a minor
 
 
+def test_a_spread_per_row_widens_each_row_by_its_own() -> None:
+    probs = _peaked(WRN_VALUES, np.array([10.0, 40.0, 70.0]), width=2.0)
+    sds = np.array([0.0, 3.0, 7.0])
+    wide = ens.widen(probs, sds)
+    for i, sd in enumerate(sds):
+        np.testing.assert_allclose(wide[i], ens.widen(probs[i:i + 1], float(sd))[0], atol=1e-12)
+    assert ens.spread(wide)[2] > ens.spread(wide)[1] > ens.spread(wide)[0]
+
+
 @pytest.mark.parametrize("sd", [-1.0, float("nan"), float("inf")])
 def test_an_invalid_spread_is_refused(sd: float) -> None:
-    with pytest.raises(ValueError, match="spread_sd"):
+    with pytest.raises(ValueError, match="spread must be"):
         ens.widen(np.full((1, 101), 1 / 101), sd)
+    with pytest.raises(ValueError, match="spread must be"):
+        ens.widen(np.full((2, 101), 1 / 101), np.array([1.0, sd]))
 
 
 def test_combine_reports_the_unwidened_age_and_the_widened_range() -> None:
@@ -192,9 +208,11 @@ def test_combine_reports_the_unwidened_age_and_the_widened_range() -> None:
     out = _outputs(ages, ages)
     cal = ens.EnsembleCalibration.uncalibrated()
     sharp = ens.combine(out, cal)
-    cal.spread_sd = 5.0
+    cal.spread_sd, cal.spread_per_year = 2.0, 0.1  # 4.5 years at 25, 7 at 50
     wide = ens.combine(out, cal)
     np.testing.assert_allclose(wide.age, sharp.age)
     assert np.all(wide.age_std > sharp.age_std)
     assert np.all(wide.age_low < sharp.age_low) and np.all(wide.age_high > sharp.age_high)
     assert np.all((wide.age_low <= wide.age) & (wide.age <= wide.age_high))
+    gained = ens.spread(wide.age_probs) ** 2 - ens.spread(sharp.age_probs) ** 2
+    np.testing.assert_allclose(gained, [4.5**2, 7.0**2], rtol=0.05)  # the older face is widened more

@@ -119,9 +119,9 @@ def test_the_profile_spread_widens_range_std_and_minors_check_not_the_age(
 ) -> None:
     chip, landmarks = face
     beauty = Attractiveness.load("default", minor_threshold=0.2)
-    monkeypatch.setattr(scorer, "calibration", replace(scorer.calibration, spread_sd=0.0))
+    monkeypatch.setattr(scorer, "calibration", replace(scorer.calibration, spread_sd=0.0, spread_per_year=0.0))
     [sharp] = scorer.score_batch([chip], [landmarks])
-    monkeypatch.setattr(scorer, "calibration", replace(scorer.calibration, spread_sd=15.0))
+    monkeypatch.setattr(scorer, "calibration", replace(scorer.calibration, spread_sd=5.0, spread_per_year=0.3))
     [wide] = scorer.score_batch([chip], [landmarks], beauty.tap())
     assert wide.age == pytest.approx(sharp.age)
     assert wide.age_std > sharp.age_std and wide.age_high - wide.age_low > sharp.age_high - sharp.age_low
