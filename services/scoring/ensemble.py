@@ -250,9 +250,11 @@ def combine(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibration) -> En
     gender_total = sum(cal.gender_weights.values())
     p_female = sum(outputs[n].p_female * (w / gender_total) for n, w in cal.gender_weights.items())
     low, high = RANGE_QUANTILES
+    # the range always holds the age shown with it: a strongly two-humped mixture (members far apart) can put its
+    # expectation outside the 10–90 % quantiles, and a range that excludes the age reads as a bug
     return EnsembleOutput(
-        age_probs=wide, age=age, age_std=spread(wide), age_low=quantile(wide, low),
-        age_high=quantile(wide, high), p_female=np.asarray(p_female, dtype=np.float64),
+        age_probs=wide, age=age, age_std=spread(wide), age_low=np.minimum(quantile(wide, low), age),
+        age_high=np.maximum(quantile(wide, high), age), p_female=np.asarray(p_female, dtype=np.float64),
         member_age={n: o.expected_age for n, o in outputs.items() if o.age_probs is not None},
         member_p_female={n: o.p_female for n, o in outputs.items() if o.p_female is not None},
     )

@@ -216,3 +216,14 @@ def test_combine_reports_the_unwidened_age_and_the_widened_range() -> None:
     assert np.all((wide.age_low <= wide.age) & (wide.age <= wide.age_high))
     gained = ens.spread(wide.age_probs) ** 2 - ens.spread(sharp.age_probs) ** 2
     np.testing.assert_allclose(gained, [4.5**2, 7.0**2], rtol=0.05)  # the older face is widened more
+
+
+def test_the_range_always_holds_the_age_even_when_members_disagree_wildly() -> None:
+    """WRN says 95, CC0 says 2, CC0 weighs 0.92: the expectation (~10) lies above the 90 % quantile (~8)."""
+    out = _outputs(np.array([95.0]), np.array([2.0]))
+    cal = ens.EnsembleCalibration.uncalibrated()
+    cal.global_age_weights = cal.age_weights[0] = {"wrn16_8_imdbwiki": 0.08, "agegender_cc0_age": 0.92}
+    result = ens.combine(out, cal)
+    assert ens.quantile(result.age_probs, 0.9)[0] < result.age[0]  # the situation this guards against
+    assert result.age_low[0] <= result.age[0] <= result.age_high[0]
+    assert result.age_high[0] == pytest.approx(result.age[0])

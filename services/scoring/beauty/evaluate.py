@@ -30,7 +30,7 @@ def evaluate_beauty(
     dataset_dir: Path, block_set: str = "all", head_name: str | None = None, cache_dir: Path = DEFAULT_CACHE_DIR,
     progress: bool = True,
 ) -> dict:
-    """With ``head_name``: the committed head's test metrics; without: train (select on val) and report."""
+    """With ``head_name``: the committed head's test metrics; without: train (CV on train + val) and report."""
     labels = load_mebeauty(Path(dataset_dir))
     if head_name:
         head, card = load_beauty_head(head_name)

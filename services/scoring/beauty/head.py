@@ -2,7 +2,7 @@
 
 Why two: ridge is the strongest simple regressor for a few thousand faces × a few thousand features; the DEX head
 (softmax over score bins, prediction = expectation, as DEX does for age) also gives a per-face distribution whose
-spread says how much raters would disagree, which becomes the calibrated spread. Validation picks the head.
+spread says how much raters would disagree, which becomes the calibrated spread. Cross-validation picks the head.
 
 Everything a head needs at inference (block names, standardisation, weights, calibration) is in one small ``.npz``;
 no scikit-learn at inference, numpy only.
@@ -20,7 +20,7 @@ import numpy as np
 SCORE_MIN, SCORE_MAX = 1.0, 10.0  # MEBeauty's rating scale; every score is clipped into it
 BIN_STEP = 0.5  # DEX bins every half point: finer than rater noise (~1.5 points sd), coarse enough to learn
 SCORE_BINS = np.arange(SCORE_MIN, SCORE_MAX + BIN_STEP / 2, BIN_STEP)
-ONE_SIGMA_COVERAGE = 0.6827  # the spread is calibrated so this share of validation faces lies within ±spread
+ONE_SIGMA_COVERAGE = 0.6827  # the spread is calibrated so this share of held-out faces lies within ±spread
 STD_FLOOR = 1e-6  # features constant on the training set are left unscaled instead of divided by ~0
 
 
@@ -113,7 +113,7 @@ def dex_predict(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, bins: np.nd
 
 
 def calibrate_spread(abs_error: np.ndarray, raw_spread: np.ndarray) -> float:
-    """Factor c such that ``ONE_SIGMA_COVERAGE`` of the faces have |error| ≤ c · raw_spread (validation faces)."""
+    """Factor c such that ``ONE_SIGMA_COVERAGE`` of the faces have |error| ≤ c · raw_spread (out-of-fold faces)."""
     return float(np.quantile(abs_error / np.maximum(raw_spread, 1e-9), ONE_SIGMA_COVERAGE))
 
 
