@@ -30,16 +30,15 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 import numpy as np  # noqa: E402
 from age_fit_calibration import CV_FOLDS, cached_set, fit, subset, train_outputs  # noqa: E402
 
-from services.scoring.beauty.minors import ADULT_AGE, MINOR_PROBABILITY_THRESHOLD  # noqa: E402
+from services.scoring.beauty.minors import ADULT_AGE, MINOR_PROBABILITY_THRESHOLD, minor_probability  # noqa: E402
 from services.scoring.ensemble import (  # noqa: E402
     AGE_GRID,
     CALIBRATION_DIR,
     MAX_AGE,
-    RANGE_QUANTILES,
+    age_range,
     combined_age_probs,
     expectation,
     load_calibration,
-    quantile,
     spread_years,
     widen,
 )
@@ -105,11 +104,14 @@ def widened(probs: np.ndarray, constant: float, per_year: float) -> np.ndarray:
 
 
 def summary(probs: np.ndarray, ages: np.ndarray, predicted: np.ndarray) -> str:
-    """Range coverage (overall, then by predicted age), mean width, minors / adults withheld, for one set."""
-    low, high = (quantile(probs, q) for q in RANGE_QUANTILES)
+    """Range coverage (overall, then by predicted age), mean width, minors / adults withheld, for one set.
+
+    ``probs`` are widened, ``predicted`` the ages before widening: the range and the minors check as served.
+    """
+    low, high = age_range(probs, predicted)
     bands = " ".join(f"{range_coverage(low[m], high[m], ages[m]):.0%}" if m.any() else "–"
                      for m in ((predicted >= lo) & (predicted < hi) for lo, hi in PREDICTED_BANDS))
-    withheld = probs[:, :ADULT_AGE].sum(axis=1) > MINOR_PROBABILITY_THRESHOLD
+    withheld = np.array([minor_probability(p) for p in probs]) > MINOR_PROBABILITY_THRESHOLD
     minors = ages < ADULT_AGE
     return (f"{range_coverage(low, high, ages):.1%} [{bands}] / {np.mean(high - low):.1f} y / "
             f"{np.mean(withheld[minors]):.1%} / {np.mean(withheld[~minors]):.1%}")
@@ -139,7 +141,7 @@ def main() -> None:
         print("|---|---|---|" + "---|" * len(reports))
         for constant, per_year in shown:
             wide = widened(train, constant, per_year)
-            low, high = (quantile(wide, q) for q in RANGE_QUANTILES)
+            low, high = age_range(wide, expectation(train))
             cells = [summary(widened(probs, constant, per_year), ages, expectation(probs))
                      for probs, ages in reports.values()]
             mark = " ← chosen" if (constant, per_year) == best else ""

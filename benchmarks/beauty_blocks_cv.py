@@ -4,7 +4,8 @@
 
 Why: the official validation split has 221 faces; block sets whose validation Pearson differ by 0.01 are not
 distinguishable on it. Five folds over the 1,941 train + val faces rank them with ~9× the data. Per set: the ridge
-alpha and block balancing with the best out-of-fold Pearson, then (for reference only: the test split never
+alpha and block balancing with the best out-of-fold Pearson (ridges fitted on the rater-adjusted score, judged on
+the official one, as ``beauty_train.py`` does), then (for reference only: the test split never
 selects anything) the test Pearson / MAE of that ridge refitted on train + val. Features come from the cache that
 ``beauty_train.py`` uses (missing blocks are computed through the served feature code).
 """
@@ -22,21 +23,21 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from services.face.detector import FaceDetector  # noqa: E402 - a benchmark composes both services
-from services.scoring.beauty.dataset import load_mebeauty  # noqa: E402
+from services.scoring.beauty.dataset import FIT_SPLITS, load_mebeauty  # noqa: E402
 from services.scoring.beauty.evaluate import mebeauty_features, mebeauty_files  # noqa: E402
 from services.scoring.beauty.features import stack_blocks  # noqa: E402
 from services.scoring.beauty.head import Standardizer, centred_svd, ridge_path  # noqa: E402
 from services.scoring.beauty.train import BLOCK_SETS, CV_FOLDS, out_of_fold, regression_metrics  # noqa: E402
 from services.scoring.evaluation.detection import provide_detector  # noqa: E402
 
-FOLDS = CV_FOLDS
 
-
-def cv_ridge(x: np.ndarray, y: np.ndarray, sizes: list[int], fold: np.ndarray) -> tuple[float, float, bool]:
-    """(best out-of-fold Pearson, its alpha, its balancing) over RIDGE_ALPHAS × {plain, balanced}."""
-    oof = out_of_fold(x, y, sizes, fold, dex=False)
-    (_, balance, alpha), pred = max(oof.items(), key=lambda item: np.corrcoef(item[1], y)[0, 1])
-    return float(np.corrcoef(pred, y)[0, 1]), alpha, balance
+def cv_ridge(x: np.ndarray, target: np.ndarray, score: np.ndarray, sizes: list[int], fold: np.ndarray
+             ) -> tuple[float, float, bool]:
+    """(best out-of-fold Pearson against ``score``, its alpha, its balancing) over RIDGE_ALPHAS × {plain, balanced},
+    ridges fitted on ``target``: as ``train_beauty_head`` fits and judges."""
+    oof = out_of_fold(x, target, sizes, fold, dex=False)
+    (_, balance, alpha), pred = max(oof.items(), key=lambda item: np.corrcoef(item[1], score)[0, 1])
+    return float(np.corrcoef(pred, score)[0, 1]), alpha, balance
 
 
 def main() -> None:
@@ -51,18 +52,18 @@ def main() -> None:
     labels = load_mebeauty(folder)
     files = mebeauty_files(folder)
     index = [dict(zip(files, range(len(files)), strict=True))[f] for f in labels.files]
-    fit = (labels.split == "train") | (labels.split == "val")
+    fit = np.isin(labels.split, FIT_SPLITS)
     test = labels.split == "test"
-    fold = np.random.default_rng(args.seed).permutation(int(fit.sum())) % FOLDS
+    fold = np.random.default_rng(args.seed).permutation(int(fit.sum())) % CV_FOLDS
     print(f"{'block set':<12} {'dims':>6} {'CV r':>7} {'alpha':>8} {'balanced':>8} | test r / MAE (reference)")
     for name in args.block_sets:
         blocks = {k: v[index] for k, v in mebeauty_features(folder, files, name).items()}
         x = stack_blocks(blocks, BLOCK_SETS[name])
         sizes = [blocks[b].shape[1] for b in BLOCK_SETS[name]]
-        r, alpha, balance = cv_ridge(x[fit], labels.score[fit], sizes, fold)
+        r, alpha, balance = cv_ridge(x[fit], labels.fit_target[fit], labels.score[fit], sizes, fold)
         std = Standardizer.fit(x[fit], sizes, balance)
         xs = std(x[fit])
-        (w, b), = ridge_path(xs, labels.score[fit], [alpha], centred_svd(xs))
+        (w, b), = ridge_path(xs, labels.fit_target[fit], [alpha], centred_svd(xs))
         t = regression_metrics(std(x[test]) @ w + b, labels.score[test])
         print(f"{name:<12} {x.shape[1]:>6} {r:>7.4f} {alpha:>8.0f} {balance!s:>8} | "
               f"{t['pearson']:.4f} / {t['mae']:.3f}", flush=True)

@@ -111,6 +111,16 @@ def spread_years(constant: float, per_year: float, age: np.ndarray) -> np.ndarra
     return constant + per_year * np.asarray(age, dtype=np.float64)
 
 
+def age_range(wide_probs: np.ndarray, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reported range: the 10 % / 90 % quantiles of the widened distribution, stretched to hold ``age``.
+
+    A strongly two-humped mixture (members far apart) can put its expectation outside those quantiles, and a range
+    that excludes the age shown with it reads as a bug.
+    """
+    low, high = RANGE_QUANTILES
+    return np.minimum(quantile(wide_probs, low), age), np.maximum(quantile(wide_probs, high), age)
+
+
 def expectation(grid_probs: np.ndarray) -> np.ndarray:
     """DEX expectation Σ age·p on the 0..100 grid."""
     return grid_probs @ AGE_GRID
@@ -249,12 +259,10 @@ def combine(outputs: Mapping[str, MemberOutput], cal: EnsembleCalibration) -> En
     wide = widen(mixed, spread_years(cal.spread_sd, cal.spread_per_year, age))
     gender_total = sum(cal.gender_weights.values())
     p_female = sum(outputs[n].p_female * (w / gender_total) for n, w in cal.gender_weights.items())
-    low, high = RANGE_QUANTILES
-    # the range always holds the age shown with it: a strongly two-humped mixture (members far apart) can put its
-    # expectation outside the 10–90 % quantiles, and a range that excludes the age reads as a bug
+    low, high = age_range(wide, age)
     return EnsembleOutput(
-        age_probs=wide, age=age, age_std=spread(wide), age_low=np.minimum(quantile(wide, low), age),
-        age_high=np.maximum(quantile(wide, high), age), p_female=np.asarray(p_female, dtype=np.float64),
+        age_probs=wide, age=age, age_std=spread(wide), age_low=low, age_high=high,
+        p_female=np.asarray(p_female, dtype=np.float64),
         member_age={n: o.expected_age for n, o in outputs.items() if o.age_probs is not None},
         member_p_female={n: o.p_female for n, o in outputs.items() if o.p_female is not None},
     )

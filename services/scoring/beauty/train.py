@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.scoring.beauty.dataset import BeautyLabels
+from services.scoring.beauty.dataset import FIT_SPLITS, BeautyLabels
 from services.scoring.beauty.features import ARCFACE, ARCFACE_BLOCK, EMBEDDING, EMBEDDING_BLOCK, stack_blocks
 from services.scoring.beauty.head import (
     SCORE_MAX,
@@ -124,7 +124,7 @@ def train_beauty_head(
     x = stack_blocks(features, blocks)
     sizes = [features[b].shape[1] for b in blocks]
     y = labels.score
-    both = (labels.split == "train") | (labels.split == "val")
+    both = np.isin(labels.split, FIT_SPLITS)
     te = labels.split == "test"
     xb, yb, target = x[both], y[both], labels.fit_target[both]  # fitted on the target, judged on the score
     fold = np.random.default_rng(seed).permutation(len(yb)) % folds

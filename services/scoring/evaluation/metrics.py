@@ -98,6 +98,7 @@ def summarize(
     if age_std is not None and not np.isnan(age_std).any():
         out["eps_error"] = eps_error(ensemble_age, true_age, age_std)
     bands = [age_band(a) for a in true_age]
+    bands_arr = np.asarray(bands)
     out["by_band"] = group_mae(errors, bands, [b[0] for b in AGE_BANDS])
     for name, ages in member_ages.items():
         member_err = np.asarray(ages) - true_age
@@ -106,7 +107,6 @@ def summarize(
     if age_range is not None:
         low, high = (np.asarray(a, dtype=np.float64) for a in age_range)
         out["range_coverage"] = range_coverage(low, high, true_age)
-        bands_arr = np.asarray(bands)
         for band, entry in out["by_band"].items():
             rows = bands_arr == band
             entry["range_coverage"] = range_coverage(low[rows], high[rows], true_age[rows])
@@ -118,7 +118,6 @@ def summarize(
         labels = np.where(np.asarray(true_female)[known] > FEMALE_THRESHOLD, "female", "male")
         out["by_gender"] = group_mae(errors[known], labels.tolist(), ["female", "male"])
         # where gender errors sit: infants' faces carry little of it, so one figure hides the bands
-        bands_arr = np.asarray(bands)
         for band, entry in out["by_band"].items():
             rows = bands_arr == band
             accuracy = gender_accuracy(np.asarray(p_female)[rows], np.asarray(true_female)[rows])
