@@ -38,7 +38,11 @@ def table(res: dict) -> str:
     ks = [str(k) for k in res["ks"]]
     head = "| method | " + " | ".join(f"k={k} r / acc" for k in ks) + " |"
     lines = [head, "|---|" + "---|" * len(ks)]
-    for method, label in LABELS.items():
+    labels = dict(LABELS)
+    for m in res.get("warm", []):
+        labels[f"global_warm_{m}"] = f"warm face, global (μ + b_i after {m} other raters' ratings)"
+        labels[f"personal_warm_{m}"] = f"warm face, personalised + prior ({m} other raters' ratings of the face)"
+    for method, label in labels.items():
         if method not in res["methods"]:
             continue
         cells = []
@@ -54,6 +58,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--datasets", nargs="+", default=["frl_london", "mebeauty"])
     parser.add_argument("--ks", nargs="+", type=int, default=[0, 5, 10, 20])
+    parser.add_argument("--warm", nargs="*", type=int, default=[],
+                        help="warm-face rows: each predicted face first gets this many other raters' ratings")
     parser.add_argument("--max-raters", type=int, default=None, help="evaluate a random subset of raters")
     parser.add_argument("--block-set", default="all")
     parser.add_argument("--rank", type=int, default=8)
@@ -66,7 +72,7 @@ def main() -> None:
     for name in args.datasets:
         start = time.time()
         res = evaluate_personalization(args.data / name, ks=tuple(args.ks), max_raters=args.max_raters,
-                                       block_set=args.block_set, rank=args.rank, reg=args.reg)
+                                       block_set=args.block_set, rank=args.rank, reg=args.reg, warm=tuple(args.warm))
         res["seconds"] = round(time.time() - start, 1)
         results[name] = res
         print(f"\n### {name}: {res['evaluated_raters']} raters evaluated of {res['raters']}, {res['faces']} faces, "

@@ -28,7 +28,8 @@ from services.scoring.personalize.data import load_ratings  # noqa: E402
 from services.scoring.personalize.evaluate import GLOBAL_SCORE_WEIGHT, face_features  # noqa: E402
 from services.scoring.personalize.model import fit_personal_model  # noqa: E402
 
-CARD_VERSION = "2"  # 1: member blocks; 2: + the dlib face embedding block and the embedding-based global head
+CARD_VERSION = "3"  # 1: member blocks; 2: + the dlib face embedding block and the embedding-based global head;
+# 3: + the item map's residual variance per output (the prior of a face's vector once visitors rate it)
 DATA_LICENCES = {
     "frl_london": "Face Research Lab London Set, CC BY 4.0 (DeBruine & Jones 2017, doi:10.6084/m9.figshare.5047666.v5)",
     "mebeauty": "MEBeauty, no licence stated: non-commercial research only",
@@ -73,7 +74,9 @@ def main() -> None:
         preprocessing={"blocks": model.blocks, "global_score_weight": model.global_score_weight,
                        "rating_scale": list(data.scale), "version": model.version},
         expected_accuracy={"see": "benchmarks/results/personalize.md"},
-        notes="Faces are always cold-start items (features only). Raters: closed-form posterior after each rating; "
+        notes="Faces start as cold-start items (features only) and become warm as visitors rate them: their item "
+        "vector is the posterior given those ratings, with the features' prediction as the prior. "
+        "Raters: closed-form posterior after each rating; "
         f"the global score is shown until {model.min_ratings} ratings unless demographics give a prior.",
         version=CARD_VERSION, sha256=sha256_file(path),
     ).save(WEIGHTS_DIR / f"{name}.card.json")

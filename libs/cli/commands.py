@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     personal = eval_sub.add_parser("personalize", help="per-rater prediction after k revealed ratings")
     personal.add_argument("--dataset", required=True)
     personal.add_argument("--k", default="0,5,10,20", help="comma-separated numbers of revealed ratings")
+    personal.add_argument("--warm", default="",
+                          help="comma-separated numbers of other raters' ratings each predicted face receives first "
+                          "(warm-face rows; empty: cold-start only)")
     personal.add_argument("--max-raters", type=int)
     personal.add_argument("--block-set", default="all", choices=["all", "cc0", "all_members", "cc0_members"],
                           help="visual blocks: all/cc0 include the dlib face embedding, *_members do not")
@@ -144,8 +147,9 @@ def _eval_personalize(args: argparse.Namespace, settings: object) -> int:
 
     _bind_face_detector(settings)
     ks = tuple(int(k) for k in args.k.split(","))
+    warm = tuple(int(m) for m in args.warm.split(",") if m.strip())
     report = evaluate_personalization(Path(args.dataset), ks=ks, max_raters=args.max_raters,
-                                      block_set=args.block_set, progress=not args.json)
+                                      block_set=args.block_set, progress=not args.json, warm=warm)
     return _print_report(report, args.json)
 
 

@@ -11,6 +11,7 @@
 - features/{photo_id}/{n}.npy     scoring  face n's personalization vector (PersonalModel.face_vector), adults only
 - ratepool/{photo_id}.json        scoring  the photo's faces offered for rating (owner opted in, no minors)
 - personalize/raters/{vid}.json   scoring  a rater's personal-model state (services/scoring/personalize/store.py)
+- personalize/faces/{photo_id}/{n}.json  scoring  face n's ratings as item statistics (personalize/item.py)
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ def face_features(photo_id: str, index: int) -> str:
     return f"{face_features_prefix(photo_id)}{int(index)}.npy"
 
 
+def face_item_prefix(photo_id: str) -> str:
+    return f"personalize/faces/{_check(photo_id)}/"
+
+
+def face_item(photo_id: str, index: int) -> str:
+    """Face ``index``'s item state (the ratings it received, as sufficient statistics), written by scoring."""
+    return f"{face_item_prefix(photo_id)}{int(index)}.json"
+
+
 def rate_pool_entry(photo_id: str) -> str:
     """The photo's entry in the rate-others pool: which of its faces may be shown to other visitors for rating."""
     return f"{RATE_POOL_PREFIX}{_check(photo_id)}.json"
@@ -88,5 +98,6 @@ def rate_pool_entry(photo_id: str) -> str:
 def derived_keys_and_prefixes(photo_id: str) -> tuple[list[str], list[str]]:
     """Everything that must go when a photo is deleted: single keys, and prefixes to delete wholesale."""
     keys = [photo(photo_id), faces_manifest(photo_id), result(photo_id), rate_pool_entry(photo_id)]
-    prefixes = [chips_prefix(photo_id), cards_prefix(photo_id), face_features_prefix(photo_id)]
+    prefixes = [chips_prefix(photo_id), cards_prefix(photo_id), face_features_prefix(photo_id),
+                face_item_prefix(photo_id)]
     return keys, prefixes

@@ -22,7 +22,12 @@ from services.scoring.features_store import PERSONAL_VECTOR, personal_members, p
 from services.scoring.handlers import ScoringStage, handle_faces_detected
 from services.scoring.personal_api import install_personal_api
 from services.scoring.personalize.model import PersonalModel
-from services.scoring.ratings_consumer import PersonalizeStage, load_personal_model, ratings_consumer_context
+from services.scoring.ratings_consumer import (
+    PersonalizeStage,
+    face_items_consumer_context,
+    load_personal_model,
+    ratings_consumer_context,
+)
 from services.scoring.scorer import FaceScore, FaceScorer, resolve_device
 
 SERVICE = "scoring"
@@ -120,4 +125,5 @@ def create_app(
     if consume:
         app.cleanup_ctx.append(consumer_context(lambda a: build_consumer(settings, a, blobs)))
         app.cleanup_ctx.append(ratings_consumer_context(settings, personalize))
+        app.cleanup_ctx.append(face_items_consumer_context(settings, personalize))
     return app

@@ -1,11 +1,12 @@
 """The scoring service's internal HTTP API for personalization (called by the upload service, never by browsers).
 
-- GET /api/v1/personal?viewer=&photo_id=  per face of a scored photo: {index, personal_score, source, n_ratings};
-  faces withheld as minors stay withheld (no score of any kind, ARCHITECTURE.md principle 8).
+- GET /api/v1/personal?viewer=&photo_id=  per face of a scored photo: {index, personal_score, source, n_ratings,
+  face_ratings} (face_ratings: how many other visitors' ratings of the face inform its item vector); faces withheld
+  as minors stay withheld (no score of any kind, ARCHITECTURE.md principle 8).
 - GET /api/v1/rate/next?viewer=&count=    the most informative pool faces for this rater (PersonalModel.pick_faces),
   never the viewer's own photos or faces they already rated.
 
-Scoring owns every blob these read (results/, features/, ratepool/, personalize/raters/), so no other service's state
+Scoring owns every blob these read (results/, features/, ratepool/, personalize/), so no other service's state
 is interpreted here.
 """
 
@@ -90,9 +91,11 @@ async def personal_scores(request: web.Request) -> web.Response:
                 faces.append({"index": index, "personal_score": float(global_score), "source": "global",
                               "n_ratings": state.n_ratings})
                 continue
-            score = stage.model.personal_score(state, vector, float(global_score))
+            item = await stage.items.load(photo_id, index)
+            score = stage.model.personal_score(state, vector, float(global_score), item)
             faces.append({"index": index, "personal_score": round(score.score, 2), "source": score.source,
-                          "n_ratings": score.n_ratings})
+                          "n_ratings": score.n_ratings,
+                          "face_ratings": item.n_ratings if item and item.model_version == stage.model.version else 0})
     except BlobStoreUnavailable as exc:
         raise _error(503, "storage_unavailable", "storage is unavailable") from exc
     return web.json_response({"photo_id": photo_id, "viewer": viewer, "min_ratings": stage.model.min_ratings,

@@ -1,10 +1,17 @@
-"""rating.submitted → the rater's personal-model state (consumer group "personalize" of the scoring service).
+"""rating.submitted → the rater's personal-model state, and face.rated → the rated face's item state.
 
-The state (services/scoring/personalize/rater.py) is sufficient statistics plus history, stored as one blob per rater
-(``personalize/raters/{visitor_id}.json``, owned by scoring). At-least-once delivery and double-clicks must not count a
-rating twice, so a rating of a face already in the history is ignored (the first rating of a face wins, and the
-event id is kept next to it for tracing). Ratings are keyed by rater, so one rater's events arrive in order on one
-partition; with ``concurrency`` > 1 a per-rater lock still keeps read-modify-write of a state strictly sequential.
+Two consumer groups of the scoring service:
+- "personalize" (rating.submitted, keyed by rater): the rater's state (services/scoring/personalize/rater.py), one
+  blob per rater (``personalize/raters/{visitor_id}.json``). At-least-once delivery and double-clicks must not count
+  a rating twice, so a rating of a face already in the history is ignored (the first rating of a face wins, and the
+  event id is kept next to it for tracing). One rater's events arrive in order on one partition; with
+  ``concurrency`` > 1 a per-rater lock still keeps read-modify-write of a state strictly sequential. Before saving,
+  it publishes face.rated: the rating on the model's scale with the rater's weights as they were.
+- "face-items" (face.rated, keyed by photo): the face's item state (personalize/item.py, ``personalize/faces/...``),
+  so a face that visitors have rated is predicted from their ratings as well as from its pixels. Keying by photo
+  makes one consumer the only writer of a face's state; each rater counts once per face.
+Publishing before saving means a crash in between re-publishes the same event (same derived id, same weights) on
+redelivery, which the face's state absorbs: nothing is lost and nothing counts twice.
 """
 
 from __future__ import annotations
@@ -12,32 +19,36 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from aiohttp import web
 
 from libs.common.blobs import BlobStore
 from libs.common.bus import ConsumerRunner
-from libs.common.events import Event, RatingSubmitted
+from libs.common.events import Event, FaceRated, RatingSubmitted, derived_event_id
 from libs.common.service import PUBLISHER, consumer_context
 from libs.common.settings import Settings
 from services.scoring.features_store import FaceFeatureStore, RatePool, face_key
 from services.scoring.personalize.model import PersonalModel
 from services.scoring.personalize.rater import RaterState
-from services.scoring.personalize.store import BlobRaterStateStore, RaterStateStore
+from services.scoring.personalize.store import BlobItemStateStore, BlobRaterStateStore, RaterStateStore
 
 log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "personalize"
+FACE_ITEMS_GROUP = "face-items"
 CONSUMER_CONCURRENCY = 8  # state updates are blob round trips, not CPU: overlap them across raters
 FEATURE_CACHE_SIZE = 4096  # ~19 KB each as float32 on disk, ~38 KB as float64 in memory: ~150 MB at most
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weights" / "personal_frl_london.npz"
 
 Outcome = Literal["added", "duplicate", "no_features"]
+ItemOutcome = Literal["added", "duplicate", "no_features", "other_model"]
+Publish = Callable[[Event], Awaitable[None]]
 
 
 def load_personal_model(settings: Settings) -> PersonalModel:
@@ -49,24 +60,24 @@ def load_personal_model(settings: Settings) -> PersonalModel:
     return model
 
 
-class RaterLocks:
-    """One asyncio.Lock per rater while in use (dropped when nobody holds or waits, so memory stays bounded)."""
+class KeyedLocks:
+    """One asyncio.Lock per key (rater, face) while in use (dropped when nobody holds or waits: bounded memory)."""
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @contextmanager
-    def hold(self, rater_id: str) -> Iterator[asyncio.Lock]:
-        lock, users = self._locks.get(rater_id, (asyncio.Lock(), 0))
-        self._locks[rater_id] = (lock, users + 1)
+    def hold(self, key: str) -> Iterator[asyncio.Lock]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
         try:
             yield lock
         finally:
-            lock, users = self._locks[rater_id]
+            lock, users = self._locks[key]
             if users <= 1:
-                del self._locks[rater_id]
+                del self._locks[key]
             else:
-                self._locks[rater_id] = (lock, users - 1)
+                self._locks[key] = (lock, users - 1)
 
     def __len__(self) -> int:
         return len(self._locks)
@@ -74,19 +85,21 @@ class RaterLocks:
 
 @dataclass
 class PersonalizeStage:
-    """What the consumer and the personal API share: the model, rater states, face vectors and the rate pool."""
+    """What the consumers and the personal API share: the model, rater and face states, face vectors, the rate pool."""
 
     model: PersonalModel
     states: RaterStateStore
     features: FaceFeatureStore
     pool: RatePool
-    locks: RaterLocks = field(default_factory=RaterLocks)
+    items: BlobItemStateStore
+    locks: KeyedLocks = field(default_factory=KeyedLocks)  # per rater
+    face_locks: KeyedLocks = field(default_factory=KeyedLocks)  # per face
 
     @classmethod
     def from_blobs(cls, model: PersonalModel, blobs: BlobStore, *, pool_size: int = 500,
                    cache_size: int = FEATURE_CACHE_SIZE) -> PersonalizeStage:
         return cls(model, BlobRaterStateStore(blobs), FaceFeatureStore(blobs, cache_size, model.item_map.mean.shape[0]),
-                   RatePool(blobs, pool_size))
+                   RatePool(blobs, pool_size), BlobItemStateStore(blobs))
 
 
 async def load_rater_state(stage: PersonalizeStage, rater_id: str) -> RaterState:
@@ -114,8 +127,11 @@ async def load_rater_state(stage: PersonalizeStage, rater_id: str) -> RaterState
     return fresh
 
 
-async def handle_rating_submitted(event: RatingSubmitted, stage: PersonalizeStage) -> Outcome:
-    """Add one rating to the rater's state, at most once per (rater, face); returns what happened (tests, logs)."""
+async def handle_rating_submitted(event: RatingSubmitted, stage: PersonalizeStage,
+                                  publish: Publish | None = None) -> Outcome:
+    """Add one rating to the rater's state, at most once per (rater, face); returns what happened (tests, logs).
+
+    ``publish`` (the service's producer) sends the face.rated follow-up before the state is saved."""
     face = face_key(event.photo_id, event.face_index)
     with stage.locks.hold(event.visitor_id) as lock:
         async with lock:
@@ -126,16 +142,47 @@ async def handle_rating_submitted(event: RatingSubmitted, stage: PersonalizeStag
             if vector is None:  # photo deleted since, or a face that never had one: nothing to learn from
                 log.info("rating of a face without features ignored", extra={"face": face})
                 return "no_features"
-            updated = stage.model.add_rating(state, face, vector, event.rating, event.scale)
+            item = await stage.items.load(event.photo_id, event.face_index)
+            if publish is not None:
+                await publish(FaceRated(
+                    event_id=derived_event_id(event, FaceRated.TOPIC), trace_id=event.trace_id, producer="scoring",
+                    visitor_id=event.visitor_id, photo_id=event.photo_id, face_index=event.face_index,
+                    rating=stage.model.to_model_scale(event.scale, event.rating),
+                    rater_weights=[float(w) for w in stage.model.rater_weights(state)],
+                    model_version=stage.model.version,
+                ))
+            updated = stage.model.add_rating(state, face, vector, event.rating, event.scale, item)
             updated.history[-1]["event_id"] = str(event.event_id)
             await stage.states.save(updated)
             return "added"
 
 
+async def handle_face_rated(event: FaceRated, stage: PersonalizeStage) -> ItemOutcome:
+    """Fold one rating into the face's item state, at most once per (face, rater)."""
+    model = stage.model
+    if event.model_version != model.version or len(event.rater_weights) != model.dim:
+        return "other_model"  # weights in another model's latent space (a deploy mid-stream): not comparable
+    face = face_key(event.photo_id, event.face_index)
+    with stage.face_locks.hold(face) as lock:
+        async with lock:
+            if await stage.features.load(event.photo_id, event.face_index) is None:
+                return "no_features"  # deleted since: don't leave a state behind the deletion
+            item = await stage.items.load(event.photo_id, event.face_index)
+            if item is None or item.model_version != model.version:
+                item = model.new_item_state(face)
+            if event.visitor_id in item.raters:
+                return "duplicate"
+            updated = model.add_item_rating(item, np.asarray(event.rater_weights), event.rating, event.visitor_id)
+            await stage.items.save(event.photo_id, event.face_index, updated)
+            return "added"
+
+
 def build_ratings_consumer(settings: Settings, app: web.Application, stage: PersonalizeStage) -> ConsumerRunner:
+    publish = app[PUBLISHER].publish
+
     async def handler(event: Event) -> None:
         if isinstance(event, RatingSubmitted):
-            await handle_rating_submitted(event, stage)
+            await handle_rating_submitted(event, stage, publish)
 
     return ConsumerRunner(
         settings.kafka, group_id=CONSUMER_GROUP, topics=[RatingSubmitted.TOPIC], dlq_publisher=app[PUBLISHER],
@@ -143,8 +190,27 @@ def build_ratings_consumer(settings: Settings, app: web.Application, stage: Pers
     )
 
 
+def build_face_items_consumer(settings: Settings, app: web.Application, stage: PersonalizeStage) -> ConsumerRunner:
+    async def handler(event: Event) -> None:
+        if isinstance(event, FaceRated):
+            await handle_face_rated(event, stage)
+
+    return ConsumerRunner(
+        settings.kafka, group_id=FACE_ITEMS_GROUP, topics=[FaceRated.TOPIC], dlq_publisher=app[PUBLISHER],
+        handler=handler, concurrency=CONSUMER_CONCURRENCY,
+    )
+
+
 def ratings_consumer_context(
     settings: Settings, stage: PersonalizeStage
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The cleanup context that runs the consumer for the app's lifetime (after the publisher, for its DLQ)."""
+    """The cleanup context that runs the ratings consumer for the app's lifetime (after the publisher, for its DLQ
+    and face.rated)."""
     return consumer_context(lambda app: build_ratings_consumer(settings, app, stage))
+
+
+def face_items_consumer_context(
+    settings: Settings, stage: PersonalizeStage
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The cleanup context that runs the face.rated consumer for the app's lifetime."""
+    return consumer_context(lambda app: build_face_items_consumer(settings, app, stage))

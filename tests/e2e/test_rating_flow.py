@@ -6,6 +6,7 @@ Uses FRL London faces (adults, so none is withheld as a minor) from ../shared/da
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -13,8 +14,11 @@ import pytest
 import requests
 
 from libs.cli.stack import LocalStack
+from libs.common import keys
+from libs.common.blobs import LocalBlobStore
 from libs.common.ids import new_id
 from libs.common.polling import wait_for
+from services.scoring.personalize.item import ItemState
 from services.scoring.personalize.model import MIN_RATINGS_FOR_PERSONAL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.data, pytest.mark.slow]
@@ -85,6 +89,14 @@ def test_rating_k_faces_makes_scores_personal(stack: LocalStack) -> None:
     face = wait_for(personal, timeout_s=60)
     assert face["personal_source"] == "personal" and face["personal_ratings"] == K
     assert 1.0 <= face["personal_score"] <= 10.0
+
+    # every rated face learned from this rating too (face.rated → the scoring service's face-items consumer)
+    blobs = LocalBlobStore(stack.settings.blob_dir)
+    item_keys = [keys.face_item(f["photo_id"], f["face_index"]) for f in to_rate]
+    wait_for(lambda: all((stack.settings.blob_dir / k).exists() for k in item_keys) or None, timeout_s=60)
+    for key in item_keys:
+        item = ItemState.from_bytes(asyncio.run(blobs.get(key)).data)
+        assert item.raters == [rater.cookies["hh_vid"]]  # the double click counted once here too
 
     refused = owner.post(f"{base}/api/v1/ratings", json={"photo_id": viewed, "face_index": 0, "rating": 1}, timeout=10)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "own_photo"

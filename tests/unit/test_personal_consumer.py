@@ -106,7 +106,8 @@ async def test_personal_api_turns_personal_after_k_ratings(aiohttp_client, tmp_p
 
     resp = await client.get("/api/v1/personal", params={"viewer": me, "photo_id": mine})
     body = await resp.json()
-    assert body["faces"][0] == {"index": 0, "personal_score": 6.5, "source": "global", "n_ratings": 0}
+    assert body["faces"][0] == {"index": 0, "personal_score": 6.5, "source": "global", "n_ratings": 0,
+                                "face_ratings": 0}
     assert "personal_score" not in body["faces"][1]  # withheld stays withheld
 
     for i, photo_id in enumerate(theirs[: model.min_ratings]):

@@ -19,7 +19,7 @@ from libs.common.events.photo import (
     PhotoShared,
     PhotoUploaded,
 )
-from libs.common.events.web import PageViewed, RatingSubmitted, ShareViewed
+from libs.common.events.web import FaceRated, PageViewed, RatingSubmitted, ShareViewed
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     PhotoUploaded,
@@ -32,6 +32,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PageViewed,
     ShareViewed,
     RatingSubmitted,
+    FaceRated,
 )
 
 TOPICS: tuple[str, ...] = tuple(dict.fromkeys(cls.TOPIC for cls in EVENT_TYPES))
@@ -50,7 +51,8 @@ _ANY_EVENT = TypeAdapter(
         | CardRendered
         | PageViewed
         | ShareViewed
-        | RatingSubmitted,
+        | RatingSubmitted
+        | FaceRated,
         Field(discriminator="type"),
     ]
 )
@@ -87,6 +89,7 @@ __all__ = [
     "CardRendered",
     "Event",
     "FaceBox",
+    "FaceRated",
     "FaceResult",
     "FacesDetected",
     "InvalidEvent",

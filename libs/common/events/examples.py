@@ -7,6 +7,7 @@ from libs.common.events import (
     CardRendered,
     Event,
     FaceBox,
+    FaceRated,
     FaceResult,
     FacesDetected,
     PageViewed,
@@ -52,4 +53,6 @@ def examples() -> list[Event]:
         ShareViewed(share_id=SHARE, photo_id=PHOTO, visitor_id=VISITOR, referrer="https://t.co/"),
         RatingSubmitted(visitor_id=VISITOR, photo_id=PHOTO, face_index=0, scale="hot_or_not", rating=1,
                         rated_gender="female", rater_gender="male"),
+        FaceRated(visitor_id=VISITOR, photo_id=PHOTO, face_index=0, rating=4.2, rater_weights=[0.1] * 8 + [-0.3],
+                  model_version="personal_frl_london-r8-0123456789ab"),
     ]

@@ -58,3 +58,27 @@ class RatingSubmitted(Event):
     def partition_key(self) -> str | None:
         """Ratings are keyed by rater so one rater's history stays ordered for online personalization."""
         return self.visitor_id
+
+
+class FaceRated(Event):
+    """Scoring's own follow-up of a RatingSubmitted: one rating, ready to be folded into the rated face's item vector.
+
+    The ratings consumer (keyed by rater) publishes it with the rater's personal-model weights [p_u, b_u] as they were
+    before this rating and the rating on the model's scale; keyed by photo, so one consumer at a time owns a face's
+    state (personalize/item.py) without locks across replicas. Redelivery yields the same event id; the face's state
+    counts each rater once.
+    """
+
+    TOPIC = "face.rated"
+    type: Literal["face.rated"] = "face.rated"
+    visitor_id: str = Field(pattern=ID_PATTERN)
+    photo_id: str = Field(pattern=ID_PATTERN)
+    face_index: int = Field(ge=0, le=63)
+    rating: float  # on the personal model's rating scale
+    rater_weights: list[float] = Field(min_length=2, max_length=65)  # [p_u (K), b_u]
+    model_version: str = Field(min_length=1, max_length=128)
+
+    @property
+    def partition_key(self) -> str | None:
+        """Keyed by photo: all ratings of a face reach one consumer, in order."""
+        return self.photo_id

@@ -58,6 +58,7 @@ def evaluate_personalization(
     seed: int = 0,
     cache_dir: Path = DEFAULT_CACHE_DIR,
     progress: bool = True,
+    warm: Sequence[int] = (),
 ) -> dict:
     """Mean per-rater Pearson and hot-or-not accuracy per method and k (see ``protocol`` for the definitions)."""
     dataset_dir = Path(dataset_dir)
@@ -77,7 +78,7 @@ def evaluate_personalization(
         eval_raters = np.random.default_rng(seed).choice(len(data.raters), max_raters, replace=False)
     inputs = ProtocolInputs(data.ratings[:, mask_faces], x[mask_faces], data.scale, data.demographics,
                             None if global_scores is None else global_scores[mask_faces], weights)
-    results = run_protocol(inputs, ks, n_folds, eval_raters, rank, reg, seed, progress)
+    results = run_protocol(inputs, ks, n_folds, eval_raters, rank, reg, seed, progress, warm)
     results.update({
         "dataset": data.name, "raters": len(data.raters), "faces": int(mask_faces.sum()),
         "ratings": int((~np.isnan(data.ratings)).sum()), "scale": list(data.scale), "block_set": block_set,

@@ -1,20 +1,22 @@
 """The personalisation bundle the scoring service loads: item regression, rater prior, scales, version.
 
 ``fit_personal_model`` trains it from a ratings matrix and the faces' visual features; ``PersonalModel`` then
-answers the service's questions: a rater's personal score for a face (its features only — faces are always cold-start
-items here, which is the paper's setting), the state after a new rating, and which faces to ask next.
+answers the service's questions: a rater's personal score for a face (from its features — the paper's cold-start
+setting — and, once other visitors have rated it, from their ratings too: ``item``), the state after a new rating,
+and which faces to ask next.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from services.scoring.personalize.item import ItemState, item_posterior
 from services.scoring.personalize.mf import DEFAULT_RANK, DEFAULT_REG, BiasedMF, fit_biased_mf
 from services.scoring.personalize.picker import pick_informative
 from services.scoring.personalize.prior import RaterPrior, encode_demographics, fit_rater_prior
@@ -65,10 +67,30 @@ class PersonalModel:
         """Rater vector size K + 1 (factors and bias)."""
         return int(self.item_map.weight.shape[1])
 
-    def item_params(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(offset μ + b_i [N], item vector [q_i, 1] [N, K + 1]) for faces given their feature vectors [N, D]."""
+    def item_params(
+        self, features: np.ndarray, items: Sequence[ItemState | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(offset μ + b_i [N], item vector [q_i, 1] [N, K + 1]) for faces given their feature vectors [N, D].
+
+        ``items`` (one per face, None = never rated) turns the pixels' prediction into the posterior given the
+        ratings each face has received (``item.item_posterior``); a face without ratings keeps the prediction."""
         out = self.item_map(features)
+        states = [s for s in items or () if s is not None and s.model_version == self.version and s.n_ratings]
+        if states:
+            dim = out.shape[1]
+            ztz, ztt = np.zeros((len(out), dim, dim)), np.zeros((len(out), dim))
+            for row, state in enumerate(items or ()):
+                if state is not None and state.model_version == self.version:
+                    ztz[row], ztt[row] = state.ztz, state.ztt
+            out = item_posterior(out, self.item_map.residual_var, ztz, ztt, self.noise_var)
         return self.mu + out[:, 0], np.hstack([out[:, 1:], np.ones((len(out), 1))])
+
+    def new_item_state(self, face: str) -> ItemState:
+        return ItemState.new(face, self.version, self.dim)
+
+    def add_item_rating(self, item: ItemState, rater_weights: np.ndarray, rating: float, rater_id: str) -> ItemState:
+        """The face's state after one more rating (model scale) by a rater whose weights were ``rater_weights``."""
+        return item.with_rating(rater_id, rater_weights, rating, self.mu)
 
     def _demo(self, state: RaterState) -> np.ndarray | None:
         d = state.demographics
@@ -81,9 +103,10 @@ class PersonalModel:
         demo = self._demo(state)
         return state.weights(self.prior.mean(demo), self.prior.precision_for(demo), self.noise_var)
 
-    def predict_ratings(self, state: RaterState, features: np.ndarray) -> np.ndarray:
+    def predict_ratings(self, state: RaterState, features: np.ndarray,
+                        items: Sequence[ItemState | None] | None = None) -> np.ndarray:
         """Predicted ratings on the model's own scale for faces [N, D] (no fallback: used by evaluation)."""
-        offset, vectors = self.item_params(features)
+        offset, vectors = self.item_params(features, items)
         return offset + vectors @ self.rater_weights(state)
 
     def to_display(self, rating: np.ndarray | float) -> np.ndarray:
@@ -104,21 +127,23 @@ class PersonalModel:
         return RaterState.new(rater_id, self.version, self.dim, demographics)
 
     def add_rating(self, state: RaterState, face: str, features: np.ndarray, rating: float,
-                   scale: str = "1to10") -> RaterState:
+                   scale: str = "1to10", item: ItemState | None = None) -> RaterState:
         """The state after one more rating (a RatingSubmitted event); a rating of an already rated face replaces
-        nothing — repeated views count again, as MEBeauty's averaged repeat ratings do."""
-        offset, vectors = self.item_params(np.atleast_2d(features))
+        nothing — repeated views count again, as MEBeauty's averaged repeat ratings do. ``item``: the face's ratings
+        so far, so a well-known face enters the rater's fit with its learned vector."""
+        offset, vectors = self.item_params(np.atleast_2d(features), [item])
         return state.with_rating(face, vectors[0], float(offset[0]), self.to_model_scale(scale, rating))
 
-    def personal_score(self, state: RaterState, features: np.ndarray, global_score: float) -> PersonalScore:
+    def personal_score(self, state: RaterState, features: np.ndarray, global_score: float,
+                       item: ItemState | None = None) -> PersonalScore:
         """Personal 1–10 score for one face; the global score until the rater has ``min_ratings`` ratings, unless
-        demographics give a prior."""
+        demographics give a prior. ``item``: the ratings the face has received from other raters, if any."""
         if state.model_version != self.version:
             raise ValueError(f"rater state is for model {state.model_version!r}, not {self.version!r}: replay it")
         if state.n_ratings < self.min_ratings and self._demo(state) is None:
             return PersonalScore(float(global_score), "global", state.n_ratings)
         source = "personal" if state.n_ratings >= self.min_ratings else "demographic_prior"
-        rating = float(self.predict_ratings(state, np.atleast_2d(features))[0])
+        rating = float(self.predict_ratings(state, np.atleast_2d(features), [item])[0])
         return PersonalScore(float(self.to_display(rating)), source, state.n_ratings)
 
     def pick_faces(self, state: RaterState, candidate_features: np.ndarray, n: int,
@@ -134,7 +159,7 @@ class PersonalModel:
             "item_mean": self.item_map.mean, "item_scale": self.item_map.scale, "item_weight": self.item_map.weight,
             "item_bias": self.item_map.bias, "prior_weight": self.prior.weight, "prior_precision": self.prior.precision,
             "prior_population_mean": self.prior.population_mean,
-            "prior_precision_no_demo": self.prior.precision_no_demo,
+            "prior_precision_no_demo": self.prior.precision_no_demo, "item_residual_var": self.item_map.residual_var,
         }
         meta = {"version": self.version, "scale_min": self.scale_min, "scale_max": self.scale_max, "mu": self.mu,
                 "rating_sd": self.rating_sd, "noise_var": self.noise_var, "min_ratings": self.min_ratings,
@@ -149,7 +174,7 @@ class PersonalModel:
             meta = json.loads(str(d["meta"]))
             a = {k: d[k].astype(np.float64) for k in d.files if k != "meta"}
         item_map = RidgeMap(a["item_mean"], a["item_scale"], a["item_weight"], a["item_bias"], meta["item_alpha"],
-                            meta["item_loo_mse"])
+                            meta["item_loo_mse"], a.get("item_residual_var"))
         prior = RaterPrior(a["prior_weight"], a["prior_precision"], a["prior_population_mean"],
                            a["prior_precision_no_demo"])
         return cls(meta["version"], meta["scale_min"], meta["scale_max"], meta["mu"], meta["rating_sd"],

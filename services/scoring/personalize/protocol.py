@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.scoring.personalize.item import item_posterior, observations_from_ratings
 from services.scoring.personalize.knn import visual_knn_predict
-from services.scoring.personalize.mf import DEFAULT_RANK, DEFAULT_REG
-from services.scoring.personalize.model import fit_personal_model
+from services.scoring.personalize.mf import DEFAULT_RANK, DEFAULT_REG, BiasedMF
+from services.scoring.personalize.model import PersonalModel, fit_personal_model
 from services.scoring.personalize.picker import pick_informative
 from services.scoring.personalize.prior import fit_rater_prior
 from services.scoring.personalize.rater import fit_rater_closed_form
@@ -78,6 +79,31 @@ def per_rater_metrics(
             "pearson_undefined_share": float(np.mean(~np.isfinite(rs_arr))) if len(rs_arr) else float("nan")}
 
 
+def _warm_item_params(
+    model: PersonalModel, mf: BiasedMF, r_all: np.ndarray, features: np.ndarray, train_r: np.ndarray,
+    test_f: np.ndarray, warm: Sequence[int], seed: int,
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per m: (offsets, item vectors) of the held-out faces after m ratings each by training raters."""
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if not warm:
+        return out
+    prior = model.item_map(features[test_f])
+    rater_w = np.hstack([mf.rater_factors, mf.rater_bias[:, None]])
+    orders = []
+    for face in test_f:
+        raters = np.where(~np.isnan(r_all[train_r, face]))[0]
+        orders.append(np.random.default_rng([seed, 1, int(face)]).permutation(raters))
+    dim = prior.shape[1]
+    for m in warm:
+        ztz, ztt = np.zeros((len(test_f), dim, dim)), np.zeros((len(test_f), dim))
+        for j, (face, order) in enumerate(zip(test_f, orders, strict=True)):
+            chosen = order[:m]
+            ztz[j], ztt[j] = observations_from_ratings(rater_w[chosen], r_all[train_r[chosen], face], mf.mu)
+        v = item_posterior(prior, model.item_map.residual_var, ztz, ztt, model.noise_var)
+        out[m] = (mf.mu + v[:, 0], np.hstack([v[:, 1:], np.ones((len(v), 1))]))
+    return out
+
+
 def run_protocol(
     inputs: ProtocolInputs,
     ks: Sequence[int] = (0, 5, 10, 20),
@@ -87,8 +113,14 @@ def run_protocol(
     reg: float = DEFAULT_REG,
     seed: int = 0,
     progress: bool = False,
+    warm: Sequence[int] = (),
 ) -> dict:
-    """Predictions of every method for every evaluated (rater, face), then metrics per method and k."""
+    """Predictions of every method for every evaluated (rater, face), then metrics per method and k.
+
+    ``warm`` (e.g. 5, 20, 100) adds "warm face" variants: each predicted face first receives m ratings from TRAINING
+    raters (random, nested across m), folded into its item vector by ``item.item_posterior`` with the training MF's
+    rater weights — how the service learns a face from the visitors who rate it. The predicted rater's own ratings
+    of that face are never among them."""
     from tqdm import tqdm
 
     r_all = inputs.ratings
@@ -113,6 +145,10 @@ def run_protocol(
     for k in PICKER_KS:
         if k in ks:
             preds[("personal_picked", k)] = np.full_like(r_all, np.nan)
+    for m in warm:
+        for k in ks:
+            preds[(f"global_warm_{m}", k)] = np.full_like(r_all, np.nan)
+            preds[(f"personal_warm_{m}", k)] = np.full_like(r_all, np.nan)
     pairs = [(rf, ff) for rf in range(n_folds) for ff in range(n_folds)]
     for rf, ff in tqdm(pairs, desc="folds", unit="fit", disable=not progress):
         train_r, test_r = np.where(rater_fold != rf)[0], np.where((rater_fold == rf) & evaluated)[0]
@@ -125,6 +161,7 @@ def run_protocol(
         prior_pop = fit_rater_prior(np.hstack([mf.rater_factors, mf.rater_bias[:, None]]))
         off_te, vec_te = model.item_params(inputs.features[test_f])
         off_tr, vec_tr = mf.mu + mf.item_bias, mf.item_vectors()
+        warm_params = _warm_item_params(model, mf, r_all, inputs.features, train_r, test_f, warm, seed)
         for u in test_r:
             truth_te = r_all[u, test_f]
             rated_te = ~np.isnan(truth_te)
@@ -152,6 +189,9 @@ def run_protocol(
                     w = fit_rater_closed_form(vec_tr[rev], resid, model.prior.mean(demo),
                                               model.prior.precision_for(demo), model.noise_var)
                     out["personal_demo_prior"] = off_te[rated_te] + vec_te[rated_te] @ w
+                for m, (off_w, vec_w) in warm_params.items():  # w: with the demographic prior when there is one
+                    out[f"global_warm_{m}"] = off_w[rated_te]
+                    out[f"personal_warm_{m}"] = off_w[rated_te] + vec_w[rated_te] @ w
                 # constant per rater across folds (their true mean): no spurious fold-to-fold correlation
                 out["rater_mean"] = np.full(len(cols), rater_mean[u])
                 out["visual_knn"] = (visual_knn_predict(xs[train_f[rev]], y_rev, xs[cols]) if k
@@ -170,7 +210,7 @@ def run_protocol(
                 for method, values in out.items():
                     preds[(method, k)][u, cols] = values
     truth = np.where(evaluated[:, None], r_all, np.nan)
-    results: dict = {"ks": list(ks), "folds": n_folds, "rank": rank, "reg": reg,
+    results: dict = {"ks": list(ks), "warm": list(warm), "folds": n_folds, "rank": rank, "reg": reg,
                      "evaluated_raters": int(evaluated.sum()), "methods": {}}
     for (method, k), pred in preds.items():
         results["methods"].setdefault(method, {})[str(k)] = per_rater_metrics(truth, pred, face_fold)

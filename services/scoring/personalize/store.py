@@ -1,14 +1,16 @@
-"""Where rater states live: a tiny async port with a blob-store adapter and an in-memory fake (cosmicpython style).
+"""Where rater and face states live: small async ports with blob-store adapters and an in-memory fake.
 
-The personalisation code never touches storage; the scoring service injects a ``RaterStateStore``. States are JSON
-bytes (``RaterState.to_bytes``) under ``raters/<rater_id>.json``, so any key → bytes backend works (the blob store
-here; a ClickHouse row keyed by rater would do as well).
+The personalisation code never touches storage; the scoring service injects the stores. States are JSON bytes
+(``RaterState.to_bytes``, ``ItemState.to_bytes``) under ``personalize/``, so any key → bytes backend works (the blob
+store here; a ClickHouse row keyed by rater or face would do as well).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from libs.common import keys
+from services.scoring.personalize.item import ItemState
 from services.scoring.personalize.rater import RaterState
 
 KEY_PREFIX = "personalize/raters/"  # one blob per rater; the prefix lets an operator list or wipe them
@@ -58,3 +60,22 @@ class BlobRaterStateStore:
 
     async def save(self, state: RaterState) -> None:
         await self.blobs.put(self.key(state.rater_id), state.to_bytes(), CONTENT_TYPE)  # type: ignore[attr-defined]
+
+
+class BlobItemStateStore:
+    """Face item states (``item.ItemState``) under ``personalize/faces/{photo_id}/{n}.json``: deleted with the photo."""
+
+    def __init__(self, blobs: object) -> None:
+        self.blobs = blobs
+
+    async def load(self, photo_id: str, index: int) -> ItemState | None:
+        from libs.common.blobs.base import BlobNotFound
+
+        try:
+            blob = await self.blobs.get(keys.face_item(photo_id, index))  # type: ignore[attr-defined]
+        except BlobNotFound:
+            return None
+        return ItemState.from_bytes(blob.data)
+
+    async def save(self, photo_id: str, index: int, state: ItemState) -> None:
+        await self.blobs.put(keys.face_item(photo_id, index), state.to_bytes(), CONTENT_TYPE)  # type: ignore[attr-defined]

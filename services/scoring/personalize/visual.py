@@ -27,6 +27,14 @@ class RidgeMap:
     bias: np.ndarray  # [T]
     alpha: float
     loo_mse: float
+    loo_mse_columns: np.ndarray | None = None  # [T] per output: how far pixels miss each item coordinate
+
+    @property
+    def residual_var(self) -> np.ndarray:
+        """[T] leave-one-out residual variance per output (the prior variance of a face's item vector)."""
+        if self.loo_mse_columns is not None:
+            return self.loo_mse_columns
+        return np.full(self.weight.shape[1], self.loo_mse)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ((np.atleast_2d(np.asarray(x, dtype=np.float64)) - self.mean) * self.scale) @ self.weight + self.bias
@@ -52,7 +60,7 @@ def fit_ridge_loo(
     yc = y2 - y_mean
     u, s, vt = np.linalg.svd(xs, full_matrices=False)
     uty = u.T @ yc
-    best: tuple[float, float, np.ndarray] | None = None
+    best: tuple[float, float, np.ndarray, np.ndarray] | None = None
     n = len(x)
     for alpha in alphas:
         shrink = s**2 / (s**2 + alpha)
@@ -61,7 +69,7 @@ def fit_ridge_loo(
         loo = (yc - fitted) / (1.0 - hat)[:, None]
         mse = float((loo**2).mean())
         if best is None or mse < best[1]:
-            best = (alpha, mse, vt.T @ ((s / (s**2 + alpha))[:, None] * uty))
+            best = (alpha, mse, vt.T @ ((s / (s**2 + alpha))[:, None] * uty), (loo**2).mean(axis=0))
     assert best is not None
-    alpha, mse, weight = best
-    return RidgeMap(mean, scale, weight, y_mean, alpha, mse)
+    alpha, mse, weight, mse_columns = best
+    return RidgeMap(mean, scale, weight, y_mean, alpha, mse, mse_columns)

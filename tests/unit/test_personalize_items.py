@@ -1,0 +1,154 @@
+"""Warm faces: a face's item vector learned from the ratings it receives (personalize/item.py), the face.rated
+follow-up of the ratings consumer, and the face-items consumer (idempotent, model-versioned, deletion-aware)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from libs.common import keys
+from libs.common.blobs import LocalBlobStore
+from libs.common.bus.memory import RecordingPublisher
+from libs.common.events import FaceRated, decode_event, derived_event_id
+from libs.common.ids import new_id
+from libs.common.settings import ScoringSettings, Settings
+from services.scoring.features_store import store_personalization
+from services.scoring.personalize.item import ItemState, item_posterior, observations_from_ratings
+from services.scoring.personalize.model import PersonalModel, fit_personal_model
+from services.scoring.personalize.visual import fit_ridge_loo
+from services.scoring.ratings_consumer import (
+    PersonalizeStage,
+    handle_face_rated,
+    handle_rating_submitted,
+    load_personal_model,
+)
+from tests.unit.test_personal_consumer import rating, scored_photo
+
+
+@pytest.fixture(scope="module")
+def model() -> PersonalModel:
+    return load_personal_model(Settings(scoring=ScoringSettings(min_ratings=3)))
+
+
+def test_no_ratings_give_the_pixels_prediction_and_many_give_the_truth() -> None:
+    rng = np.random.default_rng(0)
+    dim, noise = 4, 0.25
+    truth = rng.normal(size=dim)  # [b_i, q_i]
+    prior = truth + rng.normal(0, 1.0, dim)  # the pixels' guess, off by about 1
+    zero = item_posterior(prior, np.ones(dim), np.zeros((dim, dim)), np.zeros(dim), noise)
+    np.testing.assert_allclose(zero, prior)
+    raters = np.hstack([rng.normal(size=(2000, dim - 1)), rng.normal(0, 0.5, (2000, 1))])  # [p_u, b_u]
+    mu = 4.0
+    ratings = mu + raters[:, -1] + truth[0] + raters[:, :-1] @ truth[1:] + rng.normal(0, np.sqrt(noise), 2000)
+    ztz, ztt = observations_from_ratings(raters, ratings, mu)
+    many = item_posterior(prior, np.ones(dim), ztz, ztt, noise)
+    np.testing.assert_allclose(many, truth, atol=0.05)
+    few = item_posterior(prior, np.ones(dim), *observations_from_ratings(raters[:3], ratings[:3], mu), noise)
+    assert np.abs(few - truth).sum() < np.abs(prior - truth).sum()  # three ratings already pull towards the truth
+
+
+def test_state_accumulates_the_same_statistics_and_round_trips() -> None:
+    rng = np.random.default_rng(1)
+    weights, ratings = rng.normal(size=(5, 4)), rng.normal(4, 1, 5)
+    state = ItemState.new("p/0", "m-1", 4)
+    for i, (w, y) in enumerate(zip(weights, ratings, strict=True)):
+        state = state.with_rating(f"r{i}", w, float(y), 4.0)
+    ztz, ztt = observations_from_ratings(weights, ratings, 4.0)
+    np.testing.assert_allclose(state.ztz, ztz)
+    np.testing.assert_allclose(state.ztt, ztt)
+    again = ItemState.from_bytes(state.to_bytes())
+    assert again.raters == [f"r{i}" for i in range(5)] and again.n_ratings == 5
+    np.testing.assert_allclose(again.ztz, state.ztz)
+    with pytest.raises(ValueError, match="format"):
+        ItemState.from_bytes(b'{"format": 99}')
+
+
+def test_ridge_map_keeps_a_residual_variance_per_output() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 5))
+    y = np.stack([x[:, 0] + rng.normal(0, 0.1, 60), rng.normal(0, 2.0, 60)], axis=1)  # predictable, pure noise
+    ridge = fit_ridge_loo(x, y)
+    assert ridge.residual_var.shape == (2,)
+    assert ridge.residual_var[0] < 0.5 and ridge.residual_var[1] > 3.0
+    assert np.mean(ridge.residual_var) == pytest.approx(ridge.loo_mse)
+
+
+def test_model_round_trip_keeps_item_variances_and_warm_faces_move(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    n_raters, n_faces = 120, 30
+    features = rng.normal(size=(n_faces, 3))  # unrelated to how good the faces are: the pixels' prior is vague
+    ratings = 4 + rng.normal(0, 1.0, n_faces)[None, :] + rng.normal(0, 0.5, (n_raters, n_faces))
+    model, _ = fit_personal_model(ratings, features, (1.0, 7.0), rank=2, reg=1.0)
+    model.save(tmp_path / "m.npz")
+    loaded = PersonalModel.load(tmp_path / "m.npz")
+    np.testing.assert_allclose(loaded.item_map.residual_var, model.item_map.residual_var, rtol=1e-6)
+    face = rng.normal(size=(1, 3))
+    cold_offset, _ = loaded.item_params(face)
+    item = loaded.new_item_state("p/0")
+    for i in range(40):  # forty raters with average weights all say "much better than its pixels suggest"
+        item = loaded.add_item_rating(item, np.zeros(loaded.dim), float(cold_offset[0]) + 2.0, f"r{i}")
+    warm_offset, _ = loaded.item_params(face, [item])
+    assert warm_offset[0] == pytest.approx(cold_offset[0] + 2.0, abs=0.3)
+    stale = ItemState(item.face, "another-model", item.ztz, item.ztt, item.raters)
+    assert loaded.item_params(face, [stale])[0][0] == pytest.approx(cold_offset[0])  # other versions are ignored
+
+
+async def test_rating_publishes_face_rated_before_saving(tmp_path: Path, model: PersonalModel) -> None:
+    blobs = LocalBlobStore(tmp_path)
+    stage = PersonalizeStage.from_blobs(model, blobs)
+    photo_id = await scored_photo(blobs, model, owner=new_id(), rateable=True, seed=40)
+    publisher = RecordingPublisher()
+    rater = new_id()
+    event = rating(rater, photo_id, 1)
+    assert await handle_rating_submitted(event, stage, publisher.publish) == "added"
+    (follow_up,) = publisher.of_type(FaceRated)
+    assert isinstance(follow_up, FaceRated)
+    assert follow_up.event_id == derived_event_id(event, FaceRated.TOPIC) and follow_up.trace_id == event.trace_id
+    assert follow_up.model_version == model.version and len(follow_up.rater_weights) == model.dim
+    assert follow_up.rating == pytest.approx(model.to_model_scale("hot_or_not", 1))
+    assert follow_up.partition_key == photo_id  # one consumer owns each face
+    assert decode_event(follow_up.to_bytes(), FaceRated.TOPIC) == follow_up
+    assert await handle_rating_submitted(event, stage, publisher.publish) == "duplicate"
+    assert len(publisher.of_type(FaceRated)) == 1
+
+
+async def test_face_items_consumer_counts_each_rater_once(tmp_path: Path, model: PersonalModel) -> None:
+    blobs = LocalBlobStore(tmp_path)
+    stage = PersonalizeStage.from_blobs(model, blobs)
+    photo_id = await scored_photo(blobs, model, owner=new_id(), rateable=True, seed=41)
+    await store_personalization(blobs, photo_id, [(0, model.item_map.mean.astype(np.float32))])  # an average face
+    publisher = RecordingPublisher()
+    raters = [new_id() for _ in range(30)]
+    for rater in raters:
+        await handle_rating_submitted(rating(rater, photo_id, 1), stage, publisher.publish)
+    events = publisher.of_type(FaceRated)
+    assert [await handle_face_rated(e, stage) for e in events] == ["added"] * len(raters)  # type: ignore[arg-type]
+    assert await handle_face_rated(events[0], stage) == "duplicate"  # type: ignore[arg-type]
+    item = await stage.items.load(photo_id, 0)
+    assert item is not None and sorted(item.raters) == sorted(raters)
+
+    # thirty "hot" votes lift the face for a viewer who has rated nothing special (their prior is the population)
+    viewer = model.new_state(new_id(), {"sex": "female", "age": 30, "preference": "men"})
+    vector = await stage.features.load(photo_id, 0)
+    assert vector is not None
+    cold = model.personal_score(viewer, vector, 5.0)
+    warm = model.personal_score(viewer, vector, 5.0, item)
+    assert warm.score > cold.score + 0.3
+
+    other = events[0].model_copy(update={"model_version": "older-model"})
+    assert await handle_face_rated(other, stage) == "other_model"  # type: ignore[arg-type]
+    gone = events[0].model_copy(update={"photo_id": new_id(), "visitor_id": new_id()})
+    assert await handle_face_rated(gone, stage) == "no_features"  # type: ignore[arg-type]
+    assert await stage.items.load(gone.photo_id, 0) is None  # nothing left behind a deleted photo
+    _, prefixes = keys.derived_keys_and_prefixes(photo_id)
+    assert any(keys.face_item(photo_id, 0).startswith(p) for p in prefixes)  # deleted with the photo
+
+
+def test_face_rated_rejects_malformed_weights() -> None:
+    base = {"visitor_id": new_id(), "photo_id": new_id(), "face_index": 0, "rating": 4.0, "model_version": "m"}
+    with pytest.raises(ValueError):
+        FaceRated(**base, rater_weights=[1.0])  # a rater vector has at least one factor and the bias
+    with pytest.raises(ValueError):
+        FaceRated(**base, rater_weights=[0.0] * 66)
