@@ -91,11 +91,10 @@ async def personal_scores(request: web.Request) -> web.Response:
                 faces.append({"index": index, "personal_score": float(global_score), "source": "global",
                               "n_ratings": state.n_ratings})
                 continue
-            item = await stage.items.load(photo_id, index)
+            item = stage.model.current_item(await stage.items.load(photo_id, index), face_key(photo_id, index))
             score = stage.model.personal_score(state, vector, float(global_score), item)
             faces.append({"index": index, "personal_score": round(score.score, 2), "source": score.source,
-                          "n_ratings": score.n_ratings,
-                          "face_ratings": item.n_ratings if item and item.model_version == stage.model.version else 0})
+                          "n_ratings": score.n_ratings, "face_ratings": item.n_ratings})
     except BlobStoreUnavailable as exc:
         raise _error(503, "storage_unavailable", "storage is unavailable") from exc
     return web.json_response({"photo_id": photo_id, "viewer": viewer, "min_ratings": stage.model.min_ratings,

@@ -14,6 +14,7 @@ from libs.common.bus.memory import RecordingPublisher
 from libs.common.events import FaceRated, decode_event, derived_event_id
 from libs.common.ids import new_id
 from libs.common.settings import ScoringSettings, Settings
+from services.scoring import ratings_consumer
 from services.scoring.features_store import store_personalization
 from services.scoring.personalize.item import ItemState, item_posterior, observations_from_ratings
 from services.scoring.personalize.model import PersonalModel, fit_personal_model
@@ -91,8 +92,12 @@ def test_model_round_trip_keeps_item_variances_and_warm_faces_move(tmp_path: Pat
         item = loaded.add_item_rating(item, np.zeros(loaded.dim), float(cold_offset[0]) + 2.0, f"r{i}")
     warm_offset, _ = loaded.item_params(face, [item])
     assert warm_offset[0] == pytest.approx(cold_offset[0] + 2.0, abs=0.3)
-    stale = ItemState(item.face, "another-model", item.ztz, item.ztt, item.raters)
+    stale = ItemState(item.face, "another-model", item.ztz, item.ztt, item.raters, item.ratings)
     assert loaded.item_params(face, [stale])[0][0] == pytest.approx(cold_offset[0])  # other versions are ignored
+    replayed = loaded.current_item(stale, "p/0")  # ... until replayed into this model's latent space
+    assert replayed.model_version == loaded.version and replayed.raters == item.raters
+    assert loaded.item_params(face, [replayed])[0][0] > cold_offset[0] + 1.5
+    assert loaded.current_item(item, "p/0") is item and loaded.current_item(None, "p/0").n_ratings == 0
 
 
 async def test_rating_publishes_face_rated_before_saving(tmp_path: Path, model: PersonalModel) -> None:
@@ -114,7 +119,8 @@ async def test_rating_publishes_face_rated_before_saving(tmp_path: Path, model: 
     assert len(publisher.of_type(FaceRated)) == 1
 
 
-async def test_face_items_consumer_counts_each_rater_once(tmp_path: Path, model: PersonalModel) -> None:
+async def test_face_items_consumer_counts_each_rater_once(tmp_path: Path, model: PersonalModel,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     blobs = LocalBlobStore(tmp_path)
     stage = PersonalizeStage.from_blobs(model, blobs)
     photo_id = await scored_photo(blobs, model, owner=new_id(), rateable=True, seed=41)
@@ -139,6 +145,14 @@ async def test_face_items_consumer_counts_each_rater_once(tmp_path: Path, model:
 
     other = events[0].model_copy(update={"model_version": "older-model"})
     assert await handle_face_rated(other, stage) == "other_model"  # type: ignore[arg-type]
+    item.model_version = "older-model"  # a deploy changed the model: the stored face is replayed, not dropped
+    await stage.items.save(photo_id, 0, item)
+    late = events[0].model_copy(update={"visitor_id": new_id()})
+    assert await handle_face_rated(late, stage) == "added"  # type: ignore[arg-type]
+    replayed = await stage.items.load(photo_id, 0)
+    assert replayed is not None and replayed.model_version == model.version and replayed.n_ratings == len(raters) + 1
+    monkeypatch.setattr(ratings_consumer, "MAX_FACE_RATINGS", len(raters) + 1)
+    assert await handle_face_rated(events[0].model_copy(update={"visitor_id": new_id()}), stage) == "saturated"  # type: ignore[arg-type]
     gone = events[0].model_copy(update={"photo_id": new_id(), "visitor_id": new_id()})
     assert await handle_face_rated(gone, stage) == "no_features"  # type: ignore[arg-type]
     assert await stage.items.load(gone.photo_id, 0) is None  # nothing left behind a deleted photo

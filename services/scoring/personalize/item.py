@@ -10,9 +10,10 @@ variance per output — the posterior mean is a ridge towards the pixels' guess:
 
     v_i = (diag(1/s²) + ZᵀZ / σ²)⁻¹ (m_i / s² + Zᵀ t / σ²).
 
-The state keeps only ZᵀZ, Zᵀt and who rated (for idempotency), so an update is O(K²) and the estimate is exact at any
-time. It is the paper's collaborative filtering for items that stop being new: a face rated by a few dozen visitors
-is predicted from their ratings, not only from its pixels.
+The state keeps ZᵀZ and Zᵀt, so an update is O(K²) and the estimate is exact at any time, plus who rated (for
+idempotency) and their ratings (so a new model version can replay them). It is the paper's collaborative filtering
+for items that stop being new: a face rated by a few dozen visitors is predicted from their ratings, not only from
+its pixels.
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ class ItemState:
     ztz: np.ndarray  # [K + 1, K + 1] Σ z zᵀ
     ztt: np.ndarray  # [K + 1] Σ z (rating − μ − b_u)
     raters: list[str] = field(default_factory=list)  # each rater counts once (redelivery, double clicks)
+    ratings: list[float] = field(default_factory=list)  # model-scale ratings, parallel to raters (for a replay)
 
     @classmethod
     def new(cls, face: str, model_version: str, dim: int) -> ItemState:
-        return cls(face, model_version, np.zeros((dim, dim)), np.zeros(dim), [])
+        return cls(face, model_version, np.zeros((dim, dim)), np.zeros(dim), [], [])
 
     @property
     def n_ratings(self) -> int:
@@ -75,11 +77,13 @@ class ItemState:
         """A new state with one more rating (model scale) by a rater whose weights were [p_u, b_u] at the time."""
         z, bias = rating_design(rater_weights)
         return ItemState(self.face, self.model_version, self.ztz + np.outer(z, z),
-                         self.ztt + z * (float(rating) - mu - bias), [*self.raters, rater_id])
+                         self.ztt + z * (float(rating) - mu - bias), [*self.raters, rater_id],
+                         [*self.ratings, float(rating)])
 
     def to_bytes(self) -> bytes:
         payload = {"format": ITEM_STATE_FORMAT, "face": self.face, "model_version": self.model_version,
-                   "ztz": self.ztz.tolist(), "ztt": self.ztt.tolist(), "raters": self.raters}
+                   "ztz": self.ztz.tolist(), "ztt": self.ztt.tolist(), "raters": self.raters,
+                   "ratings": self.ratings}
         return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -88,4 +92,5 @@ class ItemState:
         if payload.get("format") != ITEM_STATE_FORMAT:
             raise ValueError(f"unsupported item state format {payload.get('format')!r}")
         return cls(payload["face"], payload["model_version"], np.array(payload["ztz"], dtype=np.float64),
-                   np.array(payload["ztt"], dtype=np.float64), list(payload["raters"]))
+                   np.array(payload["ztt"], dtype=np.float64), list(payload["raters"]),
+                   [float(r) for r in payload["ratings"]])

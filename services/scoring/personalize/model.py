@@ -88,6 +88,19 @@ class PersonalModel:
     def new_item_state(self, face: str) -> ItemState:
         return ItemState.new(face, self.version, self.dim)
 
+    def current_item(self, item: ItemState | None, face: str) -> ItemState:
+        """The face's state for this model: as stored, new, or — if stored for another model version, whose latent
+        space differs — replayed from its ratings with the population's average rater weights. The face keeps what
+        visitors thought of it overall (its bias); its taste factors relearn from the ratings that follow."""
+        if item is None:
+            return self.new_item_state(face)
+        if item.model_version == self.version:
+            return item
+        fresh = self.new_item_state(face)
+        for rater, rating in zip(item.raters, item.ratings, strict=True):
+            fresh = fresh.with_rating(rater, self.prior.population_mean, rating, self.mu)
+        return fresh
+
     def add_item_rating(self, item: ItemState, rater_weights: np.ndarray, rating: float, rater_id: str) -> ItemState:
         """The face's state after one more rating (model scale) by a rater whose weights were ``rater_weights``."""
         return item.with_rating(rater_id, rater_weights, rating, self.mu)
