@@ -17,6 +17,7 @@ from libs.common.bus import KafkaEventPublisher, ensure_topics
 from libs.common.events import FaceRated, decode_event, derived_event_id
 from libs.common.ids import new_id
 from libs.common.observability import install_observability
+from libs.common.polling import wait_for_async
 from libs.common.service import publisher_context
 from libs.common.settings import KafkaSettings, Settings
 from services.scoring.ratings_consumer import (
@@ -30,13 +31,6 @@ from tests.unit.test_personal_consumer import rating, scored_photo
 pytestmark = pytest.mark.integration
 
 CONSUME_TIMEOUT_S = 90.0  # two consumer groups join on fresh topics, one after the other's output
-
-
-async def wait_for(condition: Any, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + CONSUME_TIMEOUT_S
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 async def test_ratings_reach_rater_and_face_states(
@@ -70,7 +64,7 @@ async def test_ratings_reach_rater_and_face_states(
             item = await stage.items.load(photo_id, 0)
             return item is not None and item.n_ratings == len(raters)
 
-        await wait_for(face_learned, "the face's item state to hold every rater")
+        await wait_for_async(face_learned, "the face's item state to hold every rater", CONSUME_TIMEOUT_S)
         for rater in raters:
             state = await stage.states.load(rater)
             assert state is not None and state.n_ratings == 1

@@ -21,6 +21,7 @@ from libs.common.bus import KafkaEventPublisher, ensure_topics
 from libs.common.documents import PhotoMeta
 from libs.common.events import CardRendered, FaceResult, PhotoDeleted, PhotoScored, decode_event
 from libs.common.ids import new_id
+from libs.common.polling import wait_for_async
 from libs.common.settings import CoreSettings, KafkaSettings, Settings
 from services.share.app import create_app
 from services.share.cards import card_key
@@ -45,13 +46,6 @@ async def wait_until_healthy(client: Any) -> None:
     deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
     while (response := await client.get("/healthz")).status != 200:
         assert asyncio.get_running_loop().time() < deadline, await response.text()
-        await asyncio.sleep(0.2)
-
-
-async def wait_for(condition: Any, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + CONSUME_TIMEOUT_S
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.2)
 
 
@@ -95,6 +89,6 @@ async def test_photo_scored_becomes_cards_and_card_rendered(
         async def cards_gone() -> bool:
             return await store.list(keys.cards_prefix(photo_id)) == []
 
-        await wait_for(cards_gone, "cards to be deleted")
+        await wait_for_async(cards_gone, "cards to be deleted", CONSUME_TIMEOUT_S)
     finally:
         await publisher.stop()

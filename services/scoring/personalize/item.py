@@ -18,10 +18,11 @@ its pixels.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from services.scoring.personalize.rater import decode_state, encode_state
 
 ITEM_STATE_FORMAT = 1  # bump when the JSON layout changes
 
@@ -81,16 +82,14 @@ class ItemState:
                          [*self.ratings, float(rating)])
 
     def to_bytes(self) -> bytes:
-        payload = {"format": ITEM_STATE_FORMAT, "face": self.face, "model_version": self.model_version,
-                   "ztz": self.ztz.tolist(), "ztt": self.ztt.tolist(), "raters": self.raters,
-                   "ratings": self.ratings}
-        return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return encode_state(ITEM_STATE_FORMAT, {
+            "face": self.face, "model_version": self.model_version, "ztz": self.ztz.tolist(), "ztt": self.ztt.tolist(),
+            "raters": self.raters, "ratings": self.ratings,
+        })
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ItemState:
-        payload = json.loads(data)
-        if payload.get("format") != ITEM_STATE_FORMAT:
-            raise ValueError(f"unsupported item state format {payload.get('format')!r}")
+        payload = decode_state(data, ITEM_STATE_FORMAT, "item")
         return cls(payload["face"], payload["model_version"], np.array(payload["ztz"], dtype=np.float64),
                    np.array(payload["ztt"], dtype=np.float64), list(payload["raters"]),
                    [float(r) for r in payload["ratings"]])

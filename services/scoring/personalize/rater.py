@@ -21,6 +21,19 @@ import numpy as np
 STATE_FORMAT = 1  # bump when the JSON layout changes
 
 
+def encode_state(fmt: int, fields: dict) -> bytes:
+    """A state as UTF-8 JSON with its format number, stable key order (diff-able, storable anywhere)."""
+    return json.dumps({"format": fmt, **fields}, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode_state(data: bytes, fmt: int, kind: str) -> dict:
+    """The fields of a state written by ``encode_state`` in format ``fmt``; ValueError for any other format."""
+    payload = json.loads(data)
+    if payload.get("format") != fmt:
+        raise ValueError(f"unsupported {kind} state format {payload.get('format')!r}")
+    return payload
+
+
 def fit_rater_closed_form(
     item_vectors: np.ndarray,
     residuals: np.ndarray,
@@ -81,17 +94,13 @@ class RaterState:
 
     def to_bytes(self) -> bytes:
         """UTF-8 JSON, stable key order (diff-able, storable anywhere)."""
-        payload = {
-            "format": STATE_FORMAT, "rater_id": self.rater_id, "model_version": self.model_version,
-            "xtx": self.xtx.tolist(), "xtr": self.xtr.tolist(), "history": self.history,
-            "demographics": self.demographics,
-        }
-        return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return encode_state(STATE_FORMAT, {
+            "rater_id": self.rater_id, "model_version": self.model_version, "xtx": self.xtx.tolist(),
+            "xtr": self.xtr.tolist(), "history": self.history, "demographics": self.demographics,
+        })
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RaterState:
-        payload = json.loads(data)
-        if payload.get("format") != STATE_FORMAT:
-            raise ValueError(f"unsupported rater state format {payload.get('format')!r}")
+        payload = decode_state(data, STATE_FORMAT, "rater")
         return cls(payload["rater_id"], payload["model_version"], np.array(payload["xtx"], dtype=np.float64),
                    np.array(payload["xtr"], dtype=np.float64), list(payload["history"]), payload["demographics"])
