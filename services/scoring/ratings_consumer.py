@@ -44,7 +44,7 @@ CONSUMER_GROUP = "personalize"
 FACE_ITEMS_GROUP = "face-items"
 CONSUMER_CONCURRENCY = 8  # state updates are blob round trips, not CPU: overlap them across raters
 MAX_FACE_RATINGS = 1000  # a face's state stops growing here: its vector is as sharp as it gets (FRL: 50 → 200
-# ratings adds +0.006 hot-or-not), and the state (rater ids + ratings, ~35 KB) stays cheap to rewrite per rating
+# ratings adds +0.006 hot-or-not), and the state (rater ids + ratings, ~40 KB) stays cheap to rewrite per rating
 FEATURE_CACHE_SIZE = 4096  # ~19 KB each as float32 on disk, ~38 KB as float64 in memory: ~150 MB at most
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weights" / "personal_frl_london.npz"
 
