@@ -27,6 +27,23 @@ def test_personal_model_beats_global_when_raters_disagree() -> None:
     assert res["evaluated_raters"] == n_raters
 
 
+def test_warm_faces_learn_what_pixels_miss() -> None:
+    """Faces whose quality the features cannot see: cold predictions are poor, a few other raters' ratings fix them."""
+    rng = np.random.default_rng(1)
+    n_raters, n_faces = 200, 40
+    quality = rng.normal(0, 1.0, n_faces)  # invisible in the features
+    ratings = 4 + quality[None, :] + rng.normal(0, 0.8, (n_raters, n_faces))
+    features = rng.normal(size=(n_faces, 3))
+    res = run_protocol(ProtocolInputs(ratings, features, (1.0, 7.0)), ks=(0, 5), n_folds=3, rank=2, reg=1.0,
+                       warm=(3, 30))
+    m = res["methods"]
+    assert res["warm"] == [3, 30]
+    assert m["global_visual"]["5"]["pearson"] < 0.2  # the pixels know nothing
+    assert m["personal_warm_3"]["5"]["pearson"] > m["personal_no_demo"]["5"]["pearson"] + 0.3
+    assert m["personal_warm_30"]["5"]["pearson"] > m["personal_warm_3"]["5"]["pearson"]
+    assert m["global_warm_30"]["0"]["pearson"] > m["oracle"]["0"]["pearson"] - 0.05  # 30 ratings ≈ the crowd
+
+
 def test_hot_or_not_metric_is_rater_relative() -> None:
     truth = np.array([[1.0, 2.0, 6.0, 7.0], [3.0, 3.5, 4.0, 5.0]])
     pred = truth * 10 + 100  # any increasing map is perfect
