@@ -3,8 +3,9 @@
 - GET /api/v1/personal?viewer=&photo_id=  per face of a scored photo: {index, personal_score, source, n_ratings,
   face_ratings} (face_ratings: how many other visitors' ratings of the face inform its item vector); faces withheld
   as minors stay withheld (no score of any kind, ARCHITECTURE.md principle 8).
-- GET /api/v1/rate/next?viewer=&count=    the most informative pool faces for this rater (PersonalModel.pick_faces),
-  never the viewer's own photos or faces they already rated.
+- GET /api/v1/rate/next?viewer=&count=    pool faces for this rater (PersonalModel.next_faces): the most informative
+  for their model, alternating with the least-rated faces so new photos warm up; never the viewer's own photos or
+  faces they already rated.
 
 Scoring owns every blob these read (results/, features/, ratepool/, personalize/), so no other service's state
 is interpreted here.
@@ -130,7 +131,12 @@ async def rate_next(request: web.Request) -> web.Response:
     usable = [(c, v) for c, v in zip(candidates, vectors, strict=True) if v is not None]
     if not usable:
         return web.json_response({"faces": []})
-    picks = stage.model.pick_faces(state, np.stack([v for _, v in usable]), count)
+    try:
+        stored = await asyncio.gather(*(stage.queue_items.load(photo_id, index) for (photo_id, index), _ in usable))
+    except BlobStoreUnavailable as exc:
+        raise _error(503, "storage_unavailable", "storage is unavailable") from exc
+    items = [stage.model.current_item(item, face_key(*c)) for (c, _), item in zip(usable, stored, strict=True)]
+    picks = stage.model.next_faces(state, np.stack([v for _, v in usable]), count, items)
     faces = [{"photo_id": usable[i][0][0], "face_index": usable[i][0][1]} for i in picks]
     return web.json_response({"faces": faces})
 

@@ -36,7 +36,12 @@ from libs.common.settings import Settings
 from services.scoring.features_store import FaceFeatureStore, RatePool, face_key
 from services.scoring.personalize.model import PersonalModel
 from services.scoring.personalize.rater import RaterState
-from services.scoring.personalize.store import BlobItemStateStore, BlobRaterStateStore, RaterStateStore
+from services.scoring.personalize.store import (
+    BlobItemStateStore,
+    BlobRaterStateStore,
+    CachedItemStates,
+    RaterStateStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +99,16 @@ class PersonalizeStage:
     features: FaceFeatureStore
     pool: RatePool
     items: BlobItemStateStore
+    queue_items: CachedItemStates  # the same states, up to a minute old, for ranking the rate-others queue
     locks: KeyedLocks = field(default_factory=KeyedLocks)  # per rater
     face_locks: KeyedLocks = field(default_factory=KeyedLocks)  # per face
 
     @classmethod
     def from_blobs(cls, model: PersonalModel, blobs: BlobStore, *, pool_size: int = 500,
                    cache_size: int = FEATURE_CACHE_SIZE) -> PersonalizeStage:
+        items = BlobItemStateStore(blobs)
         return cls(model, BlobRaterStateStore(blobs), FaceFeatureStore(blobs, cache_size, model.item_map.mean.shape[0]),
-                   RatePool(blobs, pool_size), BlobItemStateStore(blobs))
+                   RatePool(blobs, pool_size), items, CachedItemStates(items))
 
 
 async def load_rater_state(stage: PersonalizeStage, rater_id: str) -> RaterState:

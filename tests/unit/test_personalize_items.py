@@ -18,6 +18,7 @@ from services.scoring import ratings_consumer
 from services.scoring.features_store import store_personalization
 from services.scoring.personalize.item import ItemState, item_posterior, observations_from_ratings
 from services.scoring.personalize.model import PersonalModel, fit_personal_model
+from services.scoring.personalize.store import BlobItemStateStore, CachedItemStates
 from services.scoring.personalize.visual import fit_ridge_loo
 from services.scoring.ratings_consumer import (
     PersonalizeStage,
@@ -166,3 +167,39 @@ def test_face_rated_rejects_malformed_weights() -> None:
         FaceRated(**base, rater_weights=[1.0])  # a rater vector has at least one factor and the bias
     with pytest.raises(ValueError):
         FaceRated(**base, rater_weights=[0.0] * 66)
+
+
+def test_queue_alternates_informative_and_least_rated_faces(model: PersonalModel) -> None:
+    rng = np.random.default_rng(5)
+    features = model.item_map.mean + rng.normal(size=(6, model.item_map.mean.shape[0])) / model.item_map.scale
+    counts = [0, 5, 19, 25, 30, 40]  # below WARM_TARGET (20): the first three
+    items = []
+    for face, count in enumerate(counts):
+        item = model.new_item_state(f"p/{face}")
+        for i in range(count):
+            item = model.add_item_rating(item, model.prior.population_mean, model.mu, f"r{i}")
+        items.append(item)
+    rater = model.new_state(new_id())
+    one = model.next_faces(rater, features, 1, items)
+    assert one == [0]  # a single slot goes to the least-rated face
+    four = model.next_faces(rater, features, 4, items)
+    assert len(set(four)) == 4 and {0, 1} <= set(four)  # half the slots warm up the two least-rated faces
+    assert four[1] == 0 and four[3] == 1  # alternating: informative, warm-up, informative, warm-up
+    assert sorted(model.next_faces(rater, features, 10, items)) == list(range(6))  # fewer candidates than asked
+    all_warm = [items[5]] * 6
+    assert len(model.next_faces(rater, features, 3, all_warm)) == 3  # nobody cold: all informative
+
+
+async def test_queue_cache_reads_each_state_once_per_ttl(tmp_path: Path, model: PersonalModel) -> None:
+    store = BlobItemStateStore(LocalBlobStore(tmp_path))
+    photo_id = new_id()
+    fresh = CachedItemStates(store, ttl_s=3600.0)
+    assert await fresh.load(photo_id, 0) is None  # never rated (and that answer is cached too)
+    await store.save(photo_id, 0, model.add_item_rating(model.new_item_state("f"), model.prior.population_mean,
+                                                         model.mu, "r1"))
+    assert await fresh.load(photo_id, 0) is None  # within the TTL: the cached answer
+    expired = CachedItemStates(store, ttl_s=0.0, max_size=1)
+    state = await expired.load(photo_id, 0)
+    assert state is not None and state.raters == ["r1"]
+    await expired.load(new_id(), 0)
+    assert len(expired._cache) == 1  # bounded

@@ -7,6 +7,8 @@ store here; a ClickHouse row keyed by rater or face would do as well).
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from typing import Protocol
 
 from libs.common import keys
@@ -79,3 +81,28 @@ class BlobItemStateStore:
 
     async def save(self, photo_id: str, index: int, state: ItemState) -> None:
         await self.blobs.put(keys.face_item(photo_id, index), state.to_bytes(), CONTENT_TYPE)  # type: ignore[attr-defined]
+
+
+class CachedItemStates:
+    """Read-through cache of face states for the rate-others queue: a state up to ``ttl_s`` old ranks candidates
+    well enough, and it spares the blob store a GET per candidate on every request."""
+
+    def __init__(self, store: BlobItemStateStore, ttl_s: float = 60.0, max_size: int = 4096) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self.max_size = max_size
+        self._cache: OrderedDict[tuple[str, int], tuple[float, ItemState | None]] = OrderedDict()
+
+    async def load(self, photo_id: str, index: int) -> ItemState | None:
+        key = (photo_id, int(index))
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.ttl_s:
+            self._cache.move_to_end(key)
+            return hit[1]
+        state = await self.store.load(photo_id, index)
+        self._cache[key] = (now, state)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.max_size:
+            self._cache.popitem(last=False)
+        return state
