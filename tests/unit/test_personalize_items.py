@@ -203,3 +203,10 @@ async def test_queue_cache_reads_each_state_once_per_ttl(tmp_path: Path, model: 
     assert state is not None and state.raters == ["r1"]
     await expired.load(new_id(), 0)
     assert len(expired._cache) == 1  # bounded
+
+
+async def test_an_unreadable_face_state_reads_as_never_rated(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path)
+    photo_id = new_id()
+    await blobs.put(keys.face_item(photo_id, 0), b"{not json", "application/json")
+    assert await BlobItemStateStore(blobs).load(photo_id, 0) is None

@@ -7,6 +7,7 @@ store here; a ClickHouse row keyed by rater or face would do as well).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from typing import Protocol
@@ -14,6 +15,8 @@ from typing import Protocol
 from libs.common import keys
 from services.scoring.personalize.item import ItemState
 from services.scoring.personalize.rater import RaterState
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "personalize/raters/"  # one blob per rater; the prefix lets an operator list or wipe them
 CONTENT_TYPE = "application/json"
@@ -73,11 +76,16 @@ class BlobItemStateStore:
     async def load(self, photo_id: str, index: int) -> ItemState | None:
         from libs.common.blobs.base import BlobNotFound
 
+        key = keys.face_item(photo_id, index)
         try:
-            blob = await self.blobs.get(keys.face_item(photo_id, index))  # type: ignore[attr-defined]
+            blob = await self.blobs.get(key)  # type: ignore[attr-defined]
         except BlobNotFound:
             return None
-        return ItemState.from_bytes(blob.data)
+        try:
+            return ItemState.from_bytes(blob.data)
+        except (ValueError, KeyError, TypeError):  # unreadable: the face counts as never rated, and its next rating
+            log.warning("unreadable face state ignored", extra={"key": key})  # writes a fresh one
+            return None
 
     async def save(self, photo_id: str, index: int, state: ItemState) -> None:
         await self.blobs.put(keys.face_item(photo_id, index), state.to_bytes(), CONTENT_TYPE)  # type: ignore[attr-defined]
