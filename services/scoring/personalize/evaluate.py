@@ -18,7 +18,7 @@ from services.scoring.beauty.evaluate import mebeauty_files
 from services.scoring.beauty.features import stack_blocks
 from services.scoring.beauty.scorer import FLIP_BY_MEMBER, head_paths, load_beauty_head
 from services.scoring.beauty.train import BLOCK_SETS
-from services.scoring.personalize.data import load_ratings
+from services.scoring.personalize.data import RatingsData, load_ratings
 from services.scoring.personalize.mf import DEFAULT_RANK, DEFAULT_REG
 from services.scoring.personalize.protocol import DEFAULT_FOLDS, ProtocolInputs, run_protocol
 
@@ -46,6 +46,30 @@ def face_features(
     return blocks, x, weights
 
 
+def protocol_inputs(
+    dataset_dir: Path,
+    block_set: str = "all",
+    head_name: str | None = "beauty_head_all",
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    progress: bool = True,
+) -> tuple[RatingsData, ProtocolInputs, str | None]:
+    """The data set's ratings and the protocol's arrays (faces nobody rated dropped); the global head used, if any."""
+    data = load_ratings(Path(dataset_dir))
+    mask_faces = ~np.all(np.isnan(data.ratings), axis=0)
+    use_head = bool(head_name) and data.name != "mebeauty" and head_paths(str(head_name))[0].exists()
+    head = load_beauty_head(str(head_name))[0] if use_head else None
+    blocks, x, weights = face_features(Path(dataset_dir), data.faces, block_set, cache_dir, progress,
+                                       extra_blocks=head.blocks if head is not None else ())
+    global_scores = None
+    if head is not None:
+        global_scores = head.predict(stack_blocks(blocks, head.blocks))[0]
+        x = np.hstack([x, global_scores[:, None]])
+        weights = np.append(weights, GLOBAL_SCORE_WEIGHT)
+    inputs = ProtocolInputs(data.ratings[:, mask_faces], x[mask_faces], data.scale, data.demographics,
+                            None if global_scores is None else global_scores[mask_faces], weights)
+    return data, inputs, head_name if head is not None else None
+
+
 def evaluate_personalization(
     dataset_dir: Path,
     ks: Sequence[int] = (0, 5, 10, 20),
@@ -61,28 +85,15 @@ def evaluate_personalization(
     warm: Sequence[int] = (),
 ) -> dict:
     """Mean per-rater Pearson and hot-or-not accuracy per method and k (see ``protocol`` for the definitions)."""
-    dataset_dir = Path(dataset_dir)
-    data = load_ratings(dataset_dir)
-    mask_faces = ~np.all(np.isnan(data.ratings), axis=0)
-    use_head = bool(head_name) and data.name != "mebeauty" and head_paths(str(head_name))[0].exists()
-    head = load_beauty_head(str(head_name))[0] if use_head else None
-    blocks, x, weights = face_features(dataset_dir, data.faces, block_set, cache_dir, progress,
-                                       extra_blocks=head.blocks if head is not None else ())
-    global_scores = None
-    if head is not None:
-        global_scores = head.predict(stack_blocks(blocks, head.blocks))[0]
-        x = np.hstack([x, global_scores[:, None]])
-        weights = np.append(weights, GLOBAL_SCORE_WEIGHT)
+    data, inputs, head_used = protocol_inputs(dataset_dir, block_set, head_name, cache_dir, progress)
     eval_raters = None
     if max_raters is not None and max_raters < len(data.raters):
         eval_raters = np.random.default_rng(seed).choice(len(data.raters), max_raters, replace=False)
-    inputs = ProtocolInputs(data.ratings[:, mask_faces], x[mask_faces], data.scale, data.demographics,
-                            None if global_scores is None else global_scores[mask_faces], weights)
     results = run_protocol(inputs, ks, n_folds, eval_raters, rank, reg, seed, progress, warm)
     results.update({
-        "dataset": data.name, "raters": len(data.raters), "faces": int(mask_faces.sum()),
+        "dataset": data.name, "raters": len(data.raters), "faces": int(inputs.ratings.shape[1]),
         "ratings": int((~np.isnan(data.ratings)).sum()), "scale": list(data.scale), "block_set": block_set,
-        "global_head": head_name if global_scores is not None else None, "max_raters": max_raters,
+        "global_head": head_used, "max_raters": max_raters,
         "paper_hot_or_not_accuracy": PAPER_HOT_OR_NOT_ACCURACY,
     })
     return results

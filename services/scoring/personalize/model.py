@@ -9,9 +9,7 @@ and which faces to ask next.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +18,13 @@ import numpy as np
 
 from services.scoring.personalize.item import ItemState, item_posterior, observations_from_ratings
 from services.scoring.personalize.mf import DEFAULT_RANK, DEFAULT_REG, BiasedMF, fit_biased_mf
-from services.scoring.personalize.picker import pick_informative
+from services.scoring.personalize.picker import pick_informative, pick_queue
 from services.scoring.personalize.prior import RaterPrior, encode_demographics, fit_rater_prior
 from services.scoring.personalize.rater import RaterState
 from services.scoring.personalize.visual import RidgeMap, fit_ridge_loo
 
 MIN_RATINGS_FOR_PERSONAL = 5  # below this many ratings (and without demographics) the global score is shown
 HOT_OFFSET_SD = 0.798  # E[z | z > 0] for a standard normal: "hot" ≈ 0.8 rating-sd above the mean, "not" below
-WARM_TARGET = 20  # ratings after which a face is predicted about as well as by its crowd mean (FRL: 0.708 vs 0.709)
-WARMUP_SHARE = 0.5  # share of each batch of faces to rate that goes to the least-rated faces below WARM_TARGET
 DISPLAY_MIN, DISPLAY_MAX = 1.0, 10.0  # personal scores are shown on the same 1–10 scale as the global score
 
 
@@ -173,18 +169,15 @@ class PersonalModel:
 
     def next_faces(self, state: RaterState, candidate_features: np.ndarray, n: int,
                    items: Sequence[ItemState | None]) -> list[int]:
-        """The rate-others queue: indices of ``n`` candidates, alternating between the faces most informative for
-        this rater and the least-rated faces (fewer than ``WARM_TARGET`` ratings). Why share the slots: a face's
-        first 20 ratings lift every later viewer's prediction of it (FRL k = 10: 0.664 → 0.708), while one more
-        rating of the rater's own adds about 0.001 to theirs (benchmarks/results/personalize.md)."""
+        """The rate-others queue (``picker.pick_queue``): the faces most informative for this rater, alternating with
+        the least-rated faces. Why share the slots: a face's first 20 ratings lift every later viewer's prediction
+        of it (FRL k = 10: 0.664 → 0.708), while the picker is worth about 0.003 to the rater
+        (benchmarks/results/personalize.md, rate_queue.md)."""
+        demo = self._demo(state)
+        _, vectors = self.item_params(candidate_features, items)
         counts = np.array([0 if item is None else item.n_ratings for item in items])
-        cold = np.flatnonzero(counts < WARM_TARGET)
-        warmup = cold[np.argsort(counts[cold], kind="stable")][: min(len(cold), math.ceil(n * WARMUP_SHARE))]
-        exclude = np.zeros(len(counts), dtype=bool)
-        exclude[warmup] = True
-        informative = self.pick_faces(state, candidate_features, n - len(warmup), exclude, items)
-        order = [i for pair in itertools.zip_longest(informative, warmup.tolist()) for i in pair if i is not None]
-        return [int(i) for i in order[:n]]
+        return pick_queue(state.posterior_precision(self.prior.precision_for(demo), self.noise_var), vectors, counts,
+                          n, self.noise_var)
 
     def save(self, path: Path) -> None:
         arrays = {
