@@ -36,7 +36,6 @@ from tqdm import tqdm  # noqa: E402
 from services.face.detector import FaceDetector  # noqa: E402 - a benchmark composes both services
 from services.scoring.evaluation.detection import provide_detector  # noqa: E402
 from services.scoring.personalize.evaluate import protocol_inputs  # noqa: E402
-from services.scoring.personalize.item import item_posterior, rating_design  # noqa: E402
 from services.scoring.personalize.model import fit_personal_model  # noqa: E402
 from services.scoring.personalize.picker import pick_informative, pick_queue  # noqa: E402
 from services.scoring.personalize.protocol import DEFAULT_FOLDS, ProtocolInputs, per_rater_metrics  # noqa: E402
@@ -54,45 +53,38 @@ def simulate_pair(inputs: ProtocolInputs, train_r: np.ndarray, test_r: np.ndarra
                                    demo_train, column_weights=inputs.column_weights)
     noise = model.noise_var
     off_known, vec_known = mf.mu + mf.item_bias, mf.item_vectors()
-    prior_new = model.item_map(inputs.features[test_f])
-    dim = prior_new.shape[1]
-    ztz, ztt = np.zeros((len(test_f), dim, dim)), np.zeros((len(test_f), dim))
-    counts_new = np.zeros(len(test_f), dtype=int)
+    new_features = inputs.features[test_f]
+    items = [model.new_item_state(str(face)) for face in test_f]  # new uploads: no ratings yet
     faces = np.concatenate([train_f, test_f])
     n_known = len(train_f)
     rng = np.random.default_rng([seed, 7])
     final_w = {}
     for u in test_r:
         demo = None if inputs.demographics is None else inputs.demographics[u]
-        m0, lam0 = model.prior.mean(demo), model.prior.precision_for(demo)
-        xtx, xtr = np.zeros((dim, dim)), np.zeros(dim)
+        prior_mean, prior_precision = model.prior.mean(demo), model.prior.precision_for(demo)
+        state = model.new_state(str(u))
         rated = np.zeros(len(faces), dtype=bool)
         for _ in range(per_rater // batch):
-            v = item_posterior(prior_new, model.item_map.residual_var, ztz, ztt, noise)
-            offsets = np.concatenate([off_known, mf.mu + v[:, 0]])
-            vectors = np.vstack([vec_known, np.hstack([v[:, 1:], np.ones((len(v), 1))])])
-            precision = lam0 + xtx / noise
+            off_new, vec_new = model.item_params(new_features, items)
+            offsets, vectors = np.concatenate([off_known, off_new]), np.vstack([vec_known, vec_new])
+            precision = state.posterior_precision(prior_precision, noise)
             if policy == "informative":
                 picks = pick_informative(precision, vectors, batch, noise, rated)
             elif policy == "queue":
-                counts = np.concatenate([np.full(n_known, KNOWN), counts_new])
+                counts = np.concatenate([np.full(n_known, KNOWN), [item.n_ratings for item in items]])
                 picks = pick_queue(precision, vectors, counts, batch, noise, rated)
             else:
                 picks = list(rng.choice(np.flatnonzero(~rated), batch, replace=False))
             for j in picks:
-                y = r_all[u, faces[j]]
+                y = float(r_all[u, faces[j]])
                 if j >= n_known:  # a new face learns from this rating, with the rater's weights from before it
-                    w_before = np.linalg.solve(lam0 + xtx / noise, lam0 @ m0 + xtr / noise)
-                    z, bias = rating_design(w_before)
-                    ztz[j - n_known] += np.outer(z, z)
-                    ztt[j - n_known] += z * (y - mf.mu - bias)
-                    counts_new[j - n_known] += 1
-                xtx += np.outer(vectors[j], vectors[j])
-                xtr += vectors[j] * (y - offsets[j])
+                    items[j - n_known] = model.add_item_rating(
+                        items[j - n_known], state.weights(prior_mean, prior_precision, noise), y, str(u))
+                state = state.with_rating(str(faces[j]), vectors[j], float(offsets[j]), y)
                 rated[j] = True
-        final_w[u] = (np.linalg.solve(lam0 + xtx / noise, lam0 @ m0 + xtr / noise), rated)
-    v = item_posterior(prior_new, model.item_map.residual_var, ztz, ztt, noise)
-    off_new, vec_new = mf.mu + v[:, 0], np.hstack([v[:, 1:], np.ones((len(v), 1))])
+        final_w[u] = (state.weights(prior_mean, prior_precision, noise), rated)
+    off_new, vec_new = model.item_params(new_features, items)
+    counts_new = np.array([item.n_ratings for item in items])
     pred_new = np.full((len(test_r), len(test_f)), np.nan)
     pred_known = np.full((len(test_r), n_known), np.nan)
     for row, u in enumerate(test_r):

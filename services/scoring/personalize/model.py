@@ -75,13 +75,11 @@ class PersonalModel:
         ``items`` (one per face, None = never rated) turns the pixels' prediction into the posterior given the
         ratings each face has received (``item.item_posterior``); a face without ratings keeps the prediction."""
         out = self.item_map(features)
-        states = [s for s in items or () if s is not None and s.model_version == self.version and s.n_ratings]
-        if states:
+        rated = [s if s is not None and s.model_version == self.version and s.n_ratings else None for s in items or ()]
+        if any(rated):
             dim = out.shape[1]
-            ztz, ztt = np.zeros((len(out), dim, dim)), np.zeros((len(out), dim))
-            for row, state in enumerate(items or ()):
-                if state is not None and state.model_version == self.version:
-                    ztz[row], ztt[row] = state.ztz, state.ztt
+            ztz = np.stack([np.zeros((dim, dim)) if s is None else s.ztz for s in rated])
+            ztt = np.stack([np.zeros(dim) if s is None else s.ztt for s in rated])
             out = item_posterior(out, self.item_map.residual_var, ztz, ztt, self.noise_var)
         return self.mu + out[:, 0], np.hstack([out[:, 1:], np.ones((len(out), 1))])
 

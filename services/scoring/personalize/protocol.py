@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.scoring.personalize.item import item_posterior, observations_from_ratings
+from services.scoring.personalize.item import ItemState, observations_from_ratings
 from services.scoring.personalize.knn import visual_knn_predict
 from services.scoring.personalize.mf import DEFAULT_RANK, DEFAULT_REG, BiasedMF
 from services.scoring.personalize.model import PersonalModel, fit_personal_model
@@ -87,20 +87,20 @@ def _warm_item_params(
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if not warm:
         return out
-    prior = model.item_map(features[test_f])
     rater_w = np.hstack([mf.rater_factors, mf.rater_bias[:, None]])
     orders = []
     for face in test_f:
         raters = np.where(~np.isnan(r_all[train_r, face]))[0]
         orders.append(np.random.default_rng([seed, 1, int(face)]).permutation(raters))
-    dim = prior.shape[1]
     for m in warm:
-        ztz, ztt = np.zeros((len(test_f), dim, dim)), np.zeros((len(test_f), dim))
-        for j, (face, order) in enumerate(zip(test_f, orders, strict=True)):
+        items = []
+        for face, order in zip(test_f, orders, strict=True):
             chosen = order[:m]
-            ztz[j], ztt[j] = observations_from_ratings(rater_w[chosen], r_all[train_r[chosen], face], mf.mu)
-        v = item_posterior(prior, model.item_map.residual_var, ztz, ztt, model.noise_var)
-        out[m] = (mf.mu + v[:, 0], np.hstack([v[:, 1:], np.ones((len(v), 1))]))
+            ratings = r_all[train_r[chosen], face]
+            ztz, ztt = observations_from_ratings(rater_w[chosen], ratings, mf.mu)
+            items.append(ItemState(str(face), model.version, ztz, ztt, [str(r) for r in train_r[chosen]],
+                                   ratings.tolist()))
+        out[m] = model.item_params(features[test_f], items)
     return out
 
 
