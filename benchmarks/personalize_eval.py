@@ -41,6 +41,7 @@ def table(res: dict) -> str:
     labels = dict(LABELS)
     for m in res.get("warm", []):
         labels[f"global_warm_{m}"] = f"warm face, global (μ + b_i after {m} other raters' ratings)"
+        labels[f"crowd_warm_{m}"] = f"warm face, visitors' score as served (average rater, {m} ratings)"
         labels[f"personal_warm_{m}"] = f"warm face, personalised + prior ({m} other raters' ratings of the face)"
     for method, label in labels.items():
         if method not in res["methods"]:

@@ -26,10 +26,11 @@ from services.scoring.beauty.train import BLOCK_SETS  # noqa: E402
 from services.scoring.evaluation.detection import provide_detector  # noqa: E402
 from services.scoring.personalize.data import load_ratings  # noqa: E402
 from services.scoring.personalize.evaluate import GLOBAL_SCORE_WEIGHT, face_features  # noqa: E402
-from services.scoring.personalize.model import fit_personal_model  # noqa: E402
+from services.scoring.personalize.model import fit_display_map, fit_personal_model  # noqa: E402
 
-CARD_VERSION = "3"  # 1: member blocks; 2: + the dlib face embedding block and the embedding-based global head;
-# 3: + the item map's residual variance per output (the prior of a face's vector once visitors rate it)
+CARD_VERSION = "4"  # 1: member blocks; 2: + the dlib face embedding block and the embedding-based global head;
+# 3: + the item map's residual variance per output (the prior of a face's vector once visitors rate it);
+# 4: + the display map onto the global score's scale (fit_display_map)
 DATA_LICENCES = {
     "frl_london": "Face Research Lab London Set, CC BY 4.0 (DeBruine & Jones 2017, doi:10.6084/m9.figshare.5047666.v5)",
     "mebeauty": "MEBeauty, no licence stated: non-commercial research only",
@@ -58,6 +59,8 @@ def main() -> None:
                                    name=f"personal_{args.dataset}", column_weights=weights)
     model.blocks = list(BLOCK_SETS[args.block_set])
     model.global_score_weight = GLOBAL_SCORE_WEIGHT if use_head else 0.0
+    if head is not None:  # personal and visitors' scores read on the global score's scale (same faces)
+        model.display_slope, model.display_offset = fit_display_map(np.nanmean(data.ratings, axis=0), x[:, -1])
     name = f"personal_{args.dataset}"
     path = WEIGHTS_DIR / f"{name}.npz"
     model.save(path)
@@ -72,7 +75,9 @@ def main() -> None:
         + (f" and the {DEFAULT_HEAD} head (research-only)" if use_head else ""),
         commercial_use=False,
         preprocessing={"blocks": model.blocks, "global_score_weight": model.global_score_weight,
-                       "rating_scale": list(data.scale), "version": model.version},
+                       "rating_scale": list(data.scale), "version": model.version,
+                       "display_map": {"slope": round(model.display_slope, 4),
+                                       "offset": round(model.display_offset, 4)}},
         expected_accuracy={"see": "benchmarks/results/personalize.md"},
         notes="Faces start as cold-start items (features only) and become warm as visitors rate them: their item "
         "vector is the posterior given those ratings, with the features' prediction as the prior. "

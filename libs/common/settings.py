@@ -147,6 +147,7 @@ class ScoringSettings(_Base):
     internal_url: str = ""  # where the upload service calls the personal API; default http://{host}:{port}
     personal_model: str = ""  # personalization bundle (.npz); "" = the shipped weights/personal_frl_london.npz
     min_ratings: int = 0  # ratings before a personal score is shown; 0 = the bundle's own threshold
+    crowd_min_ratings: int = 0  # visitors' ratings before a face's visitors' score is shown; 0 = the default (5)
     rate_pool_size: int = 500  # newest rate-pool photos considered when picking faces for a rater
 
 

@@ -1,7 +1,8 @@
 """The scoring service's internal HTTP API for personalization (called by the upload service, never by browsers).
 
 - GET /api/v1/personal?viewer=&photo_id=  per face of a scored photo: {index, personal_score, source, n_ratings,
-  face_ratings} (face_ratings: how many other visitors' ratings of the face inform its item vector); faces withheld
+  face_ratings[, crowd_score]} (face_ratings: how many other visitors' ratings of the face inform its item vector;
+  crowd_score: what those visitors think, once there are enough of them: PersonalModel.crowd_score); faces withheld
   as minors stay withheld (no score of any kind, ARCHITECTURE.md principle 8).
 - GET /api/v1/rate/next?viewer=&count=    pool faces for this rater (PersonalModel.next_faces): the most informative
   for their model, alternating with the least-rated faces so new photos warm up; never the viewer's own photos or
@@ -94,8 +95,12 @@ async def personal_scores(request: web.Request) -> web.Response:
                 continue
             item = stage.model.current_item(await stage.items.load(photo_id, index), face_key(photo_id, index))
             score = stage.model.personal_score(state, vector, float(global_score), item)
-            faces.append({"index": index, "personal_score": round(score.score, 2), "source": score.source,
-                          "n_ratings": score.n_ratings, "face_ratings": item.n_ratings})
+            answer = {"index": index, "personal_score": round(score.score, 2), "source": score.source,
+                      "n_ratings": score.n_ratings, "face_ratings": item.n_ratings}
+            crowd = stage.model.crowd_score(vector, item)
+            if crowd is not None:
+                answer["crowd_score"] = round(crowd, 2)
+            faces.append(answer)
     except BlobStoreUnavailable as exc:
         raise _error(503, "storage_unavailable", "storage is unavailable") from exc
     return web.json_response({"photo_id": photo_id, "viewer": viewer, "min_ratings": stage.model.min_ratings,

@@ -59,11 +59,14 @@ Publish = Callable[[Event], Awaitable[None]]
 
 
 def load_personal_model(settings: Settings) -> PersonalModel:
-    """The configured bundle, with the operator's rating threshold when set (HOWHOT_SCORING_MIN_RATINGS)."""
+    """The configured bundle, with the operator's rating thresholds when set (HOWHOT_SCORING_MIN_RATINGS,
+    HOWHOT_SCORING_CROWD_MIN_RATINGS)."""
     path = Path(settings.scoring.personal_model) if settings.scoring.personal_model else DEFAULT_MODEL_PATH
     model = PersonalModel.load(path)
     if settings.scoring.min_ratings > 0:
         model = dataclasses.replace(model, min_ratings=settings.scoring.min_ratings)
+    if settings.scoring.crowd_min_ratings > 0:
+        model = dataclasses.replace(model, crowd_min_ratings=settings.scoring.crowd_min_ratings)
     return model
 
 

@@ -320,7 +320,9 @@ OPENAPI["paths"].update(_RATING_PATHS)
 OPENAPI["paths"]["/api/v1/photos/{photo_id}"]["get"]["parameters"][0]["description"] = (
     "Visitor id to personalise for (the hh_vid cookie wins when present). When known, each adult face of a done "
     "photo gains personal_source and personal_ratings, and personal_score once the viewer has rated enough faces "
-    "(personal_min_ratings); best effort: absent when personalization is slow or unavailable."
+    "(personal_min_ratings); it also gains crowd_ratings (how many visitors rated the face on the rate-others page) "
+    "and, once at least five have, crowd_score (1-10: what an average visitor who rated it thinks); best effort: "
+    "absent when personalization is slow or unavailable."
 )
 OPENAPI["components"]["schemas"].update({
     "Rating": {

@@ -4,7 +4,8 @@
                                           the rated face's gender and the rater's own (face 0 of ``rater_photo_id``).
 - GET  /api/v1/rate/next?count=N          faces to rate, picked by the scoring service (empty when it is away).
 - GET  /api/v1/rate/faces/{photo_id}/{n}  the face chip of a rateable adult face (all a rater ever sees of a photo).
-- GET  /api/v1/photos/{id}                gains ``personal_score`` per face for the viewer (middleware below).
+- GET  /api/v1/photos/{id}                gains ``personal_score`` per face for the viewer, and the face's visitors'
+                                          verdict (``crowd_ratings``, ``crowd_score``) (middleware below).
 
 The scoring service owns rater states, face vectors and the rate pool; this service only talks to it over its internal
 HTTP API (services/scoring/personal_api.py), like the share proxy does, and never lets it turn an answer into a 5xx:
@@ -199,7 +200,9 @@ async def rate_face_image(request: web.Request) -> web.Response:
 
 def merge_personal(body: dict[str, Any], personal: dict[str, Any]) -> dict[str, Any]:
     """Add the scoring service's answer to the status body: per face ``personal_score`` (only once it is personal),
-    ``personal_source`` and ``personal_ratings``, plus ``personal_min_ratings`` so the page can say "rate N more"."""
+    ``personal_source`` and ``personal_ratings``, plus ``personal_min_ratings`` so the page can say "rate N more";
+    and what other visitors made of the face: ``crowd_ratings`` (how many rated it) and, once enough have,
+    ``crowd_score``."""
     by_index = {f.get("index"): f for f in personal.get("faces", []) if isinstance(f, dict)}
     for face in body.get("faces", []):
         if face.get("withheld_reason") or face.get("attractiveness") is None:
@@ -207,6 +210,10 @@ def merge_personal(body: dict[str, Any], personal: dict[str, Any]) -> dict[str, 
         answer = by_index.get(face.get("index"))
         if not answer or "personal_score" not in answer:
             continue
+        if isinstance(answer.get("face_ratings"), int):
+            face["crowd_ratings"] = answer["face_ratings"]
+        if isinstance(answer.get("crowd_score"), int | float):
+            face["crowd_score"] = answer["crowd_score"]
         face["personal_source"] = answer.get("source")
         face["personal_ratings"] = answer.get("n_ratings")
         if answer.get("source") in ("personal", "demographic_prior"):

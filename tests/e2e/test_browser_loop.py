@@ -45,11 +45,12 @@ VIEWPORTS = {
     },
 }
 FACELESS_SIZE = (640, 480)
-# A result the scoring stage could write for the faceless photo: one adult face, scored, with a personal score.
+# A result the scoring stage could write for the faceless photo: one adult face, scored, with a personal score and
+# the visitors' verdict (as the upload service merges them in from the scoring service).
 SYNTHETIC_FACE = {
     "index": 0, "box": [220.0, 120.0, 420.0, 360.0], "age": 38.4, "age_low": 33.2, "age_high": 44.5,
     "p_female": 0.93, "gender": "female", "attractiveness": 7.4, "attractiveness_word": "Hot", "withheld_reason": None,
-    "personal_score": 8.1,
+    "personal_score": 8.1, "crowd_ratings": 12, "crowd_score": 6.9,
 }
 
 
@@ -231,6 +232,7 @@ def test_result_page_shows_stage_output(stack: LocalStack, page, faceless_file: 
     assert box and frame and 0.25 * frame["width"] < box["width"] < 0.5 * frame["width"]  # scaled to the image
     assert page.locator(".word-hot").first.is_visible()
     assert "8.1" in page.locator(".face-personal").inner_text()
+    assert page.locator(".face-crowd").inner_text() == "Rated by 12 visitors: 6.9 / 10"
     assert page.locator(".age-range").first.inner_text() == " (33–45)"
     shot(page, "03-result-synthetic")
 

@@ -97,6 +97,10 @@ def test_rating_k_faces_makes_scores_personal(stack: LocalStack) -> None:
     for key in item_keys:
         item = ItemState.from_bytes(asyncio.run(blobs.get(key)).data)
         assert item.raters == [rater.cookies["hh_vid"]]  # the double click counted once here too
+    # ... and the photo's page says so: one visitor so far, too few for a visitors' score
+    rated = rater.get(f"{base}/api/v1/photos/{to_rate[0]['photo_id']}", timeout=10).json()["faces"]
+    rated_face = next(f for f in rated if f["index"] == to_rate[0]["face_index"])
+    assert rated_face["crowd_ratings"] == 1 and "crowd_score" not in rated_face
 
     refused = owner.post(f"{base}/api/v1/ratings", json={"photo_id": viewed, "face_index": 0, "rating": 1}, timeout=10)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "own_photo"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aiohttp import web
 
 from libs.common import keys
 from libs.common.blobs import LocalBlobStore
@@ -16,6 +17,7 @@ from libs.common.ids import new_id
 from libs.common.settings import ScoringSettings, Settings
 from services.scoring import ratings_consumer
 from services.scoring.features_store import store_personalization
+from services.scoring.personal_api import install_personal_api
 from services.scoring.personalize.item import ItemState, item_posterior, observations_from_ratings
 from services.scoring.personalize.model import PersonalModel, fit_personal_model
 from services.scoring.personalize.store import BlobItemStateStore, CachedItemStates
@@ -100,6 +102,15 @@ def test_model_round_trip_keeps_item_variances_and_warm_faces_move(tmp_path: Pat
     assert loaded.item_params(face, [replayed])[0][0] > cold_offset[0] + 1.5
     assert loaded.current_item(item, "p/0") is item and loaded.current_item(None, "p/0").n_ratings == 0
 
+    # the visitors' score: hidden below the threshold, then what an average rater of the warm face would give
+    few = loaded.new_item_state("p/1")
+    for i in range(loaded.crowd_min_ratings - 1):
+        few = loaded.add_item_rating(few, np.zeros(loaded.dim), float(cold_offset[0]) + 2.0, f"r{i}")
+    assert loaded.crowd_score(face[0], few) is None
+    crowd = loaded.crowd_score(face[0], item)
+    assert crowd is not None and crowd > float(loaded.to_display(cold_offset[0])) + 2.0  # 2 points of 1–7 ≈ 3 of 1–10
+    assert loaded.crowd_score(face[0], stale) is None
+
 
 async def test_rating_publishes_face_rated_before_saving(tmp_path: Path, model: PersonalModel) -> None:
     blobs = LocalBlobStore(tmp_path)
@@ -159,6 +170,35 @@ async def test_face_items_consumer_counts_each_rater_once(tmp_path: Path, model:
     assert await stage.items.load(gone.photo_id, 0) is None  # nothing left behind a deleted photo
     _, prefixes = keys.derived_keys_and_prefixes(photo_id)
     assert any(keys.face_item(photo_id, 0).startswith(p) for p in prefixes)  # deleted with the photo
+
+
+async def test_personal_api_reports_the_visitors_score_from_the_threshold(aiohttp_client, tmp_path: Path) -> None:
+    """face_ratings counts every rater of the face; crowd_score appears once crowd_min_ratings of them have rated."""
+    model = load_personal_model(Settings(scoring=ScoringSettings(min_ratings=3, crowd_min_ratings=4)))
+    blobs = LocalBlobStore(tmp_path)
+    stage = PersonalizeStage.from_blobs(model, blobs)
+    app = web.Application()
+    install_personal_api(app, stage)
+    client = await aiohttp_client(app)
+    photo_id = await scored_photo(blobs, model, owner=new_id(), rateable=True, seed=42)
+    await store_personalization(blobs, photo_id, [(0, model.item_map.mean.astype(np.float32))])  # an average face
+    publisher = RecordingPublisher()
+    viewer = new_id()
+
+    async def face() -> dict:
+        resp = await client.get("/api/v1/personal", params={"viewer": viewer, "photo_id": photo_id})
+        assert resp.status == 200
+        return (await resp.json())["faces"][0]
+
+    scores = []
+    for n in range(1, 7):
+        await handle_rating_submitted(rating(new_id(), photo_id, 1), stage, publisher.publish)
+        assert await handle_face_rated(publisher.of_type(FaceRated)[-1], stage) == "added"  # type: ignore[arg-type]
+        answer = await face()
+        assert answer["face_ratings"] == n and answer["source"] == "global"
+        assert ("crowd_score" in answer) == (n >= 4)
+        scores.append(answer.get("crowd_score"))
+    assert 1.0 <= scores[3] < scores[4] < scores[5] <= 10.0  # every "hot" vote lifts it
 
 
 def test_face_rated_rejects_malformed_weights() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.scoring.personalize.mf import fit_biased_mf, masked_rmse
-from services.scoring.personalize.model import fit_personal_model
+from services.scoring.personalize.model import fit_display_map, fit_personal_model
 from services.scoring.personalize.picker import pick_informative
 from services.scoring.personalize.prior import encode_demographics, fit_rater_prior
 from services.scoring.personalize.rater import RaterState, fit_rater_closed_form
@@ -153,3 +153,22 @@ def test_committed_personal_model_loads_and_personalises() -> None:
     liked = model.personal_score(RaterState.from_bytes(state.to_bytes()), face, global_score=6.0)
     assert liked.source == "personal" and liked.score > prior_score.score  # rated "hot" five times → scores higher
     assert len(model.pick_faces(state, np.stack([face, face * 1.1, face * 0.9]), 2)) == 2
+
+
+def test_display_map_puts_the_raters_scale_on_the_global_scores_scale(tmp_path) -> None:
+    """An average face reads like an average global score, and a 1–10 rating maps back to the rating it shows."""
+    _, noisy, _, _ = _planted(n_raters=60, n_items=40, seed=5)
+    features = np.random.default_rng(6).normal(size=(40, 4))
+    model, _ = fit_personal_model(np.clip(noisy, 1.0, 7.0), features, (1.0, 7.0), rank=2, reg=1.0)
+    face_means = np.clip(noisy, 1.0, 7.0).mean(axis=0)
+    global_scores = 7.0 + 1.3 * (face_means - face_means.mean()) / face_means.std()
+    stretched = float(model.to_display(face_means.mean()))  # the old map: 1–7 stretched onto 1–10
+    model.display_slope, model.display_offset = fit_display_map(face_means, global_scores)
+    np.testing.assert_allclose(model.to_display(face_means), global_scores, atol=1e-9)
+    assert abs(stretched - 7.0) > 1.0  # what the fitted map corrects
+    for shown in (3.0, 6.0, 8.5):
+        assert model.to_display(model.to_model_scale("1to10", shown)) == pytest.approx(shown)
+    assert model.to_model_scale("1to10", 10.0) <= model.scale_max and model.to_model_scale("1to10", 1.0) >= 1.0
+    model.save(tmp_path / "m.npz")
+    loaded = type(model).load(tmp_path / "m.npz")
+    assert (loaded.display_slope, loaded.display_offset) == pytest.approx((model.display_slope, model.display_offset))

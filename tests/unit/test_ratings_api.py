@@ -21,6 +21,7 @@ from services.scoring.features_store import store_personalization
 from services.scoring.personal_api import install_personal_api
 from services.scoring.ratings_consumer import PersonalizeStage, handle_rating_submitted, load_personal_model
 from services.upload.app import create_app
+from services.upload.routes_ratings import merge_personal
 from services.upload.web.visitor import VISITOR_COOKIE
 
 CHIP = b"\x89PNG\r\n\x1a\nfake-chip"
@@ -174,3 +175,19 @@ async def test_rate_loop_through_the_scoring_api(aiohttp_client, aiohttp_server,
     face = status["faces"][0]
     assert face["personal_source"] == "personal" and face["personal_ratings"] == model.min_ratings
     assert 1.0 <= face["personal_score"] <= 10.0 and status["personal_min_ratings"] == model.min_ratings
+
+
+def test_merge_personal_adds_the_visitors_verdict_but_never_to_withheld_faces() -> None:
+    body = {"status": "done", "faces": [{"index": 0, "attractiveness": 6.1},
+                                        {"index": 1, "attractiveness": None, "withheld_reason": "possible_minor"},
+                                        {"index": 2, "attractiveness": 5.0}]}
+    personal = {"min_ratings": 5, "faces": [
+        {"index": 0, "personal_score": 6.1, "source": "global", "n_ratings": 2, "face_ratings": 7, "crowd_score": 7.4},
+        {"index": 1, "personal_score": 9.0, "source": "personal", "n_ratings": 9, "face_ratings": 9,
+         "crowd_score": 8.0},
+        {"index": 2, "personal_score": 5.0, "source": "global", "n_ratings": 2, "face_ratings": 3},
+    ]}
+    faces = merge_personal(body, personal)["faces"]
+    assert faces[0]["crowd_ratings"] == 7 and faces[0]["crowd_score"] == 7.4 and "personal_score" not in faces[0]
+    assert faces[1] == {"index": 1, "attractiveness": None, "withheld_reason": "possible_minor"}
+    assert faces[2]["crowd_ratings"] == 3 and "crowd_score" not in faces[2]

@@ -148,6 +148,7 @@ def run_protocol(
     for m in warm:
         for k in ks:
             preds[(f"global_warm_{m}", k)] = np.full_like(r_all, np.nan)
+            preds[(f"crowd_warm_{m}", k)] = np.full_like(r_all, np.nan)
             preds[(f"personal_warm_{m}", k)] = np.full_like(r_all, np.nan)
     pairs = [(rf, ff) for rf in range(n_folds) for ff in range(n_folds)]
     for rf, ff in tqdm(pairs, desc="folds", unit="fit", disable=not progress):
@@ -191,6 +192,8 @@ def run_protocol(
                     out["personal_demo_prior"] = off_te[rated_te] + vec_te[rated_te] @ w
                 for m, (off_w, vec_w) in warm_params.items():  # w: with the demographic prior when there is one
                     out[f"global_warm_{m}"] = off_w[rated_te]
+                    # the visitors' score as served (PersonalModel.crowd_score): an average rater's prediction
+                    out[f"crowd_warm_{m}"] = off_w[rated_te] + vec_w[rated_te] @ prior_pop.population_mean
                     out[f"personal_warm_{m}"] = off_w[rated_te] + vec_w[rated_te] @ w
                 # constant per rater across folds (their true mean): no spurious fold-to-fold correlation
                 out["rater_mean"] = np.full(len(cols), rater_mean[u])

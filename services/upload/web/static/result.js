@@ -191,9 +191,26 @@
       if (face.personal_score !== null && face.personal_score !== undefined) {
         info.appendChild(text('p', 'face-personal', 'Your personal score: ' + number(face.personal_score, 1) + ' / 10'));
       }
+      var crowd = crowdLine(face);
+      if (crowd) {
+        info.appendChild(text('p', 'face-crowd', crowd));
+      }
     }
     li.appendChild(info);
     return li;
+  }
+
+  // what the visitors who rated this face on the rate-others page think (only the count until five have)
+  function crowdLine(face) {
+    var n = face.crowd_ratings;
+    if (typeof n !== 'number' || n < 1) {
+      return '';
+    }
+    var who = n === 1 ? '1 visitor' : n + ' visitors';
+    if (typeof face.crowd_score === 'number') {
+      return 'Rated by ' + who + ': ' + number(face.crowd_score, 1) + ' / 10';
+    }
+    return 'Rated by ' + who + ' so far';
   }
 
   function boxLabel(face, n) {
