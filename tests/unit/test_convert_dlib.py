@@ -219,9 +219,9 @@ def test_fgnet_same_person_pairs_are_closer(face_embedding: torch.nn.Module) -> 
     from libs.common.images import load_image_file
     from libs.common.settings import Settings
     from services.face.detector import FaceDetector
-    from services.scoring.crops import dlib_chip
+    from services.scoring.beauty.features import embedding_chips
     from services.scoring.evaluation.faces import chip_for
-    from services.scoring.models.dlib_face_embedding import CHIP_PADDING, INPUT_SIZE, embed
+    from services.scoring.models.dlib_face_embedding import embed
 
     with (FGNET / "labels.csv").open(newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if int(r["person_id"]) <= 10]
@@ -230,7 +230,7 @@ def test_fgnet_same_person_pairs_are_closer(face_embedding: torch.nn.Module) -> 
     for row in rows:
         image = load_image_file(FGNET / "images" / row["file"])
         face = chip_for(image, detector.detect_batch([image])[0])
-        chips.append(dlib_chip(face.chip, face.chip_landmarks, INPUT_SIZE, CHIP_PADDING))
+        chips.append(embedding_chips([face.chip], [face.chip_landmarks])[0])  # as the scoring service cuts them
     emb = embed(face_embedding, np.stack(chips)).astype(np.float64)
     ids = np.array([int(r["person_id"]) for r in rows])
     ages = np.array([float(r["real_age"]) for r in rows])

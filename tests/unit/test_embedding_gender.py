@@ -21,7 +21,7 @@ def test_config_is_research_only_with_the_embeddings_chip() -> None:
     cfg = pretrained_config(NAME)
     assert cfg.task == "gender" and cfg.converter == "embedding_head" and not cfg.commercial_use
     assert "UTKFace" in cfg.licence and "CC0" in cfg.licence
-    assert (cfg.crop, cfg.input_size, cfg.crop_margin) == ("dlib_chip", emb.INPUT_SIZE, emb.CHIP_PADDING)
+    assert (cfg.crop, cfg.input_size, cfg.crop_margin) == ("dlib_chip_mean_face", emb.INPUT_SIZE, emb.CHIP_PADDING)
     assert (cfg.mean, cfg.scale, cfg.color_order) == (emb.MEAN_RGB, emb.SCALE, "RGB")
     assert NAME not in profile_members("commercial-safe")  # UTKFace-trained: never in the commercial-safe profile
     assert NAME not in EnsembleCalibration.uncalibrated("default").members

