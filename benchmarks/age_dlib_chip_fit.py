@@ -35,7 +35,14 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from libs.common.images import load_image_file  # noqa: E402
-from services.scoring.crops import DLIB_FIT_WEIGHTS, DLIB_MEAN_FACE_5, similarity_transform  # noqa: E402
+from services.scoring.crops import (  # noqa: E402
+    DLIB_FIT_WEIGHTS,
+    DLIB_MEAN_FACE,
+    PIXEL_CENTRE,
+    ChipGeometry,
+    dlib_chip_transform,
+    similarity_transform,
+)
 from services.scoring.evaluation.data import read_age_samples  # noqa: E402
 from services.scoring.evaluation.extract import BACKBONE_MEMBERS, DEFAULT_CACHE_DIR, cache_path, load_cache  # noqa: E402
 
@@ -82,13 +89,11 @@ def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ m[:, :2].T + m[:, 2]
 
 
-def ours(landmarks: np.ndarray, template: np.ndarray, weights: np.ndarray, half_pixel: bool,
-         size: int = SIZE, padding: float = PADDING) -> np.ndarray:
-    """Our image → chip transform in dlib's integer-centre convention, for a template in the unit frame."""
-    target = (template + padding) / (1 + 2 * padding) * size
-    if half_pixel:  # the shipped code: template·size read as Pillow continuous coordinates (no +0.5)
-        target = target - 0.5
-    return similarity_transform(landmarks, target, weights)
+def ours(landmarks: np.ndarray, geometry: ChipGeometry, size: int = SIZE, padding: float = PADDING) -> np.ndarray:
+    """The scoring service's image → chip transform (``crops.dlib_chip_transform``, Pillow's continuous
+    coordinates) rewritten in dlib's convention of pixel centres at integer coordinates, to compare with dlib's."""
+    m = dlib_chip_transform(landmarks, size, padding, geometry)
+    return np.hstack([m[:, :2], (m[:, 2] + m[:, :2] @ np.full(2, PIXEL_CENTRE) - PIXEL_CENTRE)[:, None]])
 
 
 def discrepancy(ours_m: np.ndarray, dlib_m: np.ndarray, size: int = SIZE) -> float:
@@ -147,18 +152,19 @@ def main() -> None:
     for name, p, d in zip(("left eye", "right eye", "nose tip", "left mouth", "right mouth"), fitted, spread,
                           strict=True):
         print(f"  {name:12s} ({p[0]:.4f}, {p[1]:.4f})  ±({d[0]:.4f}, {d[1]:.4f})")
+    measured = PIXEL_CENTRE  # a measured template is in dlib's convention: offset like crops.DLIB_FIVE_POINT
     variants = {
-        "shipped: dlib mean face, weights 2/2/1/0/0, half-pixel": (DLIB_MEAN_FACE_5, DLIB_FIT_WEIGHTS, True),
-        "fitted template, equal weights": (fitted, np.ones(5), False),
-        "fitted template, weights 2/2/1/0/0": (fitted, DLIB_FIT_WEIGHTS, False),
-        "fitted template, weights 2/2/1/1/1": (fitted, np.array([2.0, 2, 1, 1, 1]), False),
+        "shipped: dlib mean face, weights 2/2/1/0/0, half-pixel": DLIB_MEAN_FACE,
+        "fitted template, equal weights": ChipGeometry(fitted, np.ones(5), measured),
+        "fitted template, weights 2/2/1/0/0": ChipGeometry(fitted, DLIB_FIT_WEIGHTS, measured),
+        "fitted template, weights 2/2/1/1/1": ChipGeometry(fitted, np.array([2.0, 2, 1, 1, 1]), measured),
     }
     summary: dict = {"fitted_template": fitted.round(4).tolist(), "fit_images": len(fit), "variants": {}}
     print("\nmean distance to dlib's chip (64-px chip pixels; median over images):")
-    for label, (template, weights, half) in variants.items():
+    for label, geometry in variants.items():
         cells = {}
         for name, rows in report.items():
-            d = [discrepancy(ours(r["landmarks"], template, weights, half), r["dlib"]) for r in rows]
+            d = [discrepancy(ours(r["landmarks"], geometry), r["dlib"]) for r in rows]
             cells[name] = round(float(np.median(d)), 3)
         summary["variants"][label] = cells
         print(f"  {label:55s} " + "  ".join(f"{k} {v:.2f}" for k, v in cells.items()))

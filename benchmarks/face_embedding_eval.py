@@ -58,8 +58,7 @@ def _landmark_source(name: str, data: Path) -> tuple[list[str], np.ndarray, str]
 
 def face_chips(image: np.ndarray, landmarks: np.ndarray, builder: str) -> np.ndarray:
     """The 150-px dlib chip (padding 0.25) of one face, through the project's 256-px chip contract."""
-    from services.scoring.crops import DLIB_MEAN_FACE, dlib_chip
-    from services.scoring.models.dlib_face_embedding import CHIP_PADDING, INPUT_SIZE
+    from services.scoring.beauty.features import embedding_chips
 
     if builder == "align_face":
         from libs.common.alignment import align_face
@@ -70,7 +69,7 @@ def face_chips(image: np.ndarray, landmarks: np.ndarray, builder: str) -> np.nda
         from services.scoring.chipsource import chip_from_landmarks
 
         chip, chip_landmarks = chip_from_landmarks(image, landmarks)
-    return dlib_chip(chip, chip_landmarks, INPUT_SIZE, CHIP_PADDING, DLIB_MEAN_FACE)
+    return embedding_chips([chip], [chip_landmarks])[0]  # as the scoring service cuts them
 
 
 def embed_set(name: str, data: Path, model: torch.nn.Module, batch: int = 32) -> Path:

@@ -75,6 +75,8 @@ DLIB_MEAN_FACE_5 = np.array(
     [[0.2255, 0.2160], [0.7548, 0.2160], [0.4901, 0.5156], [0.2541, 0.7802], [0.7261, 0.7802]], dtype=np.float64
 )
 DLIB_MEAN_FACE = ChipGeometry(DLIB_MEAN_FACE_5, DLIB_FIT_WEIGHTS, 0.0)
+# a member config's ``crop`` kind (models.registry.CropKind) → its chip geometry
+GEOMETRY_BY_CROP = {"dlib_chip": DLIB_FIVE_POINT, "dlib_chip_mean_face": DLIB_MEAN_FACE}
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

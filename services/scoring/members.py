@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from services.scoring.crops import DLIB_FIVE_POINT, DLIB_MEAN_FACE, dex_crop, dlib_chip
+from services.scoring.crops import GEOMETRY_BY_CROP, dex_crop, dlib_chip
 from services.scoring.models.registry import PretrainedConfig
 
 
@@ -41,7 +41,7 @@ def member_crops(cfg: PretrainedConfig, chips: Sequence[np.ndarray], landmarks: 
         def crop(c: np.ndarray, lm: np.ndarray) -> np.ndarray:
             return dex_crop(c, lm, cfg.input_size, cfg.crop_margin)
     else:
-        geometry = DLIB_MEAN_FACE if cfg.crop == "dlib_chip_mean_face" else DLIB_FIVE_POINT
+        geometry = GEOMETRY_BY_CROP[cfg.crop]
 
         def crop(c: np.ndarray, lm: np.ndarray) -> np.ndarray:
             return dlib_chip(c, lm, cfg.input_size, cfg.crop_margin, geometry)

@@ -193,10 +193,11 @@ def _in_batches(
 
 def embedding_chips(chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
     """uint8 [N, 150, 150, 3] dlib face-recognition chips (padding 0.25) cut from 256-px chips + chip landmarks."""
-    from services.scoring.crops import DLIB_MEAN_FACE, dlib_chip
-    from services.scoring.models.dlib_face_embedding import CHIP_PADDING, INPUT_SIZE
+    from services.scoring.crops import GEOMETRY_BY_CROP, dlib_chip
+    from services.scoring.models.dlib_face_embedding import CHIP_CROP, CHIP_PADDING, INPUT_SIZE
 
-    return np.stack([dlib_chip(chip, np.asarray(lm, dtype=np.float64), INPUT_SIZE, CHIP_PADDING, DLIB_MEAN_FACE)
+    geometry = GEOMETRY_BY_CROP[CHIP_CROP]
+    return np.stack([dlib_chip(chip, np.asarray(lm, dtype=np.float64), INPUT_SIZE, CHIP_PADDING, geometry)
                      for chip, lm in zip(chips, landmarks, strict=True)])
 
 

@@ -28,6 +28,9 @@ from services.scoring.models.dlib_age_resnet import ChannelAffine, ResidualBlock
 EMBEDDING_SIZE = 128
 INPUT_SIZE = 150
 CHIP_PADDING = 0.25  # dlib's compute_face_descriptor default
+# chip geometry (crops.GEOMETRY_BY_CROP): still the mean-face estimate, which every head on the embedding was trained
+# on; the CC0 nets' measured geometry would fit it slightly better (benchmarks/results/age_chip_geometry.md)
+CHIP_CROP = "dlib_chip_mean_face"
 MEAN_RGB = (122.782, 117.001, 104.298)  # input_rgb_image_sized defaults (also stored in the .dat file)
 SCALE = 1.0 / 256.0
 SAME_PERSON_DISTANCE = 0.6  # dlib's documented threshold (loss_metric dist_thresh in the file)

@@ -19,6 +19,7 @@ from libs.common.modelcache import download_sdist, read_sdist_member
 from libs.common.modelcard import ModelCard
 from services.scoring.models import model_files
 from services.scoring.models.dlib_face_embedding import (
+    CHIP_CROP,
     CHIP_PADDING,
     EMBEDDING_SIZE,
     INPUT_SIZE,
@@ -61,10 +62,10 @@ def card(sha256: str = "") -> ModelCard:
         name=NAME, task="face-embedding", architecture="dlib ResNet metric net (29 conv layers, 128-d, no bias fc)",
         source=f"pypi:{PACKAGE}=={PACKAGE_VERSION}:{MEMBER}", licence=LICENCE, commercial_use=True,
         preprocessing={
-            "crop": "dlib_chip_mean_face", "crop_margin": CHIP_PADDING, "input_size": INPUT_SIZE, "color_order": "RGB",
+            "crop": CHIP_CROP, "crop_margin": CHIP_PADDING, "input_size": INPUT_SIZE, "color_order": "RGB",
             "mean": list(MEAN_RGB), "scale": SCALE, "formula": "(x - mean) * scale, x in 0..255, NCHW",
             "alignment": "dlib::get_face_chip_details(shape, 150, 0.25) reproduced from 5 landmarks "
-                         "(services.scoring.crops.dlib_chip, geometry DLIB_MEAN_FACE)",
+                         "(services.scoring.crops.dlib_chip, crops.GEOMETRY_BY_CROP[crop])",
             "embedding_size": EMBEDDING_SIZE, "same_person_distance": SAME_PERSON_DISTANCE,
         },
         expected_accuracy=dict(EXPECTED_ACCURACY),

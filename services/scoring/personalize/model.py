@@ -176,7 +176,8 @@ class PersonalModel:
         """What the visitors who rated this face think of it, on 1–10: the rating an average rater would give,
         from the face's warm vector (its pixels' prediction updated by every rating it received). None until
         ``crowd_min_ratings`` visitors have rated it. Why show it: after 20 ratings this predicts a new viewer's
-        hot-or-not at 0.699 on FRL London, against 0.655 for the pixels alone (benchmarks/results/personalize.md)."""
+        hot-or-not at 0.701 on FRL London, against 0.646 for the pixels alone and 0.628 for the global score
+        (benchmarks/results/personalize.md)."""
         if item.model_version != self.version or item.n_ratings < max(1, self.crowd_min_ratings):
             return None
         offset, vectors = self.item_params(np.atleast_2d(features), [item])
@@ -195,7 +196,7 @@ class PersonalModel:
                    items: Sequence[ItemState | None]) -> list[int]:
         """The rate-others queue (``picker.pick_queue``): the faces most informative for this rater, alternating with
         the least-rated faces. Why share the slots: a face's first 20 ratings lift every later viewer's prediction
-        of it (FRL k = 10: 0.664 → 0.708), while the picker is worth about 0.003 to the rater
+        of it (FRL k = 10: 0.663 → 0.709), while the picker is worth about 0.004 to the rater
         (benchmarks/results/personalize.md, rate_queue.md)."""
         demo = self._demo(state)
         _, vectors = self.item_params(candidate_features, items)

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-WARM_TARGET = 20  # ratings after which a face is predicted about as well as by its crowd mean (FRL: 0.708 vs 0.709)
+WARM_TARGET = 20  # ratings after which a face is predicted about as well as by its crowd mean (FRL: 0.709 vs 0.709)
 WARMUP_SHARE = 0.5  # share of each batch of faces to rate that goes to the least-rated faces below WARM_TARGET
 
 
