@@ -2,8 +2,9 @@
 
 ``--mode heads`` (default; what a CPU can do): 101-way heads on the backbone's frozen, cached features
 (``evaluation.extract``), trained on the data set's hash-split train portion and measured on its held-out portion
-against the backbone's own age output. ``--mode full``: end-to-end fine-tuning from augmented images (a GPU job;
-see benchmarks/results/age_training.md for the command and the expected time).
+against the backbone's own age output. ``--mode full``: end-to-end fine-tuning from augmented images (a GPU job
+except for the CC0 net; see benchmarks/results/age_training.md for the command and the expected time), validated on
+out-of-bag faces and checkpointed every epoch (``--resume``), crops streamed from disk beyond ``--cache-gb``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="full: peak learning rate of the one-cycle schedule (default 1e-4)")
     parser.add_argument("--distill", type=float, default=0.0,
                         help="full: weight of the KL towards the frozen published network (0 = off)")
+    parser.add_argument("--workers", type=int,
+                        help="full: crop loader processes (default: 0 on a CPU, up to 8 on a GPU)")
+    parser.add_argument("--cache-gb", type=float, default=4.0,
+                        help="full: keep decoded crops in memory up to this size, else stream them from disk")
+    parser.add_argument("--patience", type=int, default=0,
+                        help="full: stop a member after N epochs without a better validation MAE (0 = never)")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="full, --members 1: share of faces held out for validation (K > 1 use out-of-bag faces)")
+    parser.add_argument("--resume", action="store_true",
+                        help="full: continue from the per-epoch checkpoints in --out; skip members already trained")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
 
@@ -157,8 +168,24 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
     started = time.perf_counter()
     saved = train_full(items, args.backbone, args.members, args.epochs or 10, args.out, models_dir=models_dir,
                        device=args.device, seed=args.seed, lr=args.lr or FULL_LEARNING_RATE, distill=args.distill,
-                       log=lambda m: print(m, file=sys.stderr))
+                       log=lambda m: print(m, file=sys.stderr), workers=args.workers,
+                       cache_bytes=int(args.cache_gb * 2**30), patience=args.patience,
+                       val_fraction=args.val_fraction, resume=args.resume, progress=not args.no_progress)
+    print(full_summary(saved, len(items), time.perf_counter() - started, args.out), file=sys.stderr)
     print("\n".join(map(str, saved)))
-    print(f"{len(saved)} members trained on {len(items)} faces in {time.perf_counter() - started:.0f} s; measure them "
-          f"with: python benchmarks/age_finetune_cpu.py {args.out}", file=sys.stderr)
     return 0
+
+
+def full_summary(saved: list[Path], faces: int, seconds: float, out: Path) -> str:
+    """A person-readable account of a full run: each member's best epoch and its validation MAE."""
+    import torch
+
+    lines = [f"{len(saved)} members trained on {faces} faces in {seconds:.0f} s:"]
+    for path in saved:
+        extra = torch.load(path, map_location="cpu", weights_only=True)["extra"]
+        val = extra.get("validation_mae")
+        lines.append(f"  {path.name}: best epoch {extra.get('best_epoch')} of {len(extra.get('history', []))} run"
+                     + (f", validation MAE {val:.2f} on {extra['validation_faces']} faces (before training "
+                        f"{extra['validation_mae_before']:.2f})" if val is not None else ""))
+    lines.append(f"measure them with: python benchmarks/age_finetune_cpu.py {out}")
+    return "\n".join(lines)

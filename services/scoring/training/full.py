@@ -15,12 +15,19 @@ on 2 cores, so it is a CPU job; the WRN stays a GPU job. The recipe:
   2016), KL(teacher ‖ student) on the 0..100 grid, which keeps the member closer to it on photos unlike the training
   set;
 * AdamW with a one-cycle schedule.
+
+For runs longer than a coffee (the WRN or VGG-16 on IMDB-WIKI, on a GPU): crops stream from disk through loader
+workers when they would not fit in memory (``loader.py``); every epoch is validated on the member's out-of-bag faces
+and the best epoch is what gets saved (``patience`` stops early); every epoch is checkpointed, and ``resume``
+continues an interrupted run exactly where it stopped (``checkpoint.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,15 +36,26 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from services.scoring.crops import warp_affine
 from services.scoring.ensemble import align_to_grid
 from services.scoring.members import member_crops
 from services.scoring.models.registry import PretrainedConfig, pretrained_config
-from services.scoring.training.augment import augment_crop
 from services.scoring.training.backbones import backbone, backbone_constructor
+from services.scoring.training.checkpoint import MemberProgress, load_checkpoint, run_fingerprint, save_checkpoint
 from services.scoring.training.fit_heads import soft_targets
 from services.scoring.training.heads import AGE_CLASSES, DexHead, HeadEnsemble, HeadSpec, float_state, half_state
+from services.scoring.training.loader import (
+    DEFAULT_CACHE_BYTES,
+    CropDataset,
+    EpochSampler,
+    PlainSampler,
+    crop_bytes,
+    crop_loader,
+    decode_all,
+)
 from services.scoring.training.member import GRID, DexHeadMember
 
 DEX_MARGIN = 0.4  # IMDB-WIKI boxes enlarged by 40 % per side, as DEX and yu4u crop them
@@ -48,6 +66,9 @@ FULL_FORMAT = 1  # bump when the saved member layout changes
 WEIGHT_DECAY = 1e-4
 WARMUP_FRACTION = 0.15  # of the one-cycle schedule's steps
 SIGMA_FLOOR, SIGMA_SLOPE = 0.5, 0.07  # label σ = floor + slope·age (years): ~1 y for a child, ~3 y at 35, ~6 y at 80
+DEFAULT_VAL_FRACTION = 0.1  # a single member's validation share (K > 1: the out-of-bag rows)
+DEFAULT_VAL_LIMIT = 2000  # validation faces per member and epoch at most: a 200k-face bag leaves ~74k out of bag
+MAX_WORKERS = 8
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_SCALE = 1.0 / 58.4  # ≈ 1/ImageNet std in 0..255 units (one scalar: PretrainedConfig has one scale)
 
@@ -97,12 +118,12 @@ def load_crop(item: ImageItem, cfg: PretrainedConfig) -> np.ndarray:
     return member_crops(cfg, [aligned.chip], [aligned.landmarks])[0]
 
 
-def to_tensor(cfg: PretrainedConfig, crops: np.ndarray) -> torch.Tensor:
-    """float32 NCHW input in the backbone's colour order and normalisation."""
-    x = torch.from_numpy(np.ascontiguousarray(crops)).float()
+def to_tensor(cfg: PretrainedConfig, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """float32 NCHW input in the backbone's colour order and normalisation, on the crops' device."""
+    x = torch.as_tensor(np.ascontiguousarray(crops) if isinstance(crops, np.ndarray) else crops).float()
     if cfg.color_order == "BGR":
         x = x.flip(-1)
-    return ((x - torch.tensor(cfg.mean)) * cfg.scale).permute(0, 3, 1, 2).contiguous()
+    return ((x - torch.tensor(cfg.mean, device=x.device)) * cfg.scale).permute(0, 3, 1, 2).contiguous()
 
 
 def age_label_distribution(ages: np.ndarray) -> torch.Tensor:
@@ -191,6 +212,48 @@ def load_full_member(path: Path) -> tuple[DexHeadMember, dict[str, Any]]:
     return member.eval(), {**blob["extra"], "backbone": blob["backbone"]}
 
 
+def default_workers(dev: torch.device) -> int:
+    """Loader processes: none on a CPU (its cores are busy training), most of the cores feeding a GPU."""
+    return 0 if dev.type == "cpu" else max(1, min(MAX_WORKERS, (os.cpu_count() or 2) - 1))
+
+
+def member_rows(n: int, members: int, k: int, seed: int, val_fraction: float,
+                val_limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Member ``k``'s training rows and validation rows.
+
+    K > 1: a bootstrap bag (with repeats), validated on its out-of-bag rows, as DEX's ensemble was; one member:
+    everything but a random ``val_fraction``. At most ``val_limit`` validation rows (a fixed random subset).
+    """
+    rng = np.random.default_rng(seed + k)
+    if members > 1:
+        bag = rng.integers(0, n, n)
+        val = np.setdiff1d(np.arange(n), bag)
+    else:
+        order = rng.permutation(n)
+        cut = round(n * val_fraction)
+        val, bag = np.sort(order[:cut]), np.sort(order[cut:])
+    if val_limit is not None and len(val) > val_limit:
+        val = np.sort(rng.choice(val, val_limit, replace=False))
+    return bag, val
+
+
+def validation_mae(model: nn.Module, loader: DataLoader, cfg: PretrainedConfig, dev: torch.device) -> float:
+    """MAE of the DEX expectation on un-augmented crops."""
+    model.eval()
+    grid = torch.arange(AGE_CLASSES, dtype=torch.float32, device=dev)
+    errors = []
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        for crops, ages in loader:
+            probs = model(to_tensor(cfg, crops.to(dev, non_blocking=True))).float()
+            errors.append((probs @ grid - ages.to(dev).float()).abs().cpu())
+    return float(torch.cat(errors).mean())
+
+
+def _finished_fingerprint(path: Path) -> str | None:
+    """The fingerprint a saved member was trained under (None: saved before fingerprints existed)."""
+    return torch.load(path, map_location="cpu", weights_only=True)["extra"].get("fingerprint")
+
+
 def train_full(
     items: Sequence[ImageItem],
     backbone_key: str,
@@ -204,13 +267,33 @@ def train_full(
     lr: float = FULL_LEARNING_RATE,
     distill: float = 0.0,
     log: Callable[[str], None] = print,
+    *,
+    workers: int | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    patience: int = 0,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    val_limit: int | None = DEFAULT_VAL_LIMIT,
+    resume: bool = False,
+    pretrained: bool = True,
+    progress: bool = False,
 ) -> list[Path]:
-    """Train K members end to end, each on its own bootstrap sample; saves ``dex_full_<backbone>_k<i>.pt``."""
+    """Train K members end to end, each on its own bootstrap sample; saves ``dex_full_<backbone>_k<i>.pt``.
+
+    Each epoch is validated (out-of-bag rows; see ``member_rows``) and checkpointed; the saved member is the best
+    epoch's. ``patience`` > 0 stops a member after that many epochs without a better validation MAE. ``resume``
+    continues each member from its checkpoint and skips members already saved by the same settings.
+    """
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     cfg = crop_config(backbone_key)
-    crops = np.stack([load_crop(item, cfg) for item in items])  # decoded once: images are re-augmented per epoch
-    ages = np.array([i.age for i in items], dtype=np.float64)
+    workers = default_workers(dev) if workers is None else workers
+    out_dir = Path(out_dir)
+    need = crop_bytes(len(items), cfg.input_size)
+    cache = decode_all(items, cfg, workers, progress=progress) if need <= cache_bytes else None
+    log(f"{len(items)} faces, {cfg.input_size}-px crops ({need / 2**30:.2f} GiB): "
+        f"{'decoded once into memory' if cache is not None else 'decoded per draw'}, {workers} loader workers")
+    dataset = CropDataset(items, cfg, cache)
+    pin = dev.type == "cuda"
     teacher = None
     if distill > 0:
         from services.scoring.models.registry import create_model
@@ -219,30 +302,68 @@ def train_full(
         if member_name is None:
             raise ValueError(f"backbone {backbone_key} has no published network to distil from")
         teacher = create_model(member_name, models_dir).to(dev).eval()
+    data_id = hashlib.sha256("\n".join(f"{i.path}\t{i.age}" for i in items).encode()).hexdigest()[:16]
     saved = []
     for k in range(members):
-        rng = np.random.default_rng(seed + k)
+        bag, val_rows = member_rows(len(items), members, k, seed, val_fraction, val_limit)
+        settings = {"backbone": backbone_key, "data": data_id, "member": k, "members": members, "epochs": epochs,
+                    "lr": lr, "batch": batch_size, "distill": distill, "seed": seed, "val_fraction": val_fraction,
+                    "val_limit": val_limit, "pretrained": pretrained}
+        fingerprint = run_fingerprint(settings)
+        path, ckpt = out_dir / f"dex_full_{backbone_key}_k{k}.pt", out_dir / f"dex_full_{backbone_key}_k{k}.ckpt"
+        if resume and path.exists():
+            if _finished_fingerprint(path) != fingerprint:
+                raise ValueError(f"{path} was trained with other data or settings; move it away or use another --out")
+            log(f"member {k + 1}/{members}: already trained ({path.name}), skipped")
+            saved.append(path)
+            continue
         torch.manual_seed(seed + k)
-        bag = rng.integers(0, len(items), len(items)) if members > 1 else np.arange(len(items))
-        model = build_member(backbone_key, models_dir).to(dev)
+        model = build_member(backbone_key, models_dir, pretrained=pretrained).to(dev)
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, lr, total_steps=epochs * math.ceil(len(bag) / batch_size), pct_start=WARMUP_FRACTION)
-        for epoch in range(epochs):
+        state = MemberProgress()
+        if resume and ckpt.exists():
+            state = load_checkpoint(ckpt, fingerprint, model, optimizer, schedule)
+            log(f"member {k + 1}/{members}: resumed after epoch {state.epochs_done}")
+        sampler = EpochSampler(bag, seed, k)
+        train_loader = crop_loader(dataset, sampler, batch_size, workers, pin)
+        val_loader = crop_loader(dataset, PlainSampler(val_rows), batch_size, workers, pin) if len(val_rows) else None
+        if val_loader is not None and state.baseline_mae is None:  # the starting network: what training must beat
+            state.baseline_mae = validation_mae(model, val_loader, cfg, dev)
+            log(f"member {k + 1}/{members}: validation MAE before training {state.baseline_mae:.2f}")
+        for epoch in range(state.epochs_done, epochs):
+            sampler.set_epoch(epoch)
             losses = []
-            order = rng.permutation(bag)
-            for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
-                x = to_tensor(cfg, np.stack([augment_crop(crops[r], rng) for r in rows])).to(dev)
-                target = age_label_distribution(ages[rows]).to(dev)
+            batches = tqdm(train_loader, desc=f"member {k + 1}/{members} epoch {epoch + 1}/{epochs}", unit="batch",
+                           leave=False, disable=not progress)
+            for crops, ages in batches:
+                x = to_tensor(cfg, crops.to(dev, non_blocking=True))
+                target = age_label_distribution(ages.numpy()).to(dev)
                 soft = teacher_distribution(teacher, cfg.age_values, x) if teacher is not None else None
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                     losses.append(full_step(model, optimizer, x, target, soft, distill))
                 schedule.step()
-            log(f"member {k + 1}/{members} epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.3f}")
-        path = Path(out_dir) / f"dex_full_{backbone_key}_k{k}.pt"
+            val_mae = validation_mae(model, val_loader, cfg, dev) if val_loader is not None else None
+            best = state.record(epoch, float(np.mean(losses)), val_mae, model.state_dict())
+            save_checkpoint(ckpt, fingerprint, state, model, optimizer, schedule)
+            log(f"member {k + 1}/{members} epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.3f}"
+                + (f", validation MAE {val_mae:.2f} on {len(val_rows)} faces{' (best)' if best else ''}"
+                   if val_mae is not None else ""))
+            if patience and state.epochs_since_best() >= patience and epoch + 1 < epochs:
+                log(f"member {k + 1}/{members}: no better validation MAE for {patience} epochs, stopped")
+                break
+        if val_loader is not None and state.best_state is None:
+            raise RuntimeError(f"member {k + 1}/{members} diverged: no epoch reached a finite validation MAE "
+                               f"(history {state.history}); lower --lr")
+        if state.best_state is not None:
+            model.load_state_dict(state.best_state)
         save_full_member(path, model.cpu(), backbone_key, {
             "train_files": [str(i.path) for i in items], "bag": bag.tolist(), "epochs": epochs, "lr": lr,
-            "distill": distill, "seed": seed + k})
+            "distill": distill, "seed": seed + k, "fingerprint": fingerprint, "history": state.history,
+            "best_epoch": state.best_epoch, "validation_faces": len(val_rows),
+            "validation_mae": state.best_mae if val_loader is not None else None,
+            "validation_mae_before": state.baseline_mae})
+        ckpt.unlink(missing_ok=True)
         saved.append(path)
     return saved
