@@ -163,3 +163,17 @@ def test_a_run_whose_validation_never_is_finite_fails_loudly(items: list[ImageIt
     with pytest.raises(RuntimeError, match="diverged"):
         _train(items, tmp_path, members=1, epochs=2, log=lambda _m: None)
     assert not list(tmp_path.glob("*.pt"))
+
+
+def test_the_validation_share_is_checked_on_the_command_line() -> None:
+    import argparse
+
+    from services.scoring.training.cli import add_train_arguments
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_train_arguments(parser)
+    args = parser.parse_args(["--data", "x", "--mode", "full", "--val-fraction", "0"])
+    assert args.val_fraction == 0.0
+    for bad in ("1", "-0.1", "0.9"):
+        with pytest.raises(argparse.ArgumentError, match=r"between 0 and 0\.5"):
+            parser.parse_args(["--data", "x", "--val-fraction", bad])

@@ -25,6 +25,15 @@ HEAD_NAMES = {"wrn16_8": "dex_head_wrn", "agegender_cc0": "dex_head_cc0"}  # reg
 DEFAULT_MEMBERS = 5  # DEX used 20 networks; on cached features 5 bootstrap heads already average out most variance
 DEFAULT_LABEL_SIGMA = 2.5  # UTKFace train-portion split (900/300): WRN head MAE 6.70 vs 6.92 one-hot; CC0 7.00 vs 7.41
 HEAD_THREADS = 1  # heads are small matmuls: more threads only spin-wait on a shared CPU
+MAX_VAL_FRACTION = 0.5  # beyond this a single member would train on less than it is validated on
+
+
+def validation_share(text: str) -> float:
+    """``--val-fraction``: a share in [0, 0.5] (0 = train a single member on everything, without validation)."""
+    value = float(text)
+    if not 0.0 <= value <= MAX_VAL_FRACTION:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_VAL_FRACTION}, got {text}")
+    return value
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +67,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="full: keep decoded crops in memory up to this size, else stream them from disk")
     parser.add_argument("--patience", type=int, default=0,
                         help="full: stop a member after N epochs without a better validation MAE (0 = never)")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
+    parser.add_argument("--val-fraction", type=validation_share, default=0.1,
                         help="full, --members 1: share of faces held out for validation (K > 1 use out-of-bag faces)")
     parser.add_argument("--resume", action="store_true",
                         help="full: continue from the per-epoch checkpoints in --out; skip members already trained")
