@@ -36,8 +36,9 @@ from services.scoring.ensemble import combine, fit_ensemble  # noqa: E402
 from services.scoring.evaluation.metrics import AGE_BANDS, age_band, group_mae, mae  # noqa: E402
 from services.scoring.evaluation.predict import member_outputs  # noqa: E402
 from services.scoring.members import MemberOutput, run_member  # noqa: E402
-from services.scoring.training.full import ImageItem, crop_config, load_crop, load_full_member  # noqa: E402
+from services.scoring.training.full import crop_config, load_full_member  # noqa: E402
 from services.scoring.training.heads import AGE_VALUES  # noqa: E402
+from services.scoring.training.loader import ImageItem, load_crop  # noqa: E402
 
 PUBLISHED = ["wrn16_8_imdbwiki", "agegender_cc0_age", "agegender_cc0_gender"]
 TRIAL = "cc0_full"

@@ -10,15 +10,16 @@ import torch
 from PIL import Image
 
 from services.scoring.training.checkpoint import MemberProgress
-from services.scoring.training.full import (
+from services.scoring.training.full import crop_config, load_full_member, train_full, validation_mae
+from services.scoring.training.loader import (
+    CropDataset,
+    EpochSampler,
     ImageItem,
-    crop_config,
-    load_full_member,
+    PlainSampler,
+    crop_loader,
+    decode_all,
     member_rows,
-    train_full,
-    validation_mae,
 )
-from services.scoring.training.loader import CropDataset, EpochSampler, PlainSampler, crop_loader, decode_all
 
 BACKBONE = "agegender_cc0"  # the smallest backbone: a few ms per 64-px crop on a CPU
 

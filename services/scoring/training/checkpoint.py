@@ -44,9 +44,11 @@ class MemberProgress:
             entry["val_mae"] = round(val_mae, 4)
         self.history.append(entry)
         self.epochs_done = epoch + 1
-        score = val_mae if val_mae is not None else -float(epoch)  # no validation: the latest epoch is the best
-        if score < self.best_mae:
-            self.best_mae, self.best_epoch = score, epoch + 1
+        if val_mae is None:  # nothing to choose by: the latest epoch is the one saved, and the live model holds it
+            self.best_epoch = epoch + 1
+            return True
+        if val_mae < self.best_mae:
+            self.best_mae, self.best_epoch = val_mae, epoch + 1
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
             return True
         return False

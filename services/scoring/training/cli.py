@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from services.scoring.training.backbones import BACKBONES, backbone
+from services.scoring.training.loader import DEFAULT_CACHE_BYTES, DEFAULT_VAL_FRACTION
 
 DEFAULT_OUT = Path(".howhot/training")
 HEAD_NAMES = {"wrn16_8": "dex_head_wrn", "agegender_cc0": "dex_head_cc0"}  # registry member names of the heads
@@ -63,11 +64,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="full: weight of the KL towards the frozen published network (0 = off)")
     parser.add_argument("--workers", type=int,
                         help="full: crop loader processes (default: 0 on a CPU, up to 8 on a GPU)")
-    parser.add_argument("--cache-gb", type=float, default=4.0,
+    parser.add_argument("--cache-gb", type=float, default=DEFAULT_CACHE_BYTES / 2**30,
                         help="full: keep decoded crops in memory up to this size, else stream them from disk")
     parser.add_argument("--patience", type=int, default=0,
                         help="full: stop a member after N epochs without a better validation MAE (0 = never)")
-    parser.add_argument("--val-fraction", type=validation_share, default=0.1,
+    parser.add_argument("--val-fraction", type=validation_share, default=DEFAULT_VAL_FRACTION,
                         help="full, --members 1: share of faces held out for validation (K > 1 use out-of-bag faces)")
     parser.add_argument("--resume", action="store_true",
                         help="full: continue from the per-epoch checkpoints in --out; skip members already trained")
@@ -160,7 +161,8 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
         card = train_heads_command(args, settings)
         print(json.dumps(card["measured"], indent=1))
         return 0
-    from services.scoring.training.full import FULL_LEARNING_RATE, ImageItem, train_full
+    from services.scoring.training.full import FULL_LEARNING_RATE, train_full
+    from services.scoring.training.loader import ImageItem
 
     models_dir = getattr(settings, "models_dir", None)
     train, root = _samples(args, "train", args.limit)

@@ -29,7 +29,7 @@ import hashlib
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from services.scoring.crops import warp_affine
 from services.scoring.ensemble import align_to_grid
-from services.scoring.members import member_crops
 from services.scoring.models.registry import PretrainedConfig, pretrained_config
 from services.scoring.training.backbones import backbone, backbone_constructor
 from services.scoring.training.checkpoint import MemberProgress, load_checkpoint, run_fingerprint, save_checkpoint
@@ -49,16 +47,19 @@ from services.scoring.training.fit_heads import soft_targets
 from services.scoring.training.heads import AGE_CLASSES, DexHead, HeadEnsemble, HeadSpec, float_state, half_state
 from services.scoring.training.loader import (
     DEFAULT_CACHE_BYTES,
+    DEFAULT_VAL_FRACTION,
+    DEFAULT_VAL_LIMIT,
     CropDataset,
     EpochSampler,
+    ImageItem,
     PlainSampler,
     crop_bytes,
     crop_loader,
     decode_all,
+    member_rows,
 )
 from services.scoring.training.member import GRID, DexHeadMember
 
-DEX_MARGIN = 0.4  # IMDB-WIKI boxes enlarged by 40 % per side, as DEX and yu4u crop them
 PROB_FLOOR = 1e-8  # members return probabilities; log of 0 would be −inf
 FULL_LEARNING_RATE = 1e-4  # fine-tuning: 10× below the head-only rate so the pretrained features are not wrecked
 FULL_BATCH = 64
@@ -66,21 +67,9 @@ FULL_FORMAT = 1  # bump when the saved member layout changes
 WEIGHT_DECAY = 1e-4
 WARMUP_FRACTION = 0.15  # of the one-cycle schedule's steps
 SIGMA_FLOOR, SIGMA_SLOPE = 0.5, 0.07  # label σ = floor + slope·age (years): ~1 y for a child, ~3 y at 35, ~6 y at 80
-DEFAULT_VAL_FRACTION = 0.1  # a single member's validation share (K > 1: the out-of-bag rows)
-DEFAULT_VAL_LIMIT = 2000  # validation faces per member and epoch at most: a 200k-face bag leaves ~74k out of bag
 MAX_WORKERS = 8
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_SCALE = 1.0 / 58.4  # ≈ 1/ImageNet std in 0..255 units (one scalar: PretrainedConfig has one scale)
-
-
-@dataclass(frozen=True)
-class ImageItem:
-    """One training image: path, age, and either a face box (IMDB-WIKI) or five landmarks (None: whole image)."""
-
-    path: Path
-    age: float
-    box: tuple[float, float, float, float] | None = None
-    landmarks: np.ndarray | None = None
 
 
 def crop_config(backbone_key: str) -> PretrainedConfig:
@@ -92,30 +81,6 @@ def crop_config(backbone_key: str) -> PretrainedConfig:
 
     return dataclasses.replace(pretrained_config("wrn16_8_imdbwiki"), name="vgg16", input_size=INPUT_SIZE,
                                color_order="RGB", mean=IMAGENET_MEAN, scale=IMAGENET_SCALE)
-
-
-def box_crop(image: np.ndarray, box: Sequence[float], size: int, margin: float = DEX_MARGIN) -> np.ndarray:
-    """The face box enlarged by ``margin`` per side (square on its longer side), edge-replicated, ``size``²."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    scale = size / side
-    out_from_in = np.array([[scale, 0.0, -(cx - side / 2) * scale], [0.0, scale, -(cy - side / 2) * scale]])
-    return warp_affine(image, out_from_in, size)
-
-
-def load_crop(item: ImageItem, cfg: PretrainedConfig) -> np.ndarray:
-    """The backbone's input crop of one item (uint8 HxWx3)."""
-    from libs.common.alignment import align_face
-    from libs.common.images import load_image_file as load_image
-    from services.scoring.evaluation.faces import fallback_landmarks
-
-    image = load_image(item.path)
-    if item.box is not None:
-        return box_crop(image, item.box, cfg.input_size)
-    marks = item.landmarks if item.landmarks is not None else fallback_landmarks(*image.shape[:2])
-    aligned = align_face(image, marks)
-    return member_crops(cfg, [aligned.chip], [aligned.landmarks])[0]
 
 
 def to_tensor(cfg: PretrainedConfig, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -215,26 +180,6 @@ def load_full_member(path: Path) -> tuple[DexHeadMember, dict[str, Any]]:
 def default_workers(dev: torch.device) -> int:
     """Loader processes: none on a CPU (its cores are busy training), most of the cores feeding a GPU."""
     return 0 if dev.type == "cpu" else max(1, min(MAX_WORKERS, (os.cpu_count() or 2) - 1))
-
-
-def member_rows(n: int, members: int, k: int, seed: int, val_fraction: float,
-                val_limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Member ``k``'s training rows and validation rows.
-
-    K > 1: a bootstrap bag (with repeats), validated on its out-of-bag rows, as DEX's ensemble was; one member:
-    everything but a random ``val_fraction``. At most ``val_limit`` validation rows (a fixed random subset).
-    """
-    rng = np.random.default_rng(seed + k)
-    if members > 1:
-        bag = rng.integers(0, n, n)
-        val = np.setdiff1d(np.arange(n), bag)
-    else:
-        order = rng.permutation(n)
-        cut = round(n * val_fraction)
-        val, bag = np.sort(order[:cut]), np.sort(order[cut:])
-    if val_limit is not None and len(val) > val_limit:
-        val = np.sort(rng.choice(val, val_limit, replace=False))
-    return bag, val
 
 
 def validation_mae(model: nn.Module, loader: DataLoader, cfg: PretrainedConfig, dev: torch.device) -> float:
