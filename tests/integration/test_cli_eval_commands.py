@@ -1,4 +1,4 @@
-"""``howhot eval faces`` and ``howhot eval age`` end to end on a tiny labelled folder (no shared data needed).
+"""``howhot eval faces|age`` and ``howhot train dex --mode full`` end to end on a tiny labelled folder (no shared data).
 
 They run the real detector and ensemble in a subprocess, the way a user runs them, so they also prove the wiring: the
 scoring package's offline tools get their face detector from the CLI (``libs.cli``), not by importing the face
@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,12 +38,16 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def howhot(*args: str, cwd: Path) -> dict:
+def run_howhot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "libs.cli.main", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    return done
+
+
+def howhot(*args: str, cwd: Path) -> dict:
+    return json.loads(run_howhot(*args, cwd=cwd).stdout)
 
 
 def test_eval_faces_finds_every_face(dataset: Path, tmp_path: Path) -> None:
@@ -59,3 +64,22 @@ def test_eval_age_runs_the_whole_pipeline(dataset: Path, tmp_path: Path) -> None
     assert report["mae"] < 15  # one adult face: a sane age, not a precise one
     assert report["gender_accuracy"] >= 2 / 3  # the colour photos are read as female; the grey copy is the hard one
     assert set(report["member_mae"]) >= {"agegender_cc0_age", "wrn16_8_imdbwiki"}
+
+
+def test_train_full_on_a_folder_detects_once_and_skips_unreadable_files(dataset: Path, tmp_path: Path) -> None:
+    """The folder path of full training: the detector-only landmark pass, a member saved, a bad file named."""
+    folder = tmp_path / "set"
+    shutil.copytree(dataset, folder)
+    (folder / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # hash split: a train-portion name
+    with (folder / "labels.csv").open("a", newline="") as fh:
+        csv.writer(fh).writerow(["broken.jpg", 30, 0])
+    args = ("train", "dex", "--mode", "full", "--data", str(folder), "--backbone", "agegender_cc0",
+            "--members", "1", "--epochs", "1", "--val-fraction", "0", "--device", "cpu", "--workers", "0",
+            "--no-progress")
+    done = run_howhot(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert "face landmarks of 3 train-portion photos: 3 detected now" in done.stderr
+    assert "1 unreadable images skipped (first: broken.jpg" in done.stderr
+    saved = [Path(line) for line in done.stdout.split()]
+    assert len(saved) == 1 and saved[0].exists()
+    again = run_howhot(*args, "--out", str(tmp_path / "again"), cwd=tmp_path)
+    assert "face landmarks of 3 train-portion photos: 0 detected now" in again.stderr

@@ -63,7 +63,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill", type=float, default=0.0,
                         help="full: weight of the KL towards the frozen published network (0 = off)")
     parser.add_argument("--workers", type=int,
-                        help="full: crop loader processes (default: 0 on a CPU, up to 8 on a GPU)")
+                        help="full: crop loader processes (default: 0 on a CPU, up to 8 on a GPU); also the photo "
+                             "decoders of a folder's landmark pass (default: all cores but one, at most 8)")
     parser.add_argument("--cache-gb", type=float, default=DEFAULT_CACHE_BYTES / 2**30,
                         help="full: keep decoded crops in memory up to this size, else stream them from disk")
     parser.add_argument("--patience", type=int, default=0,
@@ -171,11 +172,18 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
 
         boxes = {f.path: f.box for f in read_imdbwiki(args.data)}
         items = [ImageItem(s.path, s.age, box=boxes[s.file]) for s in train]
-    else:  # the face pipeline's landmarks (cached with the evaluation rows): training chips = evaluation chips
-        from services.scoring.evaluation.extract import extract
+    else:  # the face pipeline's landmarks (the detector alone; the evaluation cache's where it has them)
+        from services.scoring.training.landmarks import decode_workers, folder_landmarks
 
-        rows = extract(train, root, models_dir=models_dir, progress=not args.no_progress)
-        items = [ImageItem(s.path, s.age, landmarks=rows[s.file]["landmarks"]) for s in train]
+        found = folder_landmarks(train, root, workers=decode_workers(args.workers), progress=not args.no_progress)
+        print(f"face landmarks of {len(train)} train-portion photos: {found.detected} detected now, the rest from "
+              "the evaluation and landmark caches", file=sys.stderr)
+        if found.unreadable:
+            first = next(iter(sorted(found.unreadable.items())))
+            print(f"{len(found.unreadable)} unreadable images skipped (first: {first[0]}: {first[1]})",
+                  file=sys.stderr)
+        items = [ImageItem(s.path, s.age, landmarks=found.landmarks[s.file]) for s in train
+                 if s.file in found.landmarks]
     started = time.perf_counter()
     saved = train_full(items, args.backbone, args.members, args.epochs or 10, args.out, models_dir=models_dir,
                        device=args.device, seed=args.seed, lr=args.lr or FULL_LEARNING_RATE, distill=args.distill,
