@@ -90,6 +90,9 @@ class ModelSettings(_Base):
     dir: Path | None = None  # default: <data_dir>/models
     profile: Literal["default", "commercial-safe"] = "default"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # torch.compile the scoring ensemble's members: meant for a GPU. The warm-up compiles before the first photo
+    # (~80 s on a CPU, where batch 8 gains ~6 %: benchmarks/results/scoring_speed.md). Off by default.
+    compile: bool = False
     # torch intra-op threads per model service (face, scoring); 0 = one per core. On a host where the services share
     # few cores, 1 gives more photos/s: OpenMP threads spin and wait on each other when the cores are already busy.
     torch_threads: int = Field(default=0, ge=0)

@@ -82,12 +82,17 @@ def _build_model(
 ) -> Callable[[], BatchedModel]:
     def load() -> ScoringModels:
         set_torch_threads(settings.models.torch_threads)
-        ensemble = scorer or FaceScorer(settings.models_dir, settings.models.profile, settings.models.device)
+        ensemble = scorer or FaceScorer(settings.models_dir, settings.models.profile, settings.models.device,
+                                        compile=settings.models.compile, warmup=False)
         attractiveness = Attractiveness.load(
             settings.models.profile, settings.scoring.minor_threshold, settings.models_dir,
             personal_members(personal) if personal is not None else (),
         )
-        return ScoringModels(ensemble, attractiveness, personal)
+        models = ScoringModels(ensemble, attractiveness, personal)
+        if scorer is None:  # warmed through the service's own path: compiled graphs trace the feature taps it uses
+            ensemble.warmup(lambda chips, landmarks: models.score(list(zip(chips, landmarks, strict=True))),
+                            max_batch(settings))
+        return models
 
     return lambda: BatchedModel(
         load, lambda models, items: models.score(items), max_batch(settings), settings.scoring.max_wait_ms

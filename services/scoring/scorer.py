@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 CPU_BF16_MEMBERS = frozenset({"wrn16_8_imdbwiki"})  # the only member whose CPU cost matters (6.2 GMAC per face)
 WARMUP_BATCH = 2  # one small batch builds oneDNN kernels / CUDA graphs before the first real request
+# Compiled members: Dynamo specialises on batch 1, and a second batch size above 1 makes it recompile once with a
+# dynamic batch dimension; one more recompile was seen at the service's batch of 8 (CPU), so the largest batch is
+# warmed up too. (``dynamic=True`` from the start was tried: on the CPU the first batch had not compiled after 15 min.)
+COMPILED_WARMUP_BATCHES = (1, WARMUP_BATCH, WARMUP_BATCH + 1)
 FEMALE_THRESHOLD = 0.5
 
 
@@ -89,6 +93,12 @@ class FaceScorer:
         if self.calibration.profile != profile:
             raise ValueError(f"calibration is for profile {self.calibration.profile!r}, not {profile!r}")
         self.configs = {n: pretrained_config(n) for n in self.calibration.members}
+        self.compiled = compile
+        if compile:
+            # The feature taps are forward hooks, added and removed around each tapped batch. By default Dynamo does
+            # not guard on hooks, so a graph traced without them silently skips them later (KeyError on the first
+            # tapped batch after an untapped one); guarding makes it trace a tapped and an untapped variant.
+            torch._dynamo.config.skip_nnmodule_hook_guards = False
         self.models: dict[str, torch.nn.Module] = {}
         for name in self.configs:
             model = create_model(name, models_dir).to(self.device, memory_format=torch.channels_last)
@@ -102,12 +112,19 @@ class FaceScorer:
         if warmup:
             self.warmup()
 
-    def warmup(self) -> None:
-        """Run a tiny batch through every member so the first request does not pay for kernel selection."""
+    def warmup(self, score: Callable[[list[np.ndarray], list[np.ndarray]], object] | None = None,
+               max_batch: int = WARMUP_BATCH) -> None:
+        """Run tiny batches through every member so the first request does not pay for kernel selection (or, for
+        compiled members, for compilation). ``score(chips, landmarks)``: the path live batches take (default
+        ``score_batch``); a compiled graph is traced with the forward hooks that path installs, so the service warms
+        up through its own path, and up to its own ``max_batch``."""
         started = time.perf_counter()
+        score = score or self.score_batch
         chip = np.full((CHIP_SIZE, CHIP_SIZE, 3), 128, dtype=np.uint8)
-        self.score_batch([chip] * WARMUP_BATCH, [CHIP_TEMPLATE] * WARMUP_BATCH)
-        log.info("scorer warmed up in %.2fs on %s", time.perf_counter() - started, self.device)
+        for size in sorted({*COMPILED_WARMUP_BATCHES, max_batch}) if self.compiled else (WARMUP_BATCH,):
+            score([chip] * size, [CHIP_TEMPLATE] * size)
+        log.info("scorer warmed up in %.2fs on %s%s", time.perf_counter() - started, self.device,
+                 " (compiled)" if self.compiled else "")
 
     def member_outputs(
         self, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], tap: Mapping[str, bool] | None = None,

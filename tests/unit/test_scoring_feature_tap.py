@@ -69,6 +69,23 @@ def test_tapped_blocks_match_a_separate_feature_pass(scorer: FaceScorer, face) -
                 assert float(np.abs(got - expected[0]).mean()) < 0.02 * scale + 1e-4, key
 
 
+def test_compiled_members_tap_the_same_features(scorer: FaceScorer, face) -> None:
+    """``HOWHOT_MODELS_COMPILE``: a torch.compile'd member wraps its network, and the taps must still find their
+    layers, also after an untapped batch traced the graph without them (both failed with KeyError before).
+    Compiles on the CPU: ~40 s."""
+    chip, landmarks = face
+    tap = Attractiveness.load("default", minor_threshold=0.2).tap()
+    compiled = FaceScorer(Settings().models_dir, profile="default", device="cpu", compile=True, warmup=False)
+    compiled.score_batch([chip, chip], [landmarks, landmarks])  # traced without the hooks
+    [got] = compiled.score_batch([chip, chip], [landmarks, landmarks], tap)[:1]
+    [expected] = scorer.score_batch([chip], [landmarks], tap)
+    assert abs(got.age - expected.age) < 0.05 and abs(got.p_female - expected.p_female) < 0.01
+    assert set(got.features) == set(expected.features) and got.features
+    for key, value in expected.features.items():
+        scale = float(np.abs(value).max())
+        assert float(np.abs(got.features[key] - value).max()) < 0.01 * scale + 1e-4, key
+
+
 def test_service_scoring_runs_each_member_once(scorer: FaceScorer, face, monkeypatch: pytest.MonkeyPatch) -> None:
     from services.scoring.app import ScoringModels
 

@@ -113,7 +113,7 @@ def feature_hooks(name: str, model: nn.Module) -> Iterator[dict[str, torch.Tenso
     pass instead of running every network a second time for attractiveness.
     """
     captured: dict[str, torch.Tensor] = {}
-    modules = dict(model.named_modules())
+    modules = dict(getattr(model, "_orig_mod", model).named_modules())  # a torch.compile'd member wraps the network
     handles = []
     for layer, spec in HOOKS[name].items():
         def hook(_m: nn.Module, _i: object, out: torch.Tensor, layer: str = layer) -> None:
