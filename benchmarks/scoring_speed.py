@@ -7,6 +7,7 @@
     # on a GPU machine (bf16 autocast for every member; the peak is looked up from the device name or given)
     .venv/bin/python benchmarks/scoring_speed.py --device cuda --batch-sizes 32,64,128,256 [--compile] \
         --out benchmarks/results/scoring_speed_gpu.md
+    # on a lent GPU machine that has no model cache: benchmarks/gpu_checks.sh (untrained weights, same networks)
 
 For each batch size the scorer scores ``max(batch, 32)`` faces per run; the figure is the median over ``--repeats``
 runs after warm-up. Peak RSS comes from ``resource.getrusage`` (the whole process, models included). Chips are
@@ -121,17 +122,24 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, help="the device's bf16 peak (default: looked up for GPUs)")
     parser.add_argument("--service", action="store_true",
                         help="time the service's whole per-batch path (attractiveness + personal vectors too)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="untrained weights in the same networks (same FLOPs and speed, no model cache needed: "
+                             "benchmarks/gpu_checks.sh on a lent GPU)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    scorer = FaceScorer(profile=args.profile, device=args.device, cpu_bf16=not args.fp32, compile=args.compile)
+    if args.service and args.random_weights:
+        parser.error("--service needs the trained heads and the model cache: leave out --random-weights")
+    pretrained = not args.random_weights
+    scorer = FaceScorer(profile=args.profile, device=args.device, cpu_bf16=not args.fp32, compile=args.compile,
+                        pretrained=pretrained)
     batches = [int(b) for b in args.batch_sizes.split(",")]
     rng = np.random.default_rng(0)
     chips = [rng.integers(0, 255, size=(CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8)
              for _ in range(max(FACES_PER_RUN, *batches))]
     landmarks = [CHIP_TEMPLATE.copy() for _ in chips]
     counted = scorer if not args.compile else FaceScorer(profile=args.profile, device=args.device,
-                                                         cpu_bf16=not args.fp32)  # FLOPs are counted eagerly
+                                                         cpu_bf16=not args.fp32, pretrained=pretrained)  # eager FLOPs
     flops = flops_per_face(service_path(counted, args.profile) if args.service else counted.score_batch,
                            chips[:8], landmarks[:8])
     del counted
@@ -170,7 +178,9 @@ def main() -> None:
             f"torch {torch.__version__}, {args.threads} threads, "
             f"{platform.processor() or platform.machine()}"
             f"{', ' + torch.cuda.get_device_name(scorer.device) if scorer.device.type == 'cuda' else ''}"
-            f"{', torch.compile' if args.compile else ''}; load average at the end {load[0]:.1f} "
+            f"{', torch.compile' if args.compile else ''}"
+            f"{', untrained weights (--random-weights: the same networks and FLOPs)' if args.random_weights else ''}"
+            f"; load average at the end {load[0]:.1f} "
             "(the machine is shared: other processes compete for the cores).", "",
             *(["Service path: `ScoringModels.score` with the profile's attractiveness head and the shipped "
                "personalization model (face vectors); the minors rule is off so every face does that work.", ""]

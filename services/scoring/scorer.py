@@ -82,8 +82,11 @@ class FaceScorer:
         compile: bool = False,
         cpu_bf16: bool = True,
         warmup: bool = True,
+        pretrained: bool = True,
     ) -> None:
-        if models_dir is None:
+        """``pretrained=False`` builds the same networks with untrained weights: same FLOPs and speed, no model cache
+        (speed checks on a machine the converted weights cannot reach, e.g. a lent GPU)."""
+        if models_dir is None and pretrained:
             from libs.common.settings import Settings
 
             models_dir = Settings().models_dir
@@ -101,7 +104,7 @@ class FaceScorer:
             torch._dynamo.config.skip_nnmodule_hook_guards = False
         self.models: dict[str, torch.nn.Module] = {}
         for name in self.configs:
-            model = create_model(name, models_dir).to(self.device, memory_format=torch.channels_last)
+            model = create_model(name, models_dir, pretrained).to(self.device, memory_format=torch.channels_last)
             self.models[name] = torch.compile(model) if compile else model
         use_bf16 = bf16_worthwhile(self.device)  # CUDA, or a CPU with native bf16 (emulated bf16 gains nothing)
         self.autocast: dict[str, torch.dtype | None] = {
