@@ -42,3 +42,10 @@ def resolve_autocast_dtype(precision: str, device: torch.device | str) -> torch.
     if precision == "bf16" or (precision == "auto" and bf16_worthwhile(device)):
         return torch.bfloat16
     return None
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` → the first CUDA device when there is one, else the CPU (``HOWHOT_MODELS_DEVICE``, every model)."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from libs.common.pixels import to_rgb_uint8
-from libs.common.precision import Precision, resolve_autocast_dtype
+from libs.common.precision import Precision, resolve_autocast_dtype, resolve_device
 from services.face.models.registry import DetectorConfig, create_detector_model
 from services.face.models.retinaface import fuse_batchnorm
 from services.face.postprocess import NMS_IOU_THRESHOLD, postprocess, prior_boxes
@@ -105,25 +105,27 @@ class FaceDetector:
         warm: bool = True,
         model: torch.nn.Module | None = None,
         precision: Precision = "auto",
+        device: str | torch.device = "cpu",
     ) -> None:
         model = model if model is not None else create_detector_model(model_name, models_dir)
         self.cfg: DetectorConfig = model.pretrained_cfg  # type: ignore[assignment]
-        self.model = fuse_batchnorm(model).to(memory_format=torch.channels_last)
-        self.device = next(self.model.parameters()).device
+        self.device = resolve_device(device)
+        self.model = fuse_batchnorm(model).to(self.device, memory_format=torch.channels_last)
         self.autocast_dtype = resolve_autocast_dtype(precision, self.device)
         self.threshold = threshold
         self.max_faces = max_faces
         self.max_side = max_side
         self.pad_fraction = pad_fraction
-        self._mean = torch.tensor(self.cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._inv_std = 1.0 / torch.tensor(self.cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._mean = torch.tensor(self.cfg.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._inv_std = 1.0 / torch.tensor(self.cfg.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._priors: dict[tuple[int, int], torch.Tensor] = {}
         if warm:
             self.detect_batch([np.zeros((WARMUP_SIDE, WARMUP_SIDE, 3), dtype=np.uint8)])
 
     @classmethod
     def from_settings(cls, settings: Any | None = None, **overrides: Any) -> FaceDetector:
-        """Build from ``libs.common.settings.Settings``: detector, threshold, max faces and side, precision, models."""
+        """Build from ``libs.common.settings.Settings``: detector, threshold, max faces and side, precision, models and
+        their device (``HOWHOT_MODELS_DEVICE``: ``auto`` takes CUDA when there is one)."""
         from libs.common.settings import Settings
 
         settings = settings or Settings()
@@ -131,6 +133,7 @@ class FaceDetector:
         kwargs: dict[str, Any] = {
             "model_name": face.detector, "models_dir": settings.models_dir, "threshold": face.threshold,
             "max_faces": face.max_faces, "max_side": face.max_side, "precision": face.precision,
+            "device": settings.models.device,
         }
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -180,9 +183,9 @@ class FaceDetector:
         _, h, w, _ = batch.shape
         if (h, w) not in self._priors:
             self._priors[(h, w)] = prior_boxes(h, w, self.cfg.priors)
-        tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+        tensor = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()  # uint8 travels: 4× fewer bytes
         tensor = (tensor - self._mean) * self._inv_std
-        deltas, logits, landmarks = network_outputs(self.model, tensor, self.autocast_dtype)
+        deltas, logits, landmarks = (t.cpu() for t in network_outputs(self.model, tensor, self.autocast_dtype))
         return postprocess(
             deltas, logits, landmarks, self._priors[(h, w)], self.cfg.priors, self.threshold, NMS_IOU_THRESHOLD
         )

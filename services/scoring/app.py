@@ -15,6 +15,7 @@ from libs.common.bus import ConsumerRunner, EventPublisher
 from libs.common.events import FacesDetected
 from libs.common.model_serving import BatchedModel, batched_model_context, set_torch_threads
 from libs.common.observability import install_observability
+from libs.common.precision import resolve_device
 from libs.common.service import PUBLISHER, blob_store_context, consumer_context, publisher_context, stage_consumer
 from libs.common.settings import Settings
 from services.scoring.attractiveness import Attractiveness
@@ -28,7 +29,7 @@ from services.scoring.ratings_consumer import (
     load_personal_model,
     ratings_consumer_context,
 )
-from services.scoring.scorer import FaceScore, FaceScorer, resolve_device
+from services.scoring.scorer import FaceScore, FaceScorer
 
 SERVICE = "scoring"
 CONSUMER_GROUP = "scoring"

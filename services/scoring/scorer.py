@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
-from libs.common.precision import bf16_worthwhile
+from libs.common.precision import bf16_worthwhile, resolve_device
 from services.scoring.beauty.features import HOOKS, feature_hooks, output_blocks, pooled_blocks
 from services.scoring.ensemble import EnsembleCalibration, combine, load_calibration
 from services.scoring.members import MemberOutput, member_crops, run_member
@@ -61,13 +61,6 @@ class FaceScore:
         out.pop("age_probs")
         out.pop("features")
         return out
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → the first CUDA device when there is one, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class FaceScorer:

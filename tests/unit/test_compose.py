@@ -1,9 +1,12 @@
-"""docker-compose.yml is checked statically (no Docker engine here): every HOWHOT_ variable must be a real setting."""
+"""docker-compose.yml (and its GPU override) are checked statically (no Docker engine here): every HOWHOT_ variable must
+be a real setting."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from libs.common import settings as settings_module
@@ -20,18 +23,19 @@ def known_variables() -> set[str]:
     return names
 
 
-def compose() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose(name: str = "docker-compose.yml") -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
 
 
-def test_every_howhot_variable_in_compose_exists_in_the_settings() -> None:
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.gpu.yml"])
+def test_every_howhot_variable_in_compose_exists_in_the_settings(name: str) -> None:
     known = known_variables()
     used: set[str] = set()
-    for service in compose()["services"].values():
+    for service in compose(name)["services"].values():
         env = service.get("environment") or {}
         used.update(k for k in env if k.startswith("HOWHOT_"))
     assert used, "compose sets no HOWHOT_ variables"
-    assert used - known == set(), f"unknown settings in docker-compose.yml: {sorted(used - known)}"
+    assert used - known == set(), f"unknown settings in {name}: {sorted(used - known)}"
 
 
 def test_compose_runs_the_distributed_backends_and_every_service_from_one_image() -> None:
@@ -46,3 +50,17 @@ def test_compose_runs_the_distributed_backends_and_every_service_from_one_image(
     assert (ROOT / "infra/docker/Dockerfile").exists()
     env = services["upload"]["environment"]
     assert env["HOWHOT_BLOBS_BACKEND"] == "s3" and env["HOWHOT_CLICKHOUSE_DSN"].startswith("http://")
+
+
+def test_the_gpu_override_puts_the_model_services_on_an_nvidia_gpu() -> None:
+    base, gpu = compose()["services"], compose("docker-compose.gpu.yml")["services"]
+    assert set(gpu) == {"face", "scoring"} and set(gpu) <= set(base)
+    dockerfile = (ROOT / "infra/docker/Dockerfile").read_text()
+    declared = set(re.findall(r"^ARG (\w+)", dockerfile, re.MULTILINE))
+    for service in gpu.values():
+        assert service["environment"]["HOWHOT_MODELS_DEVICE"] == "cuda"
+        [device] = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+        build = service["build"]
+        assert build["dockerfile"] == "infra/docker/Dockerfile" and set(build["args"]) <= declared
+        assert "download.pytorch.org/whl/cpu" not in build["args"]["TORCH_INDEX"]  # PyPI's Linux wheel is CUDA's

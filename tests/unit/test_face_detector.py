@@ -163,6 +163,18 @@ def test_from_settings_reads_face_settings(monkeypatch: pytest.MonkeyPatch, face
         FaceDetector.from_settings(warm=False, model=face_detector.model)
 
 
+def test_the_models_device_setting_reaches_the_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``HOWHOT_MODELS_DEVICE`` moves the network and its input normalisation (the face service ignored it before).
+    ``meta`` stands in for ``cuda`` on a machine without a GPU: a device the weights can be moved to."""
+    monkeypatch.setenv("HOWHOT_MODELS_DEVICE", "meta")
+    detector = FaceDetector.from_settings(warm=False)
+    assert detector.device.type == "meta"
+    assert {p.device.type for p in detector.model.parameters()} == {"meta"} and detector._mean.device.type == "meta"
+    monkeypatch.setenv("HOWHOT_MODELS_DEVICE", "auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert FaceDetector.from_settings(warm=False).device.type == expected
+
+
 def test_fp32_and_bf16_detectors_find_the_same_faces(face_detector: FaceDetector, astronaut: np.ndarray) -> None:
     """The full detect path (both passes, mapping) agrees across precisions on a one-face and a two-face photo."""
     fp32 = FaceDetector(model=face_detector.model, precision="fp32", warm=False)
