@@ -53,16 +53,18 @@ def choose_face(faces: Sequence[object], height: int, width: int) -> object | No
     return max(faces, key=weight)
 
 
-def chip_for(image: np.ndarray, faces: Sequence[object]) -> FaceChip:
-    """The chip of the chosen detected face, or of the whole-image fallback when there is none."""
+def chosen_landmarks(image: np.ndarray, faces: Sequence[object]) -> tuple[np.ndarray, bool, float]:
+    """(image landmarks, detected, detector score) of the chosen face, or of the whole-image fallback (score 0)."""
     height, width = image.shape[:2]
     face = choose_face(faces, height, width)
     if face is None:
-        landmarks = fallback_landmarks(height, width)
-        detected, score = False, 0.0
-    else:
-        landmarks = face.landmarks_array()  # type: ignore[attr-defined]
-        detected, score = True, float(face.score)  # type: ignore[attr-defined]
+        return fallback_landmarks(height, width), False, 0.0
+    return face.landmarks_array(), True, float(face.score)  # type: ignore[attr-defined]
+
+
+def chip_for(image: np.ndarray, faces: Sequence[object]) -> FaceChip:
+    """The chip of the chosen detected face, or of the whole-image fallback when there is none."""
+    landmarks, detected, score = chosen_landmarks(image, faces)
     aligned = align_face(image, landmarks)
     return FaceChip(aligned.chip, aligned.landmarks.astype(np.float32), np.asarray(landmarks, np.float32), detected,
                     score, len(faces))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -57,6 +56,7 @@ from services.scoring.training.loader import (
     crop_loader,
     decode_all,
     member_rows,
+    spare_cores,
 )
 from services.scoring.training.member import GRID, DexHeadMember
 
@@ -67,7 +67,6 @@ FULL_FORMAT = 1  # bump when the saved member layout changes
 WEIGHT_DECAY = 1e-4
 WARMUP_FRACTION = 0.15  # of the one-cycle schedule's steps
 SIGMA_FLOOR, SIGMA_SLOPE = 0.5, 0.07  # label σ = floor + slope·age (years): ~1 y for a child, ~3 y at 35, ~6 y at 80
-MAX_WORKERS = 8
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_SCALE = 1.0 / 58.4  # ≈ 1/ImageNet std in 0..255 units (one scalar: PretrainedConfig has one scale)
 
@@ -179,7 +178,7 @@ def load_full_member(path: Path) -> tuple[DexHeadMember, dict[str, Any]]:
 
 def default_workers(dev: torch.device) -> int:
     """Loader processes: none on a CPU (its cores are busy training), most of the cores feeding a GPU."""
-    return 0 if dev.type == "cpu" else max(1, min(MAX_WORKERS, (os.cpu_count() or 2) - 1))
+    return 0 if dev.type == "cpu" else spare_cores()
 
 
 def validation_mae(model: nn.Module, loader: DataLoader, cfg: PretrainedConfig, dev: torch.device) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,13 +25,13 @@ from tqdm import tqdm
 from libs.common.images import DECODE_ERRORS, load_image_file
 from services.scoring.evaluation.data import AgeSample
 from services.scoring.evaluation.extract import BACKBONE_MEMBERS, DEFAULT_CACHE_DIR, PIPELINE_KEY, cache_path
-from services.scoring.evaluation.faces import choose_face, fallback_landmarks
+from services.scoring.evaluation.faces import chosen_landmarks
+from services.scoring.training.loader import spare_cores
 
 LANDMARKS_VERSION = "1"  # bump when what a shard stores changes meaning
 DEFAULT_LANDMARK_DIR = Path(".howhot/cache/landmarks")
 SHARD_SIZE = 1024  # photos per shard: a killed run loses at most this much detection
 DETECT_BATCH = 16  # photos per detector call, as the evaluation cache detects them
-MAX_DECODERS = 8  # JPEG decoding outpaces a GPU detector with a handful of processes
 
 
 @dataclass(frozen=True)
@@ -104,23 +103,12 @@ class _Photos(Dataset):
 
 
 def decode_workers(requested: int | None) -> int:
-    """Photo decoding processes: as asked, else every core but the detector's, at most ``MAX_DECODERS``."""
-    if requested is not None:
-        return requested
-    return max(1, min(MAX_DECODERS, (os.cpu_count() or 2) - 1))
+    """Photo decoding processes: as asked, else every core but the detector's, at most ``MAX_WORKERS``."""
+    return requested if requested is not None else spare_cores()
 
 
 def _as_list(batch: list) -> list:
     return batch
-
-
-def face_landmarks(image: np.ndarray, faces: Sequence[object]) -> np.ndarray:
-    """The chosen face's landmarks, or the whole-image fallback's (as ``evaluation.faces.chip_for`` picks them)."""
-    height, width = image.shape[:2]
-    face = choose_face(faces, height, width)
-    if face is None:
-        return fallback_landmarks(height, width)
-    return np.asarray(face.landmarks_array(), np.float32)  # type: ignore[attr-defined]
 
 
 def folder_landmarks(samples: Sequence[AgeSample], dataset_dir: Path, *, detector: object | None = None,
@@ -148,7 +136,7 @@ def folder_landmarks(samples: Sequence[AgeSample], dataset_dir: Path, *, detecto
                 new_bad.update({file: error for file, image, error in batch if image is None})
                 found = detector.detect_batch([image for _, image in readable]) if readable else []  # type: ignore[attr-defined]
                 for (file, image), faces in zip(readable, found, strict=True):
-                    new[file] = face_landmarks(image, faces)
+                    new[file] = np.asarray(chosen_landmarks(image, faces)[0], np.float32)
                 unsaved += len(batch)
                 bar.update(len(batch))
                 if unsaved >= SHARD_SIZE:

@@ -9,6 +9,7 @@ resumed at epoch e sees exactly the batches an uninterrupted run would have seen
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,13 @@ from services.scoring.training.augment import augment_crop
 DEFAULT_CACHE_BYTES = 4 << 30  # crops up to 4 GiB are decoded once and kept; larger sets stream from disk
 DEFAULT_VAL_FRACTION = 0.1  # a single member's validation share (K > 1: the out-of-bag rows)
 DEFAULT_VAL_LIMIT = 2000  # validation faces per member and epoch at most: a 200k-face bag leaves ~74k out of bag
+MAX_WORKERS = 8  # loader / decoder processes at most: a handful keeps a GPU fed
 NO_AUGMENT = -1  # augmentation seed meaning "the crop as cut" (validation, cache filling)
+
+
+def spare_cores(limit: int = MAX_WORKERS) -> int:
+    """Worker processes for decoding beside a busy main process: every core but one, at least 1, at most ``limit``."""
+    return max(1, min(limit, (os.cpu_count() or 2) - 1))
 
 
 @dataclass(frozen=True)
