@@ -2,7 +2,7 @@
 
 Why: photos are personal data; keeping them past their use is a liability (ARCHITECTURE.md principle 8). A photo is
 purged exactly as an owner's delete would purge it, so status, share pages and analytics see one kind of deletion:
-derived blobs (keys.derived_keys_and_prefixes) and the public share record first, then a tombstone, then
+derived blobs (keys.derived_keys_and_prefixes) and the public share record, around a tombstone (erase_photo), then
 photo.deleted(reason="retention"), and the meta last. Because the meta goes last, a run interrupted anywhere (broker
 down, crash) leaves the photo still listed and the next run finishes it: the job is safe to re-run at any time.
 """
@@ -10,7 +10,6 @@ down, crash) leaves the photo still listed and the next run finishes it: the job
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import datetime, timedelta
 
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 from libs.common import keys
 from libs.common.blobs import BlobNotFound, BlobStore, create_blob_store
 from libs.common.bus import EventPublisher, KafkaEventPublisher
+from libs.common.deletion import erase_photo
 from libs.common.documents import PhotoMeta
 from libs.common.events import PhotoDeleted, new_trace_id, utcnow
 from libs.common.settings import Settings
@@ -65,12 +65,7 @@ async def purge_expired(
 
 async def _purge(meta: PhotoMeta, blobs: BlobStore, events: EventPublisher) -> None:
     photo_id = meta.photo_id
-    single_keys, prefixes = keys.derived_keys_and_prefixes(photo_id)
-    if meta.share_id:
-        single_keys.append(keys.share(meta.share_id))
-    await asyncio.gather(*(blobs.delete(k) for k in single_keys), *(blobs.delete_prefix(p) for p in prefixes))
-    tombstone = {"photo_id": photo_id, "deleted_at": utcnow().isoformat(), "reason": "retention"}
-    await blobs.put(keys.tombstone(photo_id), json.dumps(tombstone).encode(), JSON_CONTENT_TYPE)
+    await erase_photo(blobs, photo_id, share_id=meta.share_id, reason="retention")
     await events.publish(PhotoDeleted(photo_id=photo_id, reason="retention", trace_id=new_trace_id(),
                                       producer=PRODUCER))
     await blobs.delete(keys.meta(photo_id))

@@ -3,11 +3,17 @@ them (no stage read-modify-writes another's document)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from libs.common.events import FaceBox
+from libs.common.blobs import BlobNotFound, BlobStore
+from libs.common.events import FaceBox, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class _Doc(BaseModel):
@@ -37,6 +43,7 @@ class FacesManifest(_Doc):
     detector: str | None = None
     reason: str | None = None  # for failed: plain words for the user
     code: str | None = None
+    emitted_at: AwareDatetime | None = None  # when this outcome's event was first published (first_stamp)
 
 
 class ResultDocument(_Doc):
@@ -57,3 +64,30 @@ class ShareRecord(_Doc):
     share_id: str
     photo_id: str
     created_at: AwareDatetime
+
+
+D = TypeVar("D", bound=BaseModel)
+
+
+async def read_document(blobs: BlobStore, key: str, model: type[D]) -> D | None:
+    """A JSON document from the blob store; None when it is missing or unreadable (logged: a writer's bug)."""
+    try:
+        blob = await blobs.get(key)
+    except BlobNotFound:
+        return None
+    try:
+        return model.model_validate_json(blob.data)
+    except ValidationError as exc:
+        log.error("unreadable document", extra={"key": key, "error": str(exc)[:500]})
+        return None
+
+
+async def first_stamp(blobs: BlobStore, key: str, model: type[D], stamp: Callable[[D], datetime | None]) -> datetime:
+    """The time a stage first emitted its output, as its document kept it, else now.
+
+    A redelivered input re-runs the stage; its output event keeps its id (derived_event_id) and, through this, its
+    occurred_at too. Analytics' per-minute counts and ClickHouse's sorting key (which holds the date) then see one
+    event, where a fresh timestamp would put the copy in another minute, or another day.
+    """
+    previous = await read_document(blobs, key, model)
+    return (stamp(previous) if previous is not None else None) or utcnow()

@@ -198,7 +198,16 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     """Any decoded mode to 8-bit RGB; transparency is composited onto white rather than dropped to black."""
     if image.mode in SIXTEEN_BIT_MODES:
         samples = np.clip(np.asarray(image).astype(np.int64), 0, np.iinfo(np.uint16).max)
-        image = Image.fromarray((samples >> SIXTEEN_TO_EIGHT_BITS).astype(np.uint8))
+        gray = (samples >> SIXTEEN_TO_EIGHT_BITS).astype(np.uint8)
+        transparent = image.info.get("transparency")  # a 16-bit gray tRNS entry: one 16-bit sample value
+        if isinstance(transparent, int):
+            # The rebuilt image has no info, so carry the tRNS across as an alpha channel, matched on the full 16-bit
+            # samples (as the PNG spec and browsers do) rather than on the 8-bit ones, where it would also blank the
+            # 255 neighbouring values that share its top byte.
+            alpha = np.where(samples == transparent, 0, 255).astype(np.uint8)
+            image = Image.fromarray(np.dstack([gray, alpha]), "LA")
+        else:
+            image = Image.fromarray(gray)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if has_alpha:
         rgba = image.convert("RGBA")
@@ -219,6 +228,12 @@ def _fit_within(image: Image.Image, max_side: int) -> Image.Image:
 
 def load_image_file(path: Path | str) -> np.ndarray:
     """A trusted local image file (datasets, CLI arguments) decoded as the upload service stores photos: EXIF-upright
-    RGB. Untrusted bytes go through ``normalize_upload`` instead."""
+    RGB, with the same conversion as ``decode_image_bytes`` (16-bit samples keep their top byte, transparency goes
+    onto white), so training and evaluation see the pixels the service sees. Untrusted bytes go through
+    ``normalize_upload`` instead.
+
+    Unlike ``decode_image_bytes`` it trusts the file: any format Pillow reads is accepted, there is no pixel limit
+    beyond Pillow's own, and Pillow's errors (``DECODE_ERRORS``) propagate rather than becoming ImageRejected."""
     with Image.open(path) as img:
-        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+        img.load()
+        return np.asarray(_to_rgb(_upright(img)))

@@ -6,8 +6,9 @@
 - faces/{photo_id}.json           face     the face stage's outcome: faces found / no_face / failed
 - faces/{photo_id}/{n}.png        face     aligned 256×256 chip of face n
 - results/{photo_id}.json         scoring  the result document the API serves (or the scoring stage's failure)
-- cards/{photo_id}/{fmt}-{v}.png  share    rendered result cards
+- cards/{photo_id}/{fmt}-{v}.png  share    rendered result cards (and rendered.json: when card.rendered went out)
 - shares/{share_id}.json          upload   public share record (share id → photo id), only once the owner shares
+- shares-deleted/{share_id}.json  upload   "this share's photo was deleted" (no photo id: the page answers 410)
 - features/{photo_id}/{n}.npy     scoring  face n's personalization vector (PersonalModel.face_vector), adults only
 - ratepool/{photo_id}.json        scoring  the photo's faces offered for rating (owner opted in, no minors)
 - personalize/raters/{vid}.json   scoring  a rater's personal-model state (services/scoring/personalize/store.py)
@@ -65,8 +66,18 @@ def card(photo_id: str, fmt: str, template_version: str) -> str:
     return f"{cards_prefix(photo_id)}{fmt}-{template_version}.png"
 
 
+def cards_stamp(photo_id: str) -> str:
+    """When card.rendered was first published for the photo (a redelivery publishes it again with that time)."""
+    return f"{cards_prefix(photo_id)}rendered.json"
+
+
 def share(share_id: str) -> str:
     return f"shares/{_check(share_id)}.json"
+
+
+def share_tombstone(share_id: str) -> str:
+    """What stays of a deleted photo's share: that it existed (its page says "deleted", not "never shared")."""
+    return f"shares-deleted/{_check(share_id)}.json"
 
 
 RATE_POOL_PREFIX = "ratepool/"

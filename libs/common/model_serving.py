@@ -1,7 +1,9 @@
 """A model behind a micro-batcher, loaded once per process in a worker thread (ARCHITECTURE.md principle 7).
 
 Loading takes seconds, so it runs off the event loop while /healthz already answers ("models": false until ready);
-requests that arrive meanwhile wait for it instead of failing.
+requests that arrive meanwhile wait for it instead of failing. If loading fails, ``submit`` (including the ones
+already waiting) raises ``TransientError``: the consumer retries the work with backoff instead of hanging forever or
+dead-lettering it, while /healthz keeps reporting the model not ready.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Generic, TypeVar
 from aiohttp import web
 
 from libs.common.batching import MicroBatcher
+from libs.common.errors import TransientError
 from libs.common.observability import HEALTH_CHECKS
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,7 @@ class BatchedModel(Generic[M, T, R]):
         self._load = load
         self._run = run
         self._ready = asyncio.Event()
+        self._settled = asyncio.Event()  # set once loading has finished, successfully or not
         self._model: M | None = None
         self._loading: asyncio.Task[None] | None = None
         self.load_error: BaseException | None = None
@@ -60,13 +64,22 @@ class BatchedModel(Generic[M, T, R]):
             self._model = await asyncio.to_thread(self._load)
         except BaseException as exc:
             self.load_error = exc
+            self._settled.set()  # wake the waiting submits: they raise TransientError instead of hanging
             log.exception("model failed to load")
-            raise
+            if not isinstance(exc, Exception):
+                raise  # cancellation (close() during loading) and the like propagate
+            return  # logged once here and surfaced by submit(); re-raising would only add "never retrieved" noise
         self._ready.set()
+        self._settled.set()
         log.info("model ready")
 
     async def submit(self, item: T) -> R:
-        await self._ready.wait()
+        """Wait for the model, then run ``item`` in a micro-batch; ``TransientError`` if the model failed to load."""
+        if not self._ready.is_set():
+            await self._settled.wait()
+            if self.load_error is not None:
+                error = self.load_error
+                raise TransientError(f"the model failed to load: {type(error).__name__}: {error}") from error
         return await self._batcher.submit(item)
 
     async def close(self) -> None:

@@ -108,6 +108,9 @@ class UploadSettings(_Base):
     max_bytes: int = 15 * 1024 * 1024  # a 12-megapixel phone JPEG is ~5 MB; leave room for PNGs
     max_pixels: int = 40_000_000  # decompression-bomb guard; a 12 MP photo is 12e6
     max_side_stored: int = 2048  # the normalized stored copy; detection downsizes further anyway
+    # The whole upload body must arrive within this many seconds (408 body_timeout past it): a stalled or trickling
+    # body must not hold one of the admission slots for ever. 30 s moves 15 MB at 4 Mbit/s, a slow mobile uplink.
+    body_timeout_s: float = Field(default=30.0, gt=0)
     retention_days: int = 30  # photos and everything derived are deleted after this (`howhot retention`)
     # Admission control (services/upload/admission.py): shed uploads with 503 once this many photos wait in the
     # face + scoring consumer groups; ~2000 is under a minute of catch-up at the pipeline's design throughput.

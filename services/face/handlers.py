@@ -1,7 +1,8 @@
 """The face stage's logic: photo.uploaded → faces found, aligned chips stored, faces.detected (or no_face/failed).
 
 Pure of Kafka/S3/HTTP: dependencies arrive in ``FaceStage``. Idempotent: the same photo gives the same chip keys
-(faces/{photo_id}/{n}.png), the same manifest, and a faces.detected whose event id derives from the upload's.
+(faces/{photo_id}/{n}.png), the same manifest, and a faces.detected whose event id derives from the upload's and whose
+time is the first publication's (kept in the manifest).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from PIL import Image
@@ -19,7 +21,8 @@ from libs.common import keys
 from libs.common.alignment import AlignedFace, align_face
 from libs.common.blobs import BlobNotFound, BlobStore, StorageGiveUp
 from libs.common.bus import EventPublisher
-from libs.common.documents import FacesManifest
+from libs.common.deletion import undo_if_deleted
+from libs.common.documents import FacesManifest, first_stamp
 from libs.common.ephemeral import discard_images_if_ephemeral, keeps_photo
 from libs.common.events import FaceBox, FacesDetected, InvalidEvent, PhotoFailed, PhotoUploaded, derived_event_id
 from libs.common.images import ImageRejected, decode_image_bytes
@@ -79,15 +82,22 @@ def _pairs(points: np.ndarray | tuple[tuple[float, float], ...]) -> list[tuple[f
     return [(round(float(x), ROUND), round(float(y), ROUND)) for x, y in np.asarray(points).reshape(5, 2)]
 
 
+async def _first_stamp(stage: FaceStage, event: PhotoUploaded, *, failed: bool) -> datetime:
+    """When this outcome (faces.detected, or photo.failed) was first published: a redelivery keeps that time."""
+    return await first_stamp(stage.blobs, keys.faces_manifest(event.photo_id), FacesManifest,
+                             lambda previous: previous.emitted_at if (previous.status == "failed") == failed else None)
+
+
 async def _fail(stage: FaceStage, event: PhotoUploaded, code: str, reason: str) -> None:
     """Make the failure the photo's terminal state (the user is told), then dead-letter the event with the reason."""
+    failed_at = await _first_stamp(stage, event, failed=True)
     manifest = FacesManifest(photo_id=event.photo_id, status="failed", code=code, reason=reason,
-                             detector=stage.detector_name)
+                             detector=stage.detector_name, emitted_at=failed_at)
     await stage.blobs.put(keys.faces_manifest(event.photo_id), manifest.model_dump_json().encode(),
                           MANIFEST_CONTENT_TYPE)
     await stage.publisher.publish(PhotoFailed(
-        event_id=derived_event_id(event, "photo.failed"), photo_id=event.photo_id, stage="face", code=code,
-        reason=reason, trace_id=event.trace_id, producer=stage.producer,
+        event_id=derived_event_id(event, "photo.failed"), occurred_at=failed_at, photo_id=event.photo_id,
+        stage="face", code=code, reason=reason, trace_id=event.trace_id, producer=stage.producer,
     ))
     raise InvalidEvent(f"{code}: {reason}")
 
@@ -137,17 +147,23 @@ async def _detect_faces(event: PhotoUploaded, stage: FaceStage) -> None:
         )
         for n, face in enumerate(processed)
     ]
+    detected_at = await _first_stamp(stage, event, failed=False)
     manifest = FacesManifest(
         photo_id=event.photo_id, status="faces_found" if boxes else "no_face", faces=boxes,
-        detector=stage.detector_name,
+        detector=stage.detector_name, emitted_at=detected_at,
     )
     await stage.blobs.put(keys.faces_manifest(event.photo_id), manifest.model_dump_json().encode(),
                           MANIFEST_CONTENT_TYPE)
-    if not boxes:  # no_face is terminal: a photo the owner did not want kept goes now
-        await discard_images_if_ephemeral(stage.blobs, event.photo_id)
+    if await undo_if_deleted(stage.blobs, event.photo_id, single_keys=[keys.faces_manifest(event.photo_id)],
+                             prefixes=[keys.chips_prefix(event.photo_id)]):
+        return  # deleted while we detected: no chip may outlive the deletion
     height, width = image.shape[:2]
     await stage.publisher.publish(FacesDetected(
-        event_id=derived_event_id(event, "faces.detected"), photo_id=event.photo_id, faces=boxes,
-        detector=stage.detector_name, image_width=width, image_height=height,
+        event_id=derived_event_id(event, "faces.detected"), occurred_at=detected_at, photo_id=event.photo_id,
+        faces=boxes, detector=stage.detector_name, image_width=width, image_height=height,
         elapsed_ms=round((time.perf_counter() - started) * 1000, 1), trace_id=event.trace_id, producer=stage.producer,
     ))
+    if not boxes:
+        # no_face is terminal: a photo the owner did not want kept goes now, after the event (a failed publish is
+        # retried while the photo is still there)
+        await discard_images_if_ephemeral(stage.blobs, event.photo_id)

@@ -35,6 +35,7 @@ the result document)."""
 NPY_CONTENT_TYPE = "application/octet-stream"
 JSON_CONTENT_TYPE = "application/json"
 POOL_LIST_TTL_S = 5.0  # listing ratepool/ is one LIST call; a rater waiting 5 s for a brand-new photo is fine
+POOL_ENTRY_TTL_S = 60.0  # each entry is re-read after a minute: ~8 GETs/s for a full pool of 500 photos
 
 
 def face_key(photo_id: str, index: int) -> str:
@@ -92,16 +93,21 @@ class FaceFeatureStore:
     async def save(self, photo_id: str, index: int, vector: np.ndarray) -> None:
         await self.blobs.put(keys.face_features(photo_id, index), encode_vector(vector), NPY_CONTENT_TYPE)
 
-    async def load(self, photo_id: str, index: int) -> np.ndarray | None:
-        """The face's vector, or None when it has none (withheld minor, deleted photo, not scored yet)."""
+    async def load(self, photo_id: str, index: int, *, cached: bool = True) -> np.ndarray | None:
+        """The face's vector, or None when it has none (withheld minor, deleted photo, not scored yet).
+
+        ``cached=False`` asks storage even for a cached vector: a cached one may belong to a photo deleted since or a
+        face withheld on rescoring, which matters when the answer decides whether state gets written.
+        """
         key = keys.face_features(photo_id, index)
-        cached = self._cache.get(key)
-        if cached is not None:
+        cached_vector = self._cache.get(key) if cached else None
+        if cached_vector is not None:
             self._cache.move_to_end(key)
-            return cached
+            return cached_vector
         try:
             blob = await self.blobs.get(key)
         except BlobNotFound:
+            self._cache.pop(key, None)
             return None
         vector = decode_vector(blob.data)
         if self.dim is not None and vector.shape != (self.dim,):
@@ -125,12 +131,14 @@ class RatePoolEntry(BaseModel):
 
 
 class RatePool:
-    """Reads and writes the pool; ``entries`` caches the listing briefly and each entry for good (they never change)."""
+    """Reads and writes the pool; ``entries`` caches the listing for seconds and each entry for a minute (an entry
+    changes only when a rescoring withholds a face, and a pool entry that lists it is a face shown to raters)."""
 
     def __init__(self, blobs: BlobStore, max_photos: int = 500) -> None:
         self.blobs = blobs
         self.max_photos = max_photos
         self._entries: dict[str, RatePoolEntry] = {}
+        self._read_at: dict[str, float] = {}
         self._listed_at = 0.0
         self._listing: list[str] = []
 
@@ -143,8 +151,9 @@ class RatePool:
         if now - self._listed_at > POOL_LIST_TTL_S:
             self._listing = [k for k in await self.blobs.list(keys.RATE_POOL_PREFIX) if k.endswith(".json")]
             self._listed_at = now
-            live = set(self._listing)
-            self._entries = {k: v for k, v in self._entries.items() if k in live}  # deleted photos leave the cache
+            live = {k for k in self._listing if now - self._read_at.get(k, now) <= POOL_ENTRY_TTL_S}
+            self._entries = {k: v for k, v in self._entries.items() if k in live}  # deleted or stale entries leave
+            self._read_at = {k: t for k, t in self._read_at.items() if k in live}
         listing = self._listing
         if len(listing) > self.max_photos:
             listing = random.sample(listing, self.max_photos)
@@ -153,6 +162,7 @@ class RatePool:
         for key, entry in zip(missing, loaded, strict=True):
             if entry is not None:
                 self._entries[key] = entry
+                self._read_at[key] = now
         return [self._entries[k] for k in listing if k in self._entries]
 
     async def _read(self, key: str) -> RatePoolEntry | None:
@@ -181,14 +191,20 @@ async def store_personalization(
     """Store each adult face's vector, then (owner opted in) register those faces in the rate pool.
 
     Vectors go first, so a face in the pool always has one. Deterministic keys and content: redelivery rewrites the
-    same blobs (the pool entry's registered_at aside).
+    same blobs (the pool entry's registered_at aside). A rescoring can withhold a face scored before (a new model or
+    threshold, a borderline P(age < 18)): its old vector and the old pool entry are removed first, so no stale vector
+    lets the face be rated or personally scored.
     """
     adults = [(index, vector) for index, vector in vectors if vector is not None]
+    withheld = [index for index, vector in vectors if vector is None]
+    await asyncio.gather(*(blobs.delete(keys.face_features(photo_id, index)) for index in withheld))
+    meta = await _photo_meta(blobs, photo_id) if adults else None
+    if meta is None or not meta.rateable or withheld:
+        await blobs.delete(keys.rate_pool_entry(photo_id))  # re-registered below with the adults only
     if not adults:
         return
     store = FaceFeatureStore(blobs)
     await asyncio.gather(*(store.save(photo_id, index, vector) for index, vector in adults))
-    meta = await _photo_meta(blobs, photo_id)
     if meta is None or not meta.rateable:
         return
     entry = RatePoolEntry(photo_id=photo_id, owner_visitor_id=meta.visitor_id, faces=[i for i, _ in adults],

@@ -1,7 +1,8 @@
 """The scoring stage's logic: faces.detected → ensemble scores per face → results/{photo_id}.json + photo.scored.
 
 Pure of Kafka/S3/HTTP: dependencies arrive in ``ScoringStage``. Idempotent: the same faces.detected produces the same
-result document and a photo.scored with the same event id (derived from the input's), so redelivery changes nothing.
+result document and a photo.scored with the same event id (derived from the input's) and the same time (the first
+publication's, kept in the result as scored_at), so redelivery changes nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -19,15 +21,16 @@ from PIL import Image
 from libs.common import keys
 from libs.common.blobs import BlobNotFound, BlobStore, StorageGiveUp
 from libs.common.bus import EventPublisher
-from libs.common.documents import ResultDocument
+from libs.common.deletion import undo_if_deleted
+from libs.common.documents import ResultDocument, first_stamp
 from libs.common.ephemeral import discard_images_if_ephemeral, keeps_photo
 from libs.common.events import FaceResult, FacesDetected, InvalidEvent, PhotoFailed, PhotoScored, derived_event_id
-from libs.common.events.envelope import utcnow
 from services.scoring.features_store import PERSONAL_VECTOR, store_personalization
 from services.scoring.scorer import FaceScore
 
 RESULT_CONTENT_TYPE = "application/json"
 ROUND = 2  # decimals kept in the result document: more is noise to a person and bytes to the wire
+MIN_EYE_DISTANCE_PX = 2.0  # aligned chips put the eyes tens of pixels apart; closer is a broken detection
 STORAGE_FAILED = "storage_unavailable"
 STORAGE_FAILED_REASON = "Our photo storage kept failing while we scored your photo. Please upload it again."
 
@@ -53,17 +56,37 @@ def decode_chip(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+def landmarks_usable(landmarks: np.ndarray, chip_size: int) -> bool:
+    """Five finite points, inside the chip's neighbourhood, with the eyes apart: what every member's crop needs.
+
+    The contract refuses NaN; this catches a producer's degenerate points (all equal, far outside the chip), which
+    would make a crop raise inside a micro-batch shared with other photos' faces.
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.shape != (5, 2) or not np.isfinite(points).all():
+        return False
+    inside = bool(((points >= -chip_size) & (points <= 2 * chip_size)).all())
+    return inside and float(np.linalg.norm(points[1] - points[0])) >= MIN_EYE_DISTANCE_PX
+
+
 def _rounded(values: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, ROUND) if isinstance(v, float) else v for k, v in values.items()}
 
 
+async def _first_stamp(stage: ScoringStage, event: FacesDetected, status: str) -> datetime:
+    """When this outcome (photo.scored for "done", photo.failed) was first published: a redelivery keeps that time."""
+    return await first_stamp(stage.blobs, keys.result(event.photo_id), ResultDocument,
+                             lambda previous: previous.scored_at if previous.status == status else None)
+
+
 async def _fail(stage: ScoringStage, event: FacesDetected, code: str, reason: str) -> None:
     """Make the failure the photo's terminal state (the user is told), then dead-letter the event."""
-    doc = ResultDocument(photo_id=event.photo_id, status="failed", code=code, reason=reason, scored_at=utcnow())
+    failed_at = await _first_stamp(stage, event, "failed")
+    doc = ResultDocument(photo_id=event.photo_id, status="failed", code=code, reason=reason, scored_at=failed_at)
     await stage.blobs.put(keys.result(event.photo_id), doc.model_dump_json().encode(), RESULT_CONTENT_TYPE)
     await stage.publisher.publish(PhotoFailed(
-        event_id=derived_event_id(event, "photo.failed"), photo_id=event.photo_id, stage="scoring", code=code,
-        reason=reason, trace_id=event.trace_id, producer=stage.producer,
+        event_id=derived_event_id(event, "photo.failed"), occurred_at=failed_at, photo_id=event.photo_id,
+        stage="scoring", code=code, reason=reason, trace_id=event.trace_id, producer=stage.producer,
     ))
     raise InvalidEvent(f"{code}: {reason}")
 
@@ -100,6 +123,8 @@ async def _score_faces(event: FacesDetected, stage: ScoringStage) -> None:
     except (OSError, ValueError) as exc:
         await _fail(stage, event, "chip_unreadable", f"A face image of this photo could not be read ({exc}).")
     landmarks = [np.asarray(face.chip_landmarks, dtype=np.float32) for face in event.faces]
+    if not all(landmarks_usable(lm, chip.shape[0]) for lm, chip in zip(landmarks, chips, strict=True)):
+        await _fail(stage, event, "chip_unreadable", "A face of this photo has no usable landmarks.")
     scored = await asyncio.gather(*(stage.score((c, lm)) for c, lm in zip(chips, landmarks, strict=True)))
     scores = [s for s, _ in scored]
     extras = [e for _, e in scored]
@@ -125,16 +150,23 @@ async def _score_faces(event: FacesDetected, stage: ScoringStage) -> None:
             "members": {name: _rounded(values) for name, values in score.members.items()},
             **{k: v for k, v in extra.items() if k not in FaceResult.model_fields},
         })
+    scored_at = await _first_stamp(stage, event, "done")
     doc = ResultDocument(
-        photo_id=event.photo_id, status="done", faces=faces_doc, model_versions=versions, scored_at=event.occurred_at
+        photo_id=event.photo_id, status="done", faces=faces_doc, model_versions=versions, scored_at=scored_at
     )
     # before the result: once a face is visible as done, its vector (and pool entry) exist
     indexed = [(face.index, vector) for face, vector in zip(event.faces, vectors, strict=True)]
     await store_personalization(stage.blobs, event.photo_id, indexed)
     await stage.blobs.put(keys.result(event.photo_id), doc.model_dump_json().encode(), RESULT_CONTENT_TYPE)
-    await discard_images_if_ephemeral(stage.blobs, event.photo_id)  # "don't store my photo": scores only from here
+    if await undo_if_deleted(
+        stage.blobs, event.photo_id, single_keys=[keys.result(event.photo_id), keys.rate_pool_entry(event.photo_id)],
+        prefixes=[keys.face_features_prefix(event.photo_id)],
+    ):
+        return  # deleted while we scored: nothing of it may stay
     await stage.publisher.publish(PhotoScored(
-        event_id=derived_event_id(event, "photo.scored"), photo_id=event.photo_id,
+        event_id=derived_event_id(event, "photo.scored"), occurred_at=scored_at, photo_id=event.photo_id,
         result_key=keys.result(event.photo_id), faces=summaries, model_versions=versions,
         elapsed_ms=round((time.perf_counter() - started) * 1000, 1), trace_id=event.trace_id, producer=stage.producer,
     ))
+    # "don't store my photo": scores only from here; after the event, so a failed publish is retried with the chips
+    await discard_images_if_ephemeral(stage.blobs, event.photo_id)

@@ -28,8 +28,10 @@ from typing import Literal
 import numpy as np
 from aiohttp import web
 
+from libs.common import keys
 from libs.common.blobs import BlobStore
 from libs.common.bus import ConsumerRunner
+from libs.common.deletion import undo_if_deleted
 from libs.common.events import Event, FaceRated, RatingSubmitted, derived_event_id
 from libs.common.service import PUBLISHER, consumer_context
 from libs.common.settings import Settings
@@ -150,7 +152,7 @@ async def handle_rating_submitted(event: RatingSubmitted, stage: PersonalizeStag
             state = await load_rater_state(stage, event.visitor_id)
             if face in state.rated_faces():
                 return "duplicate"
-            vector = await stage.features.load(event.photo_id, event.face_index)
+            vector = await stage.features.load(event.photo_id, event.face_index, cached=False)
             if vector is None:  # photo deleted since, or a face that never had one: nothing to learn from
                 log.info("rating of a face without features ignored", extra={"face": face})
                 return "no_features"
@@ -177,7 +179,7 @@ async def handle_face_rated(event: FaceRated, stage: PersonalizeStage) -> ItemOu
     face = face_key(event.photo_id, event.face_index)
     with stage.face_locks.hold(face) as lock:
         async with lock:
-            if await stage.features.load(event.photo_id, event.face_index) is None:
+            if await stage.features.load(event.photo_id, event.face_index, cached=False) is None:
                 return "no_features"  # deleted since: don't leave a state behind the deletion
             item = model.current_item(await stage.items.load(event.photo_id, event.face_index), face)
             if event.visitor_id in item.raters:
@@ -186,6 +188,9 @@ async def handle_face_rated(event: FaceRated, stage: PersonalizeStage) -> ItemOu
                 return "saturated"
             updated = model.add_item_rating(item, np.asarray(event.rater_weights), event.rating, event.visitor_id)
             await stage.items.save(event.photo_id, event.face_index, updated)
+            if await undo_if_deleted(stage.features.blobs, event.photo_id,
+                                     single_keys=[keys.face_item(event.photo_id, event.face_index)]):
+                return "no_features"  # deleted while we folded the rating in
             return "added"
 
 

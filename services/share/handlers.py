@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel
 
 from libs.common import keys
 from libs.common.blobs import BlobNotFound, BlobStore, StorageGiveUp
 from libs.common.bus import EventPublisher
-from libs.common.documents import FacesManifest, PhotoMeta
+from libs.common.deletion import undo_if_deleted
+from libs.common.documents import FacesManifest, PhotoMeta, first_stamp, read_document
 from libs.common.events import (
     CardRendered,
     Event,
@@ -38,13 +38,19 @@ from services.share.render import CARD_FORMATS, PNG_CONTENT_TYPE, CardRenderer, 
 log = logging.getLogger(__name__)
 
 SERVICE = "share"
-M = TypeVar("M", bound=BaseModel)
+JSON_TYPE = "application/json"
 RENDER_STAGE = "share_render"
 EAGER_FORMATS: tuple[CardFormat, ...] = ("og",)
 """Rendered when a photo is scored: the Open Graph card that link previews fetch the moment a share is posted. The
 square and story cards (downloads for image-first apps, a minority of photos) are rendered on first request and
 stored then (``lookup.ShareLookup.card_png``): every scored photo paying for all three cost ~60 ms of CPU per photo
 (benchmarks/results/card_render.md), a third of the pipeline's spare CPU at 5 photos/s on 2 cores."""
+
+
+class CardsStamp(BaseModel):
+    """cards/{photo_id}/rendered.json: when card.rendered was first published."""
+
+    rendered_at: AwareDatetime
 
 
 @dataclass(frozen=True)
@@ -108,8 +114,14 @@ class ShareHandlers:
         stored = await self.render_and_store(source, EAGER_FORMATS)
         if stored is None:
             return None
+        stamp_key = keys.cards_stamp(event.photo_id)  # redelivery: the same time as well as the same id (analytics)
+        rendered_at = await first_stamp(self.blobs, stamp_key, CardsStamp, lambda previous: previous.rendered_at)
+        await self.blobs.put(stamp_key, CardsStamp(rendered_at=rendered_at).model_dump_json().encode(), JSON_TYPE)
+        if await undo_if_deleted(self.blobs, event.photo_id, prefixes=[keys.cards_prefix(event.photo_id)]):
+            return None
         rendered = CardRendered(
             event_id=derived_event_id(event, f"card.rendered:{TEMPLATE_VERSION}"),  # redelivery: same id, deduped
+            occurred_at=rendered_at,
             photo_id=event.photo_id,
             template_version=TEMPLATE_VERSION,
             card_keys=dict(stored.keys),
@@ -184,14 +196,3 @@ async def _cards_not_stored() -> None:
     raise InvalidEvent("storage_unavailable: the blob store kept failing; cards were not stored")
 
 
-async def read_document(blobs: BlobStore, key: str, model: type[M]) -> M | None:
-    """A JSON document from the blob store; None when it is missing or unreadable (logged: a writer's bug)."""
-    try:
-        blob = await blobs.get(key)
-    except BlobNotFound:
-        return None
-    try:
-        return model.model_validate_json(blob.data)
-    except ValidationError as exc:
-        log.error("unreadable document", extra={"key": key, "error": str(exc)[:500]})
-        return None

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from libs.common import keys
 from libs.common.blobs import BlobNotFound
-from libs.common.documents import FacesManifest, ResultDocument, ShareRecord
+from libs.common.documents import FacesManifest, ResultDocument, ShareRecord, read_document
 from libs.common.events import FaceResult, InvalidEvent
 from services.share.cards import card_key
 from services.share.featured import choose_featured_face, faces_from_result
-from services.share.handlers import ShareHandlers, StoredCards, read_document
+from services.share.handlers import ShareHandlers, StoredCards
 from services.share.layout import CardFormat
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,13 @@ class ShareLookup:
         except ValueError:  # not a valid id: it cannot have been shared
             return None
         return await read_document(self._blobs, key, ShareRecord)
+
+    async def share_deleted(self, share_id: str) -> bool:
+        """Whether a share under this id existed and its photo was deleted since (keys.share_tombstone)."""
+        try:
+            return await self._blobs.exists(keys.share_tombstone(share_id))
+        except ValueError:
+            return False
 
     async def share_view(self, share_id: str) -> ShareView | None:
         """What /s/{share_id} shows; None when there is no public share under that id."""

@@ -79,9 +79,9 @@ async def share_page(request: web.Request) -> web.Response:
     share_id = request.match_info["share_id"]
     lookup = request.app[LOOKUP]
     view = await lookup.share_view(share_id) if is_valid_id(share_id) else None
-    if view is None:
+    if view is None and not (is_valid_id(share_id) and await lookup.share_deleted(share_id)):
         return _message(NOT_SHARED, web.HTTPNotFound.status_code)
-    if view.deleted:
+    if view is None or view.deleted:
         return _message(DELETED, web.HTTPGone.status_code)
     base = request.app[PUBLIC_BASE_URL]
     page = SharePage(

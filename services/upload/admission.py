@@ -48,10 +48,14 @@ class Admission:
         self.limit = limit
         self.active = 0
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
+    def check(self) -> None:
+        """Raise 503 ``overloaded`` if no slot is free now (lets a caller refuse before charging the client)."""
         if self.active >= self.limit:
             raise unavailable("overloaded", "We are receiving a lot of photos right now; please retry in a moment.")
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        self.check()
         self.active += 1
         try:
             yield

@@ -2,14 +2,22 @@
 
 The body is streamed part by part with hard limits, so a huge or hostile request costs bounded memory and never
 reaches the catch-all 500. Client filenames are never read: blob keys come from server-made ids only.
+
+Every byte read from the request counts against the total limit, the preamble before the first boundary included
+(aiohttp's multipart reader discards that without any cap), and the whole form must arrive within a deadline (408
+``body_timeout``), so a trickling or stalled body cannot hold an admission slot for ever.
+
+``read_body`` (the whole of a small stream, capped) serves the JSON routes and the share proxy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from typing import cast
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from services.upload.errors import ApiError
@@ -40,21 +48,40 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large", f"The upload is larger than the limit of {limit // (1024 * 1024)} MB.")
 
 
+def body_timeout(deadline_s: float) -> ApiError:
+    return ApiError(408, "body_timeout", f"The upload did not arrive within {deadline_s:g} seconds; please retry.")
+
+
 def _bad(code: str, message: str) -> ApiError:
     return ApiError(400, code, message)
 
 
-async def read_upload_form(request: web.Request, *, max_photo_bytes: int) -> UploadForm:
-    """Parse the multipart body: total capped at ``request.client_max_size``, the photo at ``max_photo_bytes``."""
+async def read_body(stream: StreamReader, limit: int) -> bytes | None:
+    """The whole body, or None past ``limit`` bytes (``read(n)`` of a stream returns only what has arrived so far)."""
+    body = bytearray()
+    async for chunk in stream.iter_chunked(READ_CHUNK_BYTES):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def read_upload_form(request: web.Request, *, max_photo_bytes: int, deadline_s: float) -> UploadForm:
+    """Parse the multipart body: total capped at ``request.client_max_size``, the photo at ``max_photo_bytes``, the
+    whole read at ``deadline_s`` seconds."""
     if request.content_type != MULTIPART_TYPE:
         raise ApiError(415, "not_multipart", f"Send the photo as {MULTIPART_TYPE} with a field named '{PHOTO_FIELD}'.")
     max_body = request.client_max_size
     if request.content_length is not None and request.content_length > max_body:
         raise too_large(max_photo_bytes)
     try:
-        return await _read_parts(request, max_photo_bytes=max_photo_bytes, max_body=max_body)
+        async with asyncio.timeout(deadline_s):
+            return await _read_parts(request, max_photo_bytes=max_photo_bytes, max_body=max_body)
     except ApiError:
         raise
+    except TimeoutError as exc:
+        log.info("upload body too slow", extra={"deadline_s": deadline_s})
+        raise body_timeout(deadline_s) from exc
     except ConnectionError as exc:  # the client went away mid-body: its problem, not a server error to alert on
         raise _bad("incomplete_body", "The upload was interrupted before it finished.") from exc
     except UnicodeDecodeError as exc:  # a header or charset that is not text
@@ -65,8 +92,46 @@ async def read_upload_form(request: web.Request, *, max_photo_bytes: int) -> Upl
         raise _bad("malformed_multipart", "The multipart/form-data body could not be parsed.") from exc
 
 
+class _CappedStream:
+    """The request body as the multipart reader sees it: after every read, the bytes received so far
+    (``total_bytes``, the preamble and part headers included) are checked against ``limit``."""
+
+    def __init__(self, stream: StreamReader, limit: int, error: ApiError) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._error = error
+
+    def __getattr__(self, name: str) -> object:  # at_eof, unread_data, ...: the stream's own
+        return getattr(self._stream, name)
+
+    def _check(self) -> None:
+        if self._stream.total_bytes > self._limit:
+            raise self._error
+
+    async def readline(self, **kwargs: int | None) -> bytes:  # max_line_length= on aiohttp versions that have it
+        line = await self._stream.readline(**kwargs)
+        self._check()
+        return line
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self._stream.read(n)
+        self._check()
+        return data
+
+    async def readany(self) -> bytes:
+        data = await self._stream.readany()
+        self._check()
+        return data
+
+    async def readexactly(self, n: int) -> bytes:
+        data = await self._stream.readexactly(n)
+        self._check()
+        return data
+
+
 async def _read_parts(request: web.Request, *, max_photo_bytes: int, max_body: int) -> UploadForm:
-    reader = await request.multipart()
+    content = _CappedStream(request.content, max_body, too_large(max_photo_bytes))
+    reader = MultipartReader(request.headers, cast(StreamReader, content))
     photo: bytes | None = None
     flags: dict[str, bool] = {}
     total = 0

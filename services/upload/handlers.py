@@ -7,7 +7,6 @@ responses; app.py chooses the adapters. Each function states what it leaves behi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -16,6 +15,7 @@ from pydantic import BaseModel
 
 from libs.common import keys
 from libs.common.blobs import Blob, BlobNotFound, BlobStore
+from libs.common.deletion import erase_photo
 from libs.common.documents import FacesManifest, PhotoMeta, ResultDocument, ShareRecord
 from libs.common.events import Attribution, PhotoDeleted, PhotoShared, PhotoUploaded, new_trace_id, utcnow
 from libs.common.ids import hash_secret, new_id, new_secret, secret_matches
@@ -166,19 +166,15 @@ async def delete_photo(photo_id: str, token: str | None, *, blobs: BlobStore, ev
     """Delete the photo and everything derived from it, leave a tombstone, publish photo.deleted.
 
     Order makes a retry after any failure finish the job: derived blobs go first (privacy wins), then the tombstone
-    (status answers 410 from here on), then the event, and the meta (holding the token hash) goes last, so the owner's
-    token keeps working until everything else is done. Raises PhotoGone once the meta is gone (a repeated DELETE),
-    PhotoNotFound for unknown ids, WrongDeleteToken, or BusUnavailable (retry: the photo bytes are already gone).
+    (status answers 410 from here on) and the derived blobs once more (libs/common/deletion.py), then the event, and
+    the meta (holding the token hash) goes last, so the owner's token keeps working until everything else is done.
+    Raises PhotoGone once the meta is gone (a repeated DELETE), PhotoNotFound for unknown ids, WrongDeleteToken, or
+    BusUnavailable (retry: the photo bytes are already gone).
     """
     meta = await _owned_meta(photo_id, token, blobs=blobs)
     trace_id = new_trace_id()
     trace_id_var.set(trace_id)
-    single_keys, prefixes = keys.derived_keys_and_prefixes(photo_id)
-    if meta.share_id:  # a shared photo's public page goes with it
-        single_keys.append(keys.share(meta.share_id))
-    await asyncio.gather(*(blobs.delete(k) for k in single_keys), *(blobs.delete_prefix(p) for p in prefixes))
-    tombstone = {"photo_id": photo_id, "deleted_at": utcnow().isoformat(), "reason": "owner"}
-    await blobs.put(keys.tombstone(photo_id), json.dumps(tombstone).encode(), JSON_CONTENT_TYPE)
+    await erase_photo(blobs, photo_id, share_id=meta.share_id, reason="owner")  # a shared photo's page goes too
     await events.publish(PhotoDeleted(photo_id=photo_id, reason="owner", trace_id=trace_id, producer=PRODUCER))
     await blobs.delete(keys.meta(photo_id))
     log.info("photo deleted", extra={"photo_id": photo_id})

@@ -81,6 +81,8 @@ OPENAPI: dict[str, Any] = {
                             "incomplete_body",
                         ],
                     ),
+                    "408": _error("The body did not arrive within the upload deadline (30 s by default); nothing "
+                                  "was stored.", ["body_timeout"]),
                     "413": _error("The upload or the image is too big.", ["too_large", "too_many_pixels"]),
                     "415": _error(
                         "Not a multipart form, or not a decodable JPEG/PNG/WebP.",

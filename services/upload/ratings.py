@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from libs.common.documents import PhotoMeta, ResultDocument
+from libs.common.events import RATING_SCALES
 from libs.common.ids import ID_PATTERN
 
 MAX_RATING_BODY_BYTES = 1024  # a full body with rater_photo_id is ~160 bytes
 MAX_FACE_INDEX = 63  # RatingSubmitted.face_index bound
-SCALES: dict[str, tuple[float, float]] = {"hot_or_not": (0, 1), "1to10": (1, 10)}
 _ID = re.compile(ID_PATTERN)
 
 Scale = Literal["hot_or_not", "1to10"]
@@ -69,7 +69,7 @@ def parse_rating(raw: bytes) -> RatingRequest:
         raise _bad("invalid_json", "The rating body is too long.")
     try:
         body: Any = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: "[" * 1000 fits in the limit
         raise _bad("invalid_json", "The body must be a JSON object.") from exc
     if not isinstance(body, dict):
         raise _bad("invalid_json", "The body must be a JSON object.")
@@ -80,10 +80,10 @@ def parse_rating(raw: bytes) -> RatingRequest:
     if not _is_int(face_index) or not 0 <= face_index <= MAX_FACE_INDEX:
         raise _bad("invalid_face_index", f"face_index must be an integer from 0 to {MAX_FACE_INDEX}.")
     scale = body.get("scale", "hot_or_not")
-    if not isinstance(scale, str) or scale not in SCALES:  # a JSON object here is unhashable: `in` would raise
-        raise _bad("invalid_scale", f"scale must be one of {', '.join(SCALES)}.")
+    if not isinstance(scale, str) or scale not in RATING_SCALES:  # a JSON object here is unhashable: `in` would raise
+        raise _bad("invalid_scale", f"scale must be one of {', '.join(RATING_SCALES)}.")
     rating = body.get("rating")
-    low, high = SCALES[scale]
+    low, high = RATING_SCALES[scale]
     # ints are exact (math.isfinite would overflow on a 400-digit one); only floats can be inf or nan
     if isinstance(rating, bool) or not isinstance(rating, int | float) or (
         isinstance(rating, float) and not math.isfinite(rating)

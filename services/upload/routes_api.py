@@ -17,7 +17,7 @@ from libs.common.images import ImageRejected
 from services.upload import handlers
 from services.upload.deps import DEPS
 from services.upload.errors import ApiError, unavailable
-from services.upload.form import read_upload_form
+from services.upload.form import read_body, read_upload_form
 from services.upload.openapi import OPENAPI
 from services.upload.status import NOT_FOUND_MESSAGE, compose_status
 from services.upload.web.visitor import stored_attribution, visitor_id_of
@@ -61,11 +61,15 @@ async def upload_photo(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     if not deps.events.ready:  # refuse before reading the body: nothing could be accepted anyway
         raise _broker_down()
-    if deps.backlog is not None:  # busy pipeline first: a refusal for the crowd must not spend anyone's tokens
+    # refusals for the crowd (busy pipeline, every slot taken) come first: they must not spend anyone's tokens;
+    # nothing awaits between the slot check and taking the slot, so the check still holds when slot() runs
+    if deps.backlog is not None:
         deps.backlog.check()
+    deps.admission.check()
     _charge_rate_limit(request)
     with deps.admission.slot():
-        form = await read_upload_form(request, max_photo_bytes=deps.settings.upload.max_bytes)
+        limits = deps.settings.upload
+        form = await read_upload_form(request, max_photo_bytes=limits.max_bytes, deadline_s=limits.body_timeout_s)
         try:
             image = await deps.normalize(form.photo)
         except ImageRejected as exc:
@@ -151,14 +155,14 @@ def _token_refused(token: str | None) -> ApiError:
 
 async def _share_channel(request: web.Request) -> str | None:
     """The optional ``{"channel": ...}`` body: empty is fine, anything else must be one of SHARE_CHANNELS."""
-    raw = await request.content.read(MAX_SHARE_BODY_BYTES + 1)
+    raw = await read_body(request.content, MAX_SHARE_BODY_BYTES)
+    if raw is None:
+        raise ApiError(400, "invalid_json", "The share request body is too long.")
     if not raw.strip():
         return None
-    if len(raw) > MAX_SHARE_BODY_BYTES:
-        raise ApiError(400, "invalid_json", "The share request body is too long.")
     try:
         body: Any = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: "[" * 1000 fits in the limit
         raise ApiError(400, "invalid_json", "The body must be a JSON object like {\"channel\": \"x\"}.") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object like {\"channel\": \"x\"}.")

@@ -32,8 +32,11 @@ from libs.common.settings import Settings
 from services.upload import handlers
 from services.upload.deps import DEPS
 from services.upload.errors import ApiError, unavailable
+from services.upload.form import read_body
 from services.upload.publishing import BusUnavailable
 from services.upload.ratings import (
+    MAX_FACE_INDEX,
+    MAX_RATING_BODY_BYTES,
     RatingRefused,
     RatingRequest,
     check_rateable,
@@ -49,6 +52,7 @@ log = logging.getLogger(__name__)
 RATINGS_PATH = "/api/v1/ratings"
 RATE_NEXT_PATH = "/api/v1/rate/next"
 RATE_FACE_PATH = "/api/v1/rate/faces/{photo_id}/{face_index}"
+PERSONAL_PATH = "/api/v1/personal"  # the scoring service's per-viewer scores of one photo
 DEFAULT_COUNT = 5
 MAX_COUNT = 20
 PERSONAL_TIMEOUT_S = 0.5  # the status poll must stay snappy: a personal score that is late is simply left out
@@ -57,6 +61,7 @@ CONNECT_TIMEOUT_S = 1.0
 CHIP_CACHE = "private, max-age=3600"
 NO_STORE = {"Cache-Control": "no-store"}
 _ID = re.compile(ID_PATTERN)
+_SMALL_INT = re.compile(r"[0-9]{1,4}")  # ASCII digits only (str.isdigit() takes '²', int() refuses it), and short
 _PHOTO_STATUS = re.compile(rf"/api/v1/photos/({ID_PATTERN.removeprefix('^').removesuffix('$')})")
 
 routes = web.RouteTableDef()
@@ -79,7 +84,7 @@ class ScoringClient:
                     log.info("scoring answered %s", resp.status, extra={"path": path})
                     return None
                 body = await resp.json()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:  # Recursion: nested too deep
             log.info("scoring unavailable", extra={"path": path, "error": repr(exc)})
             return None
         return body if isinstance(body, dict) else None
@@ -136,7 +141,10 @@ async def submit_rating(request: web.Request) -> web.Response:
     if rater is None:
         raise ApiError(400, "missing_visitor", "Open the rating page first (it sets the visitor cookie).")
     try:
-        rating = parse_rating(await request.content.read(4096))
+        raw = await read_body(request.content, MAX_RATING_BODY_BYTES)
+        if raw is None:
+            raise RatingRefused(400, "invalid_json", "The rating body is too long.")
+        rating = parse_rating(raw)
         docs, own = await asyncio.gather(
             handlers.load_stage_documents(rating.photo_id, blobs=deps.blobs),
             _rater_photo_documents(rating.rater_photo_id, deps.blobs),
@@ -162,17 +170,17 @@ async def submit_rating(request: web.Request) -> web.Response:
 async def rate_next(request: web.Request) -> web.Response:
     """Faces for this visitor to rate; ``{"faces": []}`` when there are none or the scoring service is away."""
     raw = request.query.get("count", str(DEFAULT_COUNT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_COUNT:
+    if not _SMALL_INT.fullmatch(raw) or not 1 <= int(raw) <= MAX_COUNT:
         raise ApiError(400, "invalid_count", f"count must be an integer from 1 to {MAX_COUNT}.")
-    params = {"count": raw}
+    params = {"count": str(int(raw))}
     viewer = visitor_id_of(request)
     if viewer:
         params["viewer"] = viewer
     answer = await request.app[SCORING].get_json(RATE_NEXT_PATH, params, RATE_NEXT_TIMEOUT_S)
     faces = []
-    for face in (answer or {}).get("faces", []):
+    for face in _answer_list(answer, "faces", RATE_NEXT_PATH):
         photo_id, index = face.get("photo_id"), face.get("face_index")
-        if isinstance(photo_id, str) and _ID.fullmatch(photo_id) and isinstance(index, int):
+        if isinstance(photo_id, str) and _ID.fullmatch(photo_id) and _is_face_index(index):
             faces.append({"photo_id": photo_id, "face_index": index,
                           "image_url": RATE_FACE_PATH.format(photo_id=photo_id, face_index=index)})
     return web.json_response({"faces": faces}, headers=NO_STORE)
@@ -183,7 +191,7 @@ async def rate_face_image(request: web.Request) -> web.Response:
     """The aligned face chip, only for faces anyone may rate: the rest of the photo is never shown to raters."""
     deps = request.app[DEPS]
     photo_id, index = request.match_info["photo_id"], request.match_info["face_index"]
-    if not _ID.fullmatch(photo_id) or not index.isdigit():
+    if not _ID.fullmatch(photo_id) or not _SMALL_INT.fullmatch(index):
         raise ApiError(404, "not_found", "No such face.")
     try:
         docs = await handlers.load_stage_documents(photo_id, blobs=deps.blobs)
@@ -198,12 +206,33 @@ async def rate_face_image(request: web.Request) -> web.Response:
                         headers={"Cache-Control": CHIP_CACHE, "X-Content-Type-Options": "nosniff"})
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_face_index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FACE_INDEX
+
+
+def _answer_list(answer: dict[str, Any] | None, field: str, path: str) -> list[dict[str, Any]]:
+    """The scoring answer's list of objects under ``field``: items that are not objects are dropped, and a missing or
+    malformed list is read as an empty one (the same as scoring being away), so its answer can never cause a 5xx."""
+    if answer is None:
+        return []
+    items = answer.get(field, [])
+    if not isinstance(items, list):
+        log.info("scoring answer malformed", extra={"path": path, "field": field})
+        return []
+    return [item for item in items if isinstance(item, dict)]
+
+
 def merge_personal(body: dict[str, Any], personal: dict[str, Any]) -> dict[str, Any]:
     """Add the scoring service's answer to the status body: per face ``personal_score`` (only once it is personal),
     ``personal_source`` and ``personal_ratings``, plus ``personal_min_ratings`` so the page can say "rate N more";
     and what other visitors made of the face: ``crowd_ratings`` (how many rated it) and, once enough have,
     ``crowd_score``."""
-    by_index = {f.get("index"): f for f in personal.get("faces", []) if isinstance(f, dict)}
+    faces = _answer_list(personal, "faces", PERSONAL_PATH)
+    by_index = {f["index"]: f for f in faces if _is_face_index(f.get("index"))}  # an unhashable index is dropped
     for face in body.get("faces", []):
         if face.get("withheld_reason") or face.get("attractiveness") is None:
             continue  # withheld stays withheld, whatever the other service says
@@ -216,8 +245,9 @@ def merge_personal(body: dict[str, Any], personal: dict[str, Any]) -> dict[str, 
             face["crowd_score"] = answer["crowd_score"]
         face["personal_source"] = answer.get("source")
         face["personal_ratings"] = answer.get("n_ratings")
-        if answer.get("source") in ("personal", "demographic_prior"):
-            face["personal_score"] = answer["personal_score"]
+        score = answer["personal_score"]
+        if answer.get("source") in ("personal", "demographic_prior") and _is_number(score):
+            face["personal_score"] = score
     if isinstance(personal.get("min_ratings"), int):
         body["personal_min_ratings"] = personal["min_ratings"]
     return body
@@ -242,7 +272,7 @@ async def personal_scores(
     if not isinstance(body, dict) or body.get("status") != "done" or not body.get("faces"):
         return response
     personal = await request.app[SCORING].get_json(
-        "/api/v1/personal", {"viewer": viewer, "photo_id": match.group(1)}, PERSONAL_TIMEOUT_S
+        PERSONAL_PATH, {"viewer": viewer, "photo_id": match.group(1)}, PERSONAL_TIMEOUT_S
     )
     if personal is not None:
         response.body = json.dumps(merge_personal(body, personal)).encode()

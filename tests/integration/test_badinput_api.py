@@ -155,6 +155,28 @@ async def test_200mb_streamed_body_is_refused_413_without_reading_it_all(client,
     assert_nothing_kept(store, publisher)
 
 
+async def test_200mb_preamble_is_refused_413_without_reading_it_all(client, store, publisher,
+                                                                   astronaut_jpeg: bytes) -> None:
+    """The bytes before the first boundary count against the body limit too (aiohttp discards them uncapped)."""
+    sent = 0
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal sent
+        chunk = (b"x" * 1000 + b"\r\n") * (STREAM_CHUNK // 1002)  # preamble lines, never a boundary
+        while sent < HUGE_BODY_BYTES:
+            sent += len(chunk)
+            yield chunk
+        yield raw_body(part("photo", astronaut_jpeg, filename=b"a.jpg", content_type="image/jpeg"))
+
+    try:
+        response = await client.post("/api/v1/photos", data=stream(), headers=RAW_HEADERS)
+    except OSError:
+        pytest.fail("the server should answer 413 before dropping the connection")
+    await refused(response, 413)
+    assert sent < HUGE_BODY_BYTES, "the whole 200 MB was read: the preamble escaped the limit"
+    assert_nothing_kept(store, publisher)
+
+
 async def test_missing_photo_field(client, store, publisher) -> None:
     body = await refused(await client.post("/api/v1/photos", data=raw_body(part("rateable", b"true")),
                                            headers=RAW_HEADERS), 400)

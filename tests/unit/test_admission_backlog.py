@@ -1,9 +1,11 @@
 """Admission control through the real upload app: 503 busy + Retry-After over the backlog threshold (nothing stored,
-nothing published), fail-open on an unknown or stale reading, and 429 + Retry-After from the per-client bucket."""
+nothing published), fail-open on an unknown or stale reading, 429 + Retry-After from the per-client bucket (never
+charged for a 503), and the body deadline that keeps stalled uploads from holding the in-flight slots."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,9 @@ from libs.common.blobs import LocalBlobStore
 from libs.common.bus import RecordingPublisher
 from libs.common.settings import CoreSettings, Settings, UploadSettings
 from services.upload.admission import BUSY_RETRY_AFTER_S, BUSY_RETRY_JITTER_S, BacklogGate, poll_backlog
-from services.upload.app import create_app
+from services.upload.app import MAX_UPLOADS_IN_FLIGHT, create_app
 from services.upload.deps import DEPS
+from tests.multipart import BOUNDARY, RAW_HEADERS
 
 THRESHOLD = 5
 POLL_S = 0.02
@@ -135,3 +138,56 @@ async def test_rate_limit_answers_429_with_retry_after_per_visitor(
     assert int(refused.headers["Retry-After"]) == 10
     other = await client.post("/api/v1/photos", data=form(astronaut_jpeg), headers={"Cookie": "hh_vid=" + "B" * 22})
     assert other.status == 202
+
+
+async def test_overloaded_refusals_spend_no_tokens(aiohttp_client, tmp_path: Path, astronaut_jpeg: bytes) -> None:
+    """A 503 for the crowd is not the client's doing: once the overload is over, its full burst is still there."""
+    app = create_app(settings(rate_limit_burst=2), blob_store=LocalBlobStore(tmp_path), publisher=RecordingPublisher())
+    client = await aiohttp_client(app)
+    cookie = {"Cookie": "hh_vid=" + "A" * 22}
+    admission = app[DEPS].admission
+    admission.active = admission.limit  # every slot is held by other people's uploads
+    for _ in range(5):
+        refused = await client.post("/api/v1/photos", data=form(astronaut_jpeg), headers=cookie)
+        assert (refused.status, (await refused.json())["error"]["code"]) == (503, "overloaded")
+    admission.active = 0
+    statuses = [(await client.post("/api/v1/photos", data=form(astronaut_jpeg), headers=cookie)).status
+                for _ in range(3)]
+    assert statuses == [202, 202, 429]
+
+
+async def test_stalled_bodies_time_out_and_free_their_slots(
+    aiohttp_client, tmp_path: Path, astronaut_jpeg: bytes
+) -> None:
+    """Slowloris: one address starts MAX_UPLOADS_IN_FLIGHT uploads and stops sending. Each gets 408 body_timeout once
+    the body deadline passes, and the slots it held serve honest uploads again."""
+    app = create_app(settings(body_timeout_s=0.3), blob_store=LocalBlobStore(tmp_path), publisher=RecordingPublisher())
+    client = await aiohttp_client(app)
+    admission = app[DEPS].admission
+    stall = asyncio.Event()
+
+    async def stalled_body() -> AsyncIterator[bytes]:
+        yield b"--" + BOUNDARY.encode() + b'\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'
+        await stall.wait()  # the client just stops sending
+
+    async def stalled_upload() -> tuple[int, str]:
+        response = await client.post("/api/v1/photos", data=stalled_body(), headers=RAW_HEADERS)
+        return response.status, (await response.json())["error"]["code"]
+
+    stalled = [asyncio.create_task(stalled_upload()) for _ in range(MAX_UPLOADS_IN_FLIGHT)]
+    try:
+        async with asyncio.timeout(5):
+            while admission.active < admission.limit:
+                await asyncio.sleep(0.01)
+        refused = await client.post("/api/v1/photos", data=form(astronaut_jpeg))
+        assert (refused.status, (await refused.json())["error"]["code"]) == (503, "overloaded")
+        async with asyncio.timeout(5):
+            answers = await asyncio.gather(*stalled)
+        assert set(answers) == {(408, "body_timeout")}
+        assert admission.active == 0
+        response = await client.post("/api/v1/photos", data=form(astronaut_jpeg))
+        assert response.status == 202, await response.text()
+    finally:
+        stall.set()
+        for task in stalled:
+            task.cancel()

@@ -1,8 +1,9 @@
-"""MicroBatcher: batching by size and by time, one-to-one results, failures to every waiter, sync fns off-loop."""
+"""MicroBatcher: batching by size and by time, one-to-one results, failures isolated by bisection, sync fns off-loop."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -51,21 +52,75 @@ def test_partial_batch_runs_after_max_wait() -> None:
     assert 0.04 <= elapsed < 1.0
 
 
-def test_failure_is_delivered_to_every_waiter_and_worker_survives() -> None:
-    calls = 0
+def test_failure_of_every_item_is_delivered_to_every_waiter_and_worker_survives() -> None:
+    broken = True
 
-    def flaky(items: list[int]) -> list[int]:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+    def failing(items: list[int]) -> list[int]:
+        if broken:
             raise ValueError("boom")
         return items
 
     async def main() -> None:
-        batcher = MicroBatcher(flaky, max_batch=3, max_wait_ms=20)
+        nonlocal broken
+        batcher = MicroBatcher(failing, max_batch=3, max_wait_ms=20)
         results = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
         assert all(isinstance(r, ValueError) for r in results)
+        # bisection: [0, 1, 2] -> [0] and [1, 2] -> [1] and [2]; every call is counted
+        assert batcher.batches_run == 5
+        assert batcher.items_run == 3 + 1 + 2 + 1 + 1
+        broken = False
         assert await batcher.submit(7) == 7  # the next batch works
+        await batcher.close()
+
+    run(main())
+
+
+def test_poison_item_fails_alone_and_the_rest_of_its_batch_gets_results(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[list[int]] = []
+
+    def double_unless_three(items: list[int]) -> list[int]:
+        calls.append(list(items))
+        if 3 in items:
+            raise ValueError("degenerate landmarks")
+        return [2 * i for i in items]
+
+    async def main() -> list[object]:
+        batcher = MicroBatcher(double_unless_three, max_batch=6, max_wait_ms=1000)
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(6)), return_exceptions=True)
+        await batcher.close()
+        return list(results)
+
+    with caplog.at_level(logging.WARNING, logger="libs.common.batching"):
+        results = run(main())
+    assert results[:3] == [0, 2, 4]
+    assert isinstance(results[3], ValueError) and str(results[3]) == "degenerate landmarks"
+    assert results[4:] == [8, 10]
+    assert calls[0] == [0, 1, 2, 3, 4, 5]  # they did share one batch
+    assert calls[1:] == [[0, 1, 2], [3, 4, 5], [3], [4, 5]]
+    assert any("isolate" in r.getMessage() for r in caplog.records)
+
+
+def test_item_submitted_during_a_running_batch_waits_max_wait_from_its_submit() -> None:
+    async def main() -> None:
+        batch_ended = 0.0
+
+        async def slow_first(items: list[str]) -> list[str]:
+            nonlocal batch_ended
+            if "a" in items:
+                await asyncio.sleep(0.3)
+                batch_ended = time.monotonic()
+            return items
+
+        batcher = MicroBatcher(slow_first, max_batch=2, max_wait_ms=250)
+        first = asyncio.gather(batcher.submit("a"), batcher.submit("b"))  # full: runs at once, takes 0.3 s
+        await asyncio.sleep(0.05)
+        submitted = time.monotonic()
+        assert await batcher.submit("c") == "c"  # queued while [a, b] runs; its 250 ms are over when it ends
+        done = time.monotonic()
+        assert await first == ["a", "b"]
+        assert done - batch_ended < 0.15  # the old code waited another full 250 ms after the slow batch
+        assert done - submitted < 0.25 + 0.15
+        assert batcher.batches_run == 2
         await batcher.close()
 
     run(main())

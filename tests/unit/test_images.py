@@ -1,4 +1,4 @@
-"""normalize_upload and decode_image_bytes against a hostile and a awkward-but-valid corpus, all generated here."""
+"""normalize_upload, decode_image_bytes and load_image_file on a hostile and an awkward-but-valid corpus, made here."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import struct
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from libs.common.images import (
     ImageRejected,
     NormalizedImage,
     decode_image_bytes,
+    load_image_file,
     normalize_upload,
     sniff_format,
 )
@@ -210,6 +212,18 @@ def test_palette_png_with_transparency_is_composited_on_white() -> None:
     assert tuple(result[32, 4]) == pytest.approx((200, 30, 30), abs=12)
 
 
+def test_sixteen_bit_grayscale_png_with_trns_is_composited_on_white() -> None:
+    samples = np.full((32, 48), 32768, np.uint16)  # opaque mid-grey ...
+    samples[:, :16] = 0  # ... the tRNS value on the left: transparent
+    samples[:, 16:24] = 100  # shares the transparent value's top byte but is not it: opaque near-black
+    body = encode(Image.fromarray(samples), "PNG", transparency=0)
+    assert Image.open(io.BytesIO(body)).info.get("transparency") == 0  # the test input really carries a tRNS
+    for pixels in (decode_image_bytes(body), normalize(body).rgb()):
+        assert pixels[16, 4].tolist() == [255, 255, 255]  # transparent -> white, not black
+        assert pixels[16, 20].max() <= 4  # opaque near-black stays black
+        assert abs(int(pixels[16, 40, 0]) - 128) <= 4
+
+
 def test_rgba_png_is_composited_on_white_not_black() -> None:
     rgba = astronaut(64, 64).convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize((64, 64)))  # alpha 0 at top, 255 at bottom
@@ -322,3 +336,58 @@ def test_decode_image_bytes_applies_the_same_guards(payload: bytes, code: str) -
     with pytest.raises(ImageRejected) as caught:
         decode_image_bytes(payload)
     assert caught.value.code == code
+
+
+# -- load_image_file ------------------------------------------------------------------------------------------------
+
+
+def awkward_pngs() -> dict[str, bytes]:
+    """PNGs whose plain ``convert("RGB")`` differs from the service's decoding (16-bit, alpha, tRNS, EXIF)."""
+    grey16 = np.tile(np.linspace(0, 65535, 64, dtype=np.uint16), (48, 1))
+    transparent16 = grey16.copy()
+    transparent16[:, :8] = 0
+    palette = Image.new("P", (64, 48), 0)
+    palette.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)
+    palette.paste(1, (0, 0, 32, 48))
+    rgba = astronaut(64, 48).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((64, 48)))
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = ROTATE_90_CW
+    return {
+        "grey16": encode(Image.fromarray(grey16), "PNG"),
+        "grey16_trns": encode(Image.fromarray(transparent16), "PNG", transparency=0),
+        "grey16_exif_rotated": encode(Image.fromarray(grey16), "PNG", exif=exif.tobytes()),
+        "palette_trns": encode(palette, "PNG", transparency=0),
+        "rgba": encode(rgba, "PNG"),
+        "la": encode(Image.new("LA", (64, 48), (0, 0)), "PNG"),
+    }
+
+
+def test_load_image_file_scales_sixteen_bit_pngs_instead_of_clipping(tmp_path: Path) -> None:
+    path = tmp_path / "grey16.png"
+    path.write_bytes(encode(Image.fromarray(np.full((40, 60), 32768, np.uint16)), "PNG"))
+    pixels = load_image_file(path)
+    assert pixels.shape == (40, 60, 3) and pixels.dtype == np.uint8
+    assert abs(int(pixels[0, 0, 0]) - 128) <= 1  # a plain convert("RGB") clips to 255 (white)
+
+
+def test_load_image_file_composites_transparency_on_white(tmp_path: Path) -> None:
+    path = tmp_path / "transparent.png"
+    path.write_bytes(encode(Image.new("RGBA", (60, 40), (0, 0, 0, 0)), "PNG"))
+    assert load_image_file(path).min() == 255  # a plain convert("RGB") drops the alpha onto black
+
+
+@pytest.mark.parametrize("name", sorted(awkward_pngs()))
+def test_load_image_file_sees_the_pixels_the_service_decodes(tmp_path: Path, name: str) -> None:
+    body = awkward_pngs()[name]
+    path = tmp_path / f"{name}.png"
+    path.write_bytes(body)
+    assert np.array_equal(load_image_file(path), decode_image_bytes(body))
+
+
+def test_load_image_file_still_reads_trusted_formats_the_upload_path_refuses(tmp_path: Path) -> None:
+    path = tmp_path / "dataset.bmp"
+    astronaut(32, 24).save(path, "BMP")
+    assert load_image_file(path).shape == (24, 32, 3)
+    with pytest.raises(ImageRejected):
+        decode_image_bytes(path.read_bytes())

@@ -3,10 +3,15 @@ with the scoring service's personal API served for real on loopback, or absent."
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
+import pytest
 from aiohttp import web
 
 from libs.common import keys
@@ -191,3 +196,95 @@ def test_merge_personal_adds_the_visitors_verdict_but_never_to_withheld_faces() 
     assert faces[0]["crowd_ratings"] == 7 and faces[0]["crowd_score"] == 7.4 and "personal_score" not in faces[0]
     assert faces[1] == {"index": 1, "attractiveness": None, "withheld_reason": "possible_minor"}
     assert faces[2]["crowd_ratings"] == 3 and "crowd_score" not in faces[2]
+
+
+def test_merge_personal_ignores_a_malformed_answer() -> None:
+    def body() -> dict:
+        return {"status": "done", "faces": [{"index": 0, "attractiveness": 6.1}]}
+
+    for personal in ({"faces": 5}, {"faces": None}, {"faces": "abc"}, {"faces": [1, "x", None]},
+                     {"faces": [{"index": [0], "personal_score": 9.0, "source": "personal"}]},  # unhashable index
+                     {"faces": [{"index": True, "personal_score": 9.0, "source": "personal"}]},
+                     {"faces": [{"index": 0, "personal_score": "9", "source": "personal"}]}):
+        merged = merge_personal(body(), personal)
+        assert "personal_score" not in merged["faces"][0], personal
+
+
+async def test_rating_bodies_are_read_whole_and_deep_nesting_is_invalid_json(aiohttp_client, tmp_path: Path) -> None:
+    blobs, publisher = LocalBlobStore(tmp_path), RecordingPublisher()
+    client = await aiohttp_client(upload_app(blobs, publisher, f"http://127.0.0.1:{free_port()}"))
+    theirs = await photo(blobs, owner=new_id())
+    client.session.cookie_jar.update_cookies({VISITOR_COOKIE: new_id()})
+    rating = json.dumps({"photo_id": theirs, "face_index": 0, "rating": 1}).encode()
+
+    async def in_pieces(*pieces: bytes) -> AsyncIterator[bytes]:  # chunked, and not all there at the first read
+        for piece in pieces:
+            yield piece
+            await asyncio.sleep(0.02)
+
+    resp = await client.post("/api/v1/ratings", data=in_pieces(rating[:10], rating[10:]))
+    assert resp.status == 202, await resp.text()
+    for data in (b"[" * 1000, in_pieces(b"[" * 1000, b"]" * 1000), in_pieces(b"{", b" " * 5000, b"}")):
+        resp = await client.post("/api/v1/ratings", data=data)
+        assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_json")
+    assert len(publisher.of_type(RatingSubmitted)) == 1
+
+
+@pytest.mark.parametrize("number", ["²", "٣", "9" * 5000, "1" * 5, "-1", " 3", "3\n", "0x3"])
+async def test_counts_and_face_indexes_are_ascii_digits(aiohttp_client, tmp_path: Path, number: str) -> None:
+    """str.isdigit() takes '²' (int() refuses it) and '٣' (int() reads 3), int() refuses 5000 digits: never a 500."""
+    blobs = LocalBlobStore(tmp_path)
+    client = await aiohttp_client(upload_app(blobs, RecordingPublisher(), f"http://127.0.0.1:{free_port()}"))
+    photo_id = await photo(blobs, owner=new_id())
+    resp = await client.get("/api/v1/rate/next", params={"count": number})
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_count")
+    resp = await client.get(f"/api/v1/rate/faces/{photo_id}/{quote(number)}")
+    assert (resp.status, (await resp.json())["error"]["code"]) == (404, "not_found")
+    assert (await client.get(f"/api/v1/rate/faces/{photo_id}/0")).status == 200
+
+
+MALFORMED_SCORING_ANSWERS = [{"faces": [1]}, {"faces": 5}, {"faces": None}, {"faces": ["x"]}, {"faces": {"a": 1}},
+                             {"faces": [{"photo_id": "A" * 22, "face_index": [0]}, {"index": [0]}]}, [1, 2],
+                             "[" * 100_000]  # a str is sent as is: nested past the recursion limit
+
+
+@pytest.mark.parametrize("answer", MALFORMED_SCORING_ANSWERS, ids=range(len(MALFORMED_SCORING_ANSWERS)))
+async def test_a_malformed_scoring_answer_is_no_answer(aiohttp_client, aiohttp_server, tmp_path: Path,
+                                                       answer: object) -> None:
+    """The scoring service's 200s are checked like its failures: never a 5xx, just nothing to rate or merge."""
+
+    async def answer_it(request: web.Request) -> web.Response:
+        if isinstance(answer, str):
+            return web.Response(text=answer, content_type="application/json")
+        return web.json_response(answer)
+
+    scoring = web.Application()
+    scoring.router.add_get("/api/v1/rate/next", answer_it)
+    scoring.router.add_get("/api/v1/personal", answer_it)
+    server = await aiohttp_server(scoring)
+    blobs = LocalBlobStore(tmp_path)
+    client = await aiohttp_client(upload_app(blobs, RecordingPublisher(), str(server.make_url(""))))
+    photo_id = await photo(blobs, owner=new_id())
+    resp = await client.get("/api/v1/rate/next")
+    assert resp.status == 200 and await resp.json() == {"faces": []}
+    resp = await client.get(f"/api/v1/photos/{photo_id}", params={"viewer": new_id()})
+    body = await resp.json()
+    assert resp.status == 200 and body["status"] == "done" and "personal_score" not in body["faces"][0]
+
+
+async def test_good_faces_survive_bad_neighbours_in_the_scoring_answer(aiohttp_client, aiohttp_server,
+                                                                       tmp_path: Path) -> None:
+    good = new_id()
+    faces = [1, None, {"photo_id": good, "face_index": 0}, {"photo_id": good, "face_index": True},
+             {"photo_id": good, "face_index": 10**6}, {"photo_id": ["x"], "face_index": 0}]
+
+    async def rate_next(request: web.Request) -> web.Response:
+        return web.json_response({"faces": faces})
+
+    scoring = web.Application()
+    scoring.router.add_get("/api/v1/rate/next", rate_next)
+    server = await aiohttp_server(scoring)
+    client = await aiohttp_client(upload_app(LocalBlobStore(tmp_path), RecordingPublisher(), str(server.make_url(""))))
+    resp = await client.get("/api/v1/rate/next")
+    assert resp.status == 200
+    assert [(f["photo_id"], f["face_index"]) for f in (await resp.json())["faces"]] == [(good, 0)]

@@ -35,6 +35,7 @@ def test_a_good_rating_parses() -> None:
     (b"not json", "invalid_json"),
     (b"[1, 2]", "invalid_json"),
     (b"{" + b" " * 2000 + b"}", "invalid_json"),
+    (b"[" * 1000, "invalid_json"),  # nesting within the byte limit: json.loads raises RecursionError
     (body(photo_id="../x"), "invalid_photo_id"),
     (body(photo_id=None), "invalid_photo_id"),
     (body(face_index=-1), "invalid_face_index"),

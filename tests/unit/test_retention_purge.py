@@ -53,7 +53,8 @@ def test_old_photos_are_purged_and_recent_ones_kept(tmp_path: Path) -> None:
     assert run_retention(Settings(), RETENTION_DAYS, blob_store=store, publisher=publisher) == 1
 
     left = every_key(store)
-    assert left == recent_keys | {keys.tombstone(old.photo_id)}
+    # what stays: the tombstones, the photo's and its public share's (no photo id in it: the page answers 410)
+    assert left == recent_keys | {keys.tombstone(old.photo_id), keys.share_tombstone(old.share_id or "")}
     tombstone = json.loads(asyncio.run(store.get(keys.tombstone(old.photo_id))).data)
     assert tombstone["reason"] == "retention"
     (event,) = publisher.events
@@ -72,4 +73,4 @@ def test_a_failed_run_is_finished_by_the_next(tmp_path: Path) -> None:
     publisher = RecordingPublisher()
     assert run_retention(Settings(), RETENTION_DAYS, blob_store=store, publisher=publisher) == 1
     assert [e.reason for e in publisher.events] == ["retention"]  # type: ignore[attr-defined]
-    assert every_key(store) == {keys.tombstone(old.photo_id)}
+    assert every_key(store) == {keys.tombstone(old.photo_id), keys.share_tombstone(old.share_id or "")}

@@ -112,14 +112,16 @@ async def test_redelivery_overwrites_with_identical_bytes(
     handlers: ShareHandlers, store: LocalBlobStore, events: RecordingPublisher
 ) -> None:
     photo_id, _ = await seed_photo(store)
-    first = await handlers.on_photo_scored(scored(photo_id, ADULT))
+    event = scored(photo_id, ADULT)
+    first = await handlers.on_photo_scored(event)
     assert first is not None
     before = {key: (await store.get(key)).data for key in first.card_keys.values()}
-    second = await handlers.on_photo_scored(scored(photo_id, ADULT))
+    second = await handlers.on_photo_scored(event)
     assert second is not None
     assert second.card_keys == first.card_keys
     assert {key: (await store.get(key)).data for key in second.card_keys.values()} == before
-    assert await store.list(keys.cards_prefix(photo_id)) == sorted(before)
+    assert await store.list(keys.cards_prefix(photo_id)) == sorted([*before, keys.cards_stamp(photo_id)])
+    assert second.event_id == first.event_id and second.occurred_at == first.occurred_at  # one event to analytics
 
 
 async def test_deleted_photo_gets_no_card(

@@ -19,6 +19,7 @@ from skimage import data
 from libs.common import keys
 from libs.common.blobs import LocalBlobStore
 from libs.common.bus import RecordingPublisher
+from libs.common.deletion import erase_photo
 from libs.common.documents import PhotoMeta, ResultDocument, ShareRecord
 from libs.common.events import FaceResult, PhotoScored, ShareViewed
 from libs.common.ids import new_id
@@ -300,11 +301,22 @@ async def test_a_photo_not_scored_yet_answers_404_with_retry_after(client: Any, 
 async def test_a_deleted_photo_has_no_page_and_no_card(client: Any, store: LocalBlobStore) -> None:
     photo_id, share_id = await seed_scored_photo(store)
     await press_share(store, photo_id, share_id)
-    await store.put(keys.tombstone(photo_id), b"{}", "application/json")
+    await store.put(keys.tombstone(photo_id), b"{}", "application/json")  # mid-deletion: the record is still there
     page = await client.get(f"/s/{share_id}")
     assert page.status == 410
     assert "deleted" in await page.text()
     assert (await client.get(f"/cards/{share_id}/og.png")).status == 404
+    await erase_photo(store, photo_id, share_id=share_id, reason="owner")  # deleted: the record is gone
+    page = await client.get(f"/s/{share_id}")
+    assert page.status == 410 and "deleted" in await page.text()
+    assert (await client.get(f"/cards/{share_id}/og.png")).status == 404
+
+
+async def test_a_deleted_photo_that_was_never_shared_stays_never_shared(client: Any, store: LocalBlobStore) -> None:
+    photo_id, share_id = await seed_scored_photo(store)  # the share id is allocated at upload, public only on share
+    await erase_photo(store, photo_id, share_id=share_id, reason="owner")
+    page = await client.get(f"/s/{share_id}")
+    assert page.status == 404 and "never shared" in await page.text()
 
 
 async def test_untrusted_text_is_escaped(client: Any, store: LocalBlobStore) -> None:

@@ -34,7 +34,7 @@ MAX_BYTES = 400_000  # small limit so the too-large cases stay fast; the astrona
 MIN_ID_BITS = 96
 
 
-def make_settings(**upload: int) -> Settings:
+def make_settings(**upload: float) -> Settings:
     return Settings(
         core=CoreSettings(public_base_url=BASE_URL),
         upload=UploadSettings(max_bytes=MAX_BYTES, **upload),
@@ -319,6 +319,22 @@ async def test_photo_over_max_bytes_streamed_without_length(client) -> None:
     await assert_error(response, 413, "too_large")
 
 
+async def test_preamble_is_allowed_but_counts_against_the_body_limit(client, store, astronaut_jpeg: bytes) -> None:
+    photo = part("photo", astronaut_jpeg, filename=b"a.jpg", content_type="image/jpeg")
+
+    async def chunked(preamble: bytes) -> AsyncIterator[bytes]:  # no Content-Length: only the stream can tell
+        for start in range(0, len(preamble), 65_536):
+            yield preamble[start : start + 65_536]
+        yield raw_body(photo)
+
+    small = b"This is a multi-part message in MIME format.\r\n"
+    response = await client.post("/api/v1/photos", data=chunked(small), headers=RAW_HEADERS)
+    assert response.status == 202, await response.text()
+    large = (b"x" * 998 + b"\r\n") * ((MAX_BYTES + MULTIPART_SLACK_BYTES) // 1000)  # the photo would tip it over
+    await assert_error(await client.post("/api/v1/photos", data=chunked(large), headers=RAW_HEADERS), 413, "too_large")
+    assert len(await store.list("photos/")) == 1
+
+
 async def test_aiohttp_entity_too_large_becomes_json(aiohttp_client, store, publisher) -> None:
     """Any aiohttp HTTPRequestEntityTooLarge (here from request.read()) gets our JSON error shape."""
     app = create_app(make_settings(), blob_store=store, publisher=publisher)
@@ -392,6 +408,25 @@ async def test_client_disconnect_mid_upload_is_not_a_server_error(
     assert 'route="/api/v1/photos",status="400"' in text
     assert 'status="500"' not in text
     assert await store.list("") == []
+
+
+async def test_trickling_body_gets_408_at_the_deadline(aiohttp_client, store, publisher) -> None:
+    """The deadline covers the whole body, not the gaps between bytes: a client that keeps sending a line every
+    few milliseconds (slowloris) is still cut off."""
+    app = create_app(make_settings(body_timeout_s=0.2), blob_store=store, publisher=publisher)
+    client = await aiohttp_client(app)
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b"--" + BOUNDARY.encode() + b'\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'
+        for _ in range(1000):  # 10 s at this pace, far past the deadline
+            await asyncio.sleep(0.01)
+            yield b"\0"
+
+    started = asyncio.get_running_loop().time()
+    response = await client.post("/api/v1/photos", data=trickle(), headers=RAW_HEADERS)
+    await assert_error(response, 408, "body_timeout")
+    assert asyncio.get_running_loop().time() - started < 5
+    assert await store.list("") == [] and publisher.events == []
 
 
 async def test_unknown_route_and_wrong_method_are_json(client) -> None:

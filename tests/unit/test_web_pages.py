@@ -108,6 +108,13 @@ async def test_malformed_photo_id_and_unknown_path_are_html_404_for_browsers(cli
         assert response.headers["Content-Security-Policy"] == CSP
 
 
+async def test_html_405_keeps_the_allow_header(client) -> None:
+    response = await client.post("/", headers=HTML_ACCEPT)
+    assert response.status == 405 and response.content_type == "text/html"
+    assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD"}
+    assert response.headers["Content-Security-Policy"] == CSP
+
+
 async def test_api_errors_stay_json(client) -> None:
     response = await client.get("/api/v1/nope", headers=HTML_ACCEPT)
     assert response.status == 404 and response.content_type == "application/json"
@@ -159,6 +166,21 @@ async def test_page_view_published_with_utm_referrer_and_referral(client, publis
     later = publisher.of_type(PageViewed)[-1]
     assert (later.path, later.new_visitor, later.visitor_id) == ("/privacy", False, view.visitor_id)
     assert later.attribution.share_id == SHARE_ID and later.attribution.utm_source == "x"
+
+
+async def test_same_origin_referrer_is_not_recorded_but_an_external_one_is(
+    client, publisher: RecordingPublisher
+) -> None:
+    """A same-origin Referer is the full URL of one of our pages (the owner's /p/{photo_id}): recording it would keep
+    the owner's visitor id linked to the photo after deleting it, which forgets page views by their own path only."""
+    photo_id = "AAAAAAAAAAAAAAAAAAAAAA"
+    await client.get("/rate", headers={"Referer": str(client.make_url(f"/p/{photo_id}"))})
+    await client.get("/rate", headers={"Referer": "https://news.example.com/story"})
+    await settle(client)
+    internal, external = publisher.of_type(PageViewed)
+    assert internal.attribution.referrer is None
+    assert photo_id not in internal.model_dump_json()
+    assert external.attribution.referrer == "https://news.example.com/story"
 
 
 async def test_page_does_not_wait_for_a_stuck_broker(aiohttp_client, tmp_path: Path) -> None:

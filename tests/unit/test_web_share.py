@@ -3,7 +3,9 @@ idempotency, the public share record, photo.shared, and the image's 200/404/410 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -187,3 +189,24 @@ async def test_image_unknown_malformed_deleted_and_not_kept(client, store, astro
     await store.delete(keys.photo(ephemeral))  # what the pipeline does after scoring for store=false
     not_kept = await client.get(f"/api/v1/photos/{ephemeral}/image")
     assert not_kept.status == 410 and (await not_kept.json())["error"]["code"] == "not_kept"
+
+
+async def test_share_body_is_read_whole_and_deep_nesting_is_invalid_json(
+    client, store, publisher, astronaut_jpeg: bytes
+) -> None:
+    accepted = await upload(client, astronaut_jpeg)
+    photo_id, token = accepted["photo_id"], accepted["delete_token"]
+    await finish(store, photo_id)
+    url, headers = f"/api/v1/photos/{photo_id}/share", {"X-Delete-Token": token}
+
+    async def in_pieces(*pieces: bytes) -> AsyncIterator[bytes]:  # chunked, and not all there at the first read
+        for piece in pieces:
+            yield piece
+            await asyncio.sleep(0.02)
+
+    response = await client.post(url, data=in_pieces(b'{"chan', b'nel": "x"}'), headers=headers)
+    assert response.status == 201, await response.text()
+    assert [e.channel for e in publisher.of_type(PhotoShared)] == ["x"]
+    for data in (b"[" * 1000, in_pieces(b"[" * 600, b"[" * 400), in_pieces(b"{", b" " * 5000, b"}")):
+        response = await client.post(url, data=data, headers=headers)
+        assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_json"

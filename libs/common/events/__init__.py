@@ -19,7 +19,7 @@ from libs.common.events.photo import (
     PhotoShared,
     PhotoUploaded,
 )
-from libs.common.events.web import FaceRated, PageViewed, RatingSubmitted, ShareViewed
+from libs.common.events.web import RATING_SCALES, FaceRated, PageViewed, RatingSubmitted, ShareViewed
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     PhotoUploaded,
@@ -84,6 +84,7 @@ def decode_event(raw: bytes | None, topic: str | None = None) -> Event:
 __all__ = [
     "DLQ_SUFFIX",
     "EVENT_TYPES",
+    "RATING_SCALES",
     "TOPICS",
     "Attribution",
     "CardRendered",

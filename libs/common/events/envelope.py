@@ -25,9 +25,13 @@ def new_trace_id() -> str:
 
 
 class Event(BaseModel):
-    """Base of every event: the envelope fields plus the event's own typed fields."""
+    """Base of every event: the envelope fields plus the event's own typed fields.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    NaN and infinity are refused in every float field: one NaN rating or landmark would otherwise pass the contract and
+    poison whatever state or batch it reaches; refused, it goes to the dead-letter topic with the reason.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     TOPIC: ClassVar[str]
     """The topic this event type is published on."""

@@ -13,7 +13,7 @@ PhotoId = str  # validated by ID_PATTERN in each model
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # as Event: no NaN inside events
 
 
 class Attribution(_Frozen):

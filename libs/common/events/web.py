@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from libs.common.events.envelope import Event
 from libs.common.events.photo import Attribution
@@ -34,6 +34,10 @@ class ShareViewed(Event):
     attribution: Attribution = Field(default_factory=Attribution)
 
 
+RATING_SCALES: dict[str, tuple[float, float]] = {"hot_or_not": (0.0, 1.0), "1to10": (1.0, 10.0)}
+"""Each rating scale's range; hot-or-not takes only its two ends (0 not, 1 hot)."""
+
+
 class RatingSubmitted(Event):
     """A visitor rated another visitor's face (hot-or-not or 1–10) on the rate-others page.
 
@@ -53,6 +57,16 @@ class RatingSubmitted(Event):
     rating: float
     rated_gender: Literal["female", "male"] | None = None
     rater_gender: Literal["female", "male"] | None = None
+
+    @model_validator(mode="after")
+    def _rating_on_its_scale(self) -> RatingSubmitted:
+        """A rating off its scale would be clipped or misread by the personal model: refuse it (dead-letter)."""
+        low, high = RATING_SCALES[self.scale]
+        if self.scale == "hot_or_not" and self.rating not in (low, high):
+            raise ValueError(f"a hot_or_not rating is {low:g} or {high:g}, got {self.rating:g}")
+        if not low <= self.rating <= high:
+            raise ValueError(f"a {self.scale} rating lies in [{low:g}, {high:g}], got {self.rating:g}")
+        return self
 
     @property
     def partition_key(self) -> str | None:

@@ -61,7 +61,11 @@ class BlobRaterStateStore:
             blob = await self.blobs.get(self.key(rater_id))  # type: ignore[attr-defined]
         except BlobNotFound:
             return None
-        return RaterState.from_bytes(blob.data)
+        try:
+            return RaterState.from_bytes(blob.data)
+        except (ValueError, KeyError, TypeError):  # unreadable: start afresh, as a face state does, rather than
+            log.warning("unreadable rater state ignored", extra={"rater": rater_id})  # dead-letter all their ratings
+            return None
 
     async def save(self, state: RaterState) -> None:
         await self.blobs.put(self.key(state.rater_id), state.to_bytes(), CONTENT_TYPE)  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from multidict import CIMultiDict
 
 from libs.common.settings import Settings
 from services.upload.errors import RETRY_AFTER_S
+from services.upload.form import read_body
 from services.upload.web.security import error_page
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 PROXIED_PREFIXES = ("/s/", "/cards/")
 CONNECT_TIMEOUT_S = 2.0  # the share service is on the same network: failing to connect in 2 s means it is down
 TOTAL_TIMEOUT_S = 15.0  # a cold card render can take a second or two; past this the visitor has given up anyway
-READ_CHUNK_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a story card is ~1–2 MB; anything bigger is not a page or card of ours
 FORWARDED_REQUEST_HEADERS = (
     "Accept", "Accept-Language", "Cookie", "If-None-Match", "If-Modified-Since", "Referer", "User-Agent",
@@ -71,16 +71,6 @@ def _forwarded_headers(request: web.Request) -> dict[str, str]:
     return headers
 
 
-async def _read_limited(content: aiohttp.StreamReader, limit: int) -> bytes | None:
-    """The whole body (read() of a stream returns only what has arrived so far), or None past ``limit`` bytes."""
-    body = bytearray()
-    async for chunk in content.iter_chunked(READ_CHUNK_BYTES):
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 async def proxy_to_share(request: web.Request) -> web.StreamResponse:
     """Forward the request to the share service and relay its answer (status, headers incl. Set-Cookie, body)."""
     session = request.app[SHARE_HTTP]
@@ -89,7 +79,7 @@ async def proxy_to_share(request: web.Request) -> web.StreamResponse:
         async with session.request(
             request.method, target, headers=_forwarded_headers(request), allow_redirects=False
         ) as upstream:
-            body = await _read_limited(upstream.content, MAX_BODY_BYTES)
+            body = await read_body(upstream.content, MAX_BODY_BYTES)
             if body is None:
                 log.error("share service answer too large", extra={"path": request.path})
                 return error_page(502)

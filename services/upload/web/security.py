@@ -25,6 +25,7 @@ SECURITY_HEADERS: Mapping[str, str] = {
     "Referrer-Policy": "strict-origin-when-cross-origin",  # shared links never leak a result page's photo id
 }
 NON_WEBSITE_PREFIXES = ("/api/", "/healthz", "/metrics")
+KEPT_ERROR_HEADERS = frozenset({"retry-after", "allow"})  # an error page still says when to retry, which methods work
 HTML = "text/html"
 
 ERROR_WORDS: Mapping[int, tuple[str, str]] = {
@@ -68,7 +69,8 @@ async def website_middleware(
     except web.HTTPException as exc:
         if exc.status < 400 or not _wants_html(request):
             raise
-        return error_page(exc.status, headers={k: v for k, v in exc.headers.items() if k.lower() == "retry-after"})
+        kept = {k: v for k, v in exc.headers.items() if k.lower() in KEPT_ERROR_HEADERS}
+        return error_page(exc.status, headers=kept)
     except Exception:
         if not _wants_html(request):
             raise

@@ -70,7 +70,7 @@ def _decode_landing(raw: str | None) -> dict[str, str]:
         return {}
     try:
         value: Any = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: "[[[[…" nested past the parser's depth
         return {}
     if not isinstance(value, dict):
         return {}
@@ -108,7 +108,11 @@ class Visit:
 
 
 def read_visit(request: web.Request) -> Visit:
-    """Identify the visitor and work out this view's attribution: fresh link parameters win over remembered ones."""
+    """Identify the visitor and work out this view's attribution: fresh link parameters win over remembered ones.
+
+    The attribution's referrer is this view's external referrer or None; navigation between our own pages records
+    none (it says nothing about where visitors come from, and its URLs name photos).
+    """
     existing = visitor_id_of(request)
     referral = _valid_id(request.query.get(REFERRAL_QUERY))
     landing = _utm_from(request.query)
@@ -119,7 +123,9 @@ def read_visit(request: web.Request) -> Visit:
         landing = {"referrer": referrer[:MAX_COOKIE_REFERRER_CHARS]}
     remembered = stored_attribution(request)
     fields = {**remembered.model_dump(exclude_none=True), **landing}
-    fields["referrer"] = (request.headers.get("Referer") or "")[:MAX_REFERRER_CHARS] or None
+    # This view's own referrer, and only another site's: a same-origin Referer is the full URL of one of our pages
+    # (e.g. the owner's /p/{photo_id}), which would tie this view to a photo that deleting it cannot find.
+    fields["referrer"] = (referrer or "")[:MAX_REFERRER_CHARS] or None
     fields["share_id"] = referral or remembered.share_id
     try:
         attribution = Attribution(**fields)
