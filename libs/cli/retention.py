@@ -65,7 +65,7 @@ async def purge_expired(
 
 async def _purge(meta: PhotoMeta, blobs: BlobStore, events: EventPublisher) -> None:
     photo_id = meta.photo_id
-    await erase_photo(blobs, photo_id, share_id=meta.share_id, reason="retention")
+    await erase_photo(blobs, photo_id, share_id=meta.share_id, rate_id=meta.rate_id, reason="retention")
     await events.publish(PhotoDeleted(photo_id=photo_id, reason="retention", trace_id=new_trace_id(),
                                       producer=PRODUCER))
     await blobs.delete(keys.meta(photo_id))

@@ -30,8 +30,11 @@ async def _delete(blobs: BlobStore, single_keys: Sequence[str], prefixes: Sequen
     await asyncio.gather(*(blobs.delete(k) for k in single_keys), *(blobs.delete_prefix(p) for p in prefixes))
 
 
-async def erase_photo(blobs: BlobStore, photo_id: str, *, share_id: str | None, reason: str) -> None:
-    """Everything derived from the photo (and its public share record) goes, around the tombstone; the meta stays.
+async def erase_photo(
+    blobs: BlobStore, photo_id: str, *, share_id: str | None, reason: str, rate_id: str | None = None
+) -> None:
+    """Everything derived from the photo (its public share record and rate alias too) goes, around the tombstone; the
+    meta stays.
 
     The first pass comes before the tombstone so that privacy wins even if the tombstone write fails (a retry
     finishes the job); the second one catches what a stage wrote meanwhile (module docstring).
@@ -43,6 +46,8 @@ async def erase_photo(blobs: BlobStore, photo_id: str, *, share_id: str | None, 
             marker = {"deleted_at": deleted_at}
             await blobs.put(keys.share_tombstone(share_id), json.dumps(marker).encode(), JSON_CONTENT_TYPE)
         single_keys.append(keys.share(share_id))
+    if rate_id:
+        single_keys.append(keys.rate_alias(rate_id))
     await _delete(blobs, single_keys, prefixes)
     tombstone = {"photo_id": photo_id, "deleted_at": deleted_at, "reason": reason}
     await blobs.put(keys.tombstone(photo_id), json.dumps(tombstone).encode(), JSON_CONTENT_TYPE)

@@ -32,6 +32,7 @@ class PhotoMeta(_Doc):
     width: int
     height: int
     share_id: str | None = None
+    rate_id: str | None = None  # rateable photos: the alias raters see (keys.rate_alias), never the photo id
 
 
 class FacesManifest(_Doc):
@@ -56,6 +57,13 @@ class ResultDocument(_Doc):
     reason: str | None = None
     code: str | None = None
     scored_at: AwareDatetime | None = None
+
+
+class RateAlias(_Doc):
+    """rate-ids/{rate_id}.json: which photo a rater's rate id stands for (read by the upload service only)."""
+
+    rate_id: str
+    photo_id: str
 
 
 class ShareRecord(_Doc):

@@ -9,6 +9,7 @@
 - cards/{photo_id}/{fmt}-{v}.png  share    rendered result cards (and rendered.json: when card.rendered went out)
 - shares/{share_id}.json          upload   public share record (share id → photo id), only once the owner shares
 - shares-deleted/{share_id}.json  upload   "this share's photo was deleted" (no photo id: the page answers 410)
+- rate-ids/{rate_id}.json         upload   the id raters see for a rateable photo → its photo id (never shown to them)
 - features/{photo_id}/{n}.npy     scoring  face n's personalization vector (PersonalModel.face_vector), adults only
 - ratepool/{photo_id}.json        scoring  the photo's faces offered for rating (owner opted in, no minors)
 - personalize/raters/{vid}.json   scoring  a rater's personal-model state (services/scoring/personalize/store.py)
@@ -73,6 +74,11 @@ def cards_stamp(photo_id: str) -> str:
 
 def share(share_id: str) -> str:
     return f"shares/{_check(share_id)}.json"
+
+
+def rate_alias(rate_id: str) -> str:
+    """A rateable photo's public alias: raters see only this id, because the photo id opens the owner's result."""
+    return f"rate-ids/{_check(rate_id)}.json"
 
 
 def share_tombstone(share_id: str) -> str:

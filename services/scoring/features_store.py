@@ -122,9 +122,11 @@ class FaceFeatureStore:
 
 
 class RatePoolEntry(BaseModel):
-    """ratepool/{photo_id}.json: the photo's faces other visitors may rate, and whose photo it is (never shown)."""
+    """ratepool/{photo_id}.json: the photo's faces other visitors may rate, whose photo it is (never shown), and the
+    alias raters are shown instead of the photo id (PhotoMeta.rate_id)."""
 
     photo_id: str
+    rate_id: str
     owner_visitor_id: str | None = None
     faces: list[int]
     registered_at: AwareDatetime
@@ -199,14 +201,16 @@ async def store_personalization(
     withheld = [index for index, vector in vectors if vector is None]
     await asyncio.gather(*(blobs.delete(keys.face_features(photo_id, index)) for index in withheld))
     meta = await _photo_meta(blobs, photo_id) if adults else None
-    if meta is None or not meta.rateable or withheld:
+    rate_id = meta.rate_id if meta is not None and meta.rateable else None  # no alias: raters cannot be shown it
+    if rate_id is None or withheld:
         await blobs.delete(keys.rate_pool_entry(photo_id))  # re-registered below with the adults only
     if not adults:
         return
     store = FaceFeatureStore(blobs)
     await asyncio.gather(*(store.save(photo_id, index, vector) for index, vector in adults))
-    if meta is None or not meta.rateable:
+    if rate_id is None:
         return
-    entry = RatePoolEntry(photo_id=photo_id, owner_visitor_id=meta.visitor_id, faces=[i for i, _ in adults],
+    owner = meta.visitor_id if meta is not None else None
+    entry = RatePoolEntry(photo_id=photo_id, rate_id=rate_id, owner_visitor_id=owner, faces=[i for i, _ in adults],
                           registered_at=utcnow())
     await RatePool(blobs).register(entry)

@@ -121,10 +121,11 @@ async def rate_next(request: web.Request) -> web.Response:
     try:
         state = await load_rater_state(stage, viewer) if viewer else stage.model.new_state("anonymous")
         rated = state.rated_faces()
+        entries = [e for e in await stage.pool.entries() if viewer is None or e.owner_visitor_id != viewer]
+        rate_ids = {e.photo_id: e.rate_id for e in entries}
         candidates = [
             (entry.photo_id, index)
-            for entry in await stage.pool.entries()
-            if viewer is None or entry.owner_visitor_id != viewer
+            for entry in entries
             for index in entry.faces
             if face_key(entry.photo_id, index) not in rated
         ]
@@ -142,7 +143,8 @@ async def rate_next(request: web.Request) -> web.Response:
         raise _error(503, "storage_unavailable", "storage is unavailable") from exc
     items = [stage.model.current_item(item, face_key(*c)) for (c, _), item in zip(usable, stored, strict=True)]
     picks = stage.model.next_faces(state, np.stack([v for _, v in usable]), count, items)
-    faces = [{"photo_id": usable[i][0][0], "face_index": usable[i][0][1]} for i in picks]
+    faces = [{"photo_id": usable[i][0][0], "rate_id": rate_ids[usable[i][0][0]], "face_index": usable[i][0][1]}
+             for i in picks]  # the upload service shows raters the rate id only
     return web.json_response({"faces": faces})
 
 

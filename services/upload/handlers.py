@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from libs.common import keys
 from libs.common.blobs import Blob, BlobNotFound, BlobStore
 from libs.common.deletion import erase_photo
-from libs.common.documents import FacesManifest, PhotoMeta, ResultDocument, ShareRecord
+from libs.common.documents import FacesManifest, PhotoMeta, RateAlias, ResultDocument, ShareRecord
 from libs.common.events import Attribution, PhotoDeleted, PhotoShared, PhotoUploaded, new_trace_id, utcnow
 from libs.common.ids import hash_secret, new_id, new_secret, secret_matches
 from libs.common.images import STORED_CONTENT_TYPE, NormalizedImage
@@ -113,16 +113,20 @@ async def accept_photo(
         delete_token_sha256=hash_secret(token),
         visitor_id=visitor.visitor_id,
         share_id=new_id(),
+        rate_id=new_id() if choices.rateable else None,
         rateable=choices.rateable,
         store_photo=choices.store_photo,
         width=image.width,
         height=image.height,
     )
     photo_key, meta_key = keys.photo(photo_id), keys.meta(photo_id)
+    writes = {photo_key: (image.jpeg, STORED_CONTENT_TYPE), meta_key: (_json(meta), JSON_CONTENT_TYPE)}
+    if meta.rate_id:  # raters will see the alias, never the photo id (which opens this result)
+        alias = RateAlias(rate_id=meta.rate_id, photo_id=photo_id)
+        writes[keys.rate_alias(meta.rate_id)] = (_json(alias), JSON_CONTENT_TYPE)
     try:
-        written = await asyncio.gather(  # both finish before any clean-up, so no late write outlives _forget
-            blobs.put(photo_key, image.jpeg, STORED_CONTENT_TYPE),
-            blobs.put(meta_key, _json(meta), JSON_CONTENT_TYPE),
+        written = await asyncio.gather(  # all finish before any clean-up, so no late write outlives _forget
+            *(blobs.put(key, data, content_type) for key, (data, content_type) in writes.items()),
             return_exceptions=True,
         )
         for outcome in written:
@@ -145,7 +149,7 @@ async def accept_photo(
             )
         )
     except BaseException:
-        await _forget(blobs, [photo_key, meta_key])
+        await _forget(blobs, list(writes))
         raise
     log.info("photo accepted", extra={"photo_id": photo_id, "bytes": len(image.jpeg), "store": choices.store_photo})
     return AcceptedPhoto(photo_id=photo_id, delete_token=token, trace_id=trace_id)
@@ -174,7 +178,7 @@ async def delete_photo(photo_id: str, token: str | None, *, blobs: BlobStore, ev
     meta = await _owned_meta(photo_id, token, blobs=blobs)
     trace_id = new_trace_id()
     trace_id_var.set(trace_id)
-    await erase_photo(blobs, photo_id, share_id=meta.share_id, reason="owner")  # a shared photo's page goes too
+    await erase_photo(blobs, photo_id, share_id=meta.share_id, rate_id=meta.rate_id, reason="owner")
     await events.publish(PhotoDeleted(photo_id=photo_id, reason="owner", trace_id=trace_id, producer=PRODUCER))
     await blobs.delete(keys.meta(photo_id))
     log.info("photo deleted", extra={"photo_id": photo_id})

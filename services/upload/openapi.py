@@ -274,8 +274,8 @@ _RATING_PATHS: dict[str, Any] = {
                         "content": {JSON: {"schema": {"type": "object", "properties": {
                             "status": {"const": "accepted"}, "event_id": {"type": "string"}}}}}},
                 "400": _error("Malformed rating or no visitor cookie.", [
-                    "invalid_json", "invalid_photo_id", "invalid_face_index", "invalid_scale", "invalid_rating",
-                    "invalid_rater_photo_id", "missing_visitor"]),
+                    "invalid_json", "invalid_face", "invalid_rate_id", "invalid_photo_id", "invalid_face_index",
+                    "invalid_scale", "invalid_rating", "invalid_rater_photo_id", "missing_visitor"]),
                 "403": _error("This face may not be rated: the owner did not opt in, it is your own photo, or the "
                               "face was withheld (probable minor); or rater_photo_id is someone else's photo.",
                               ["not_rateable", "own_photo", "face_withheld", "not_your_photo"]),
@@ -303,8 +303,9 @@ _RATING_PATHS: dict[str, Any] = {
             },
         }
     },
-    "/api/v1/rate/faces/{photo_id}/{face_index}": {
-        "parameters": [_PHOTO_ID_PARAM,
+    "/api/v1/rate/faces/{rate_id}/{face_index}": {
+        "parameters": [{"name": "rate_id", "in": "path", "required": True, "schema": ID_SCHEMA,
+                        "description": "The rate id from /api/v1/rate/next (raters never see photo ids)."},
                        {"name": "face_index", "in": "path", "required": True, "schema": {"type": "integer"}}],
         "get": {
             "operationId": "getFaceToRate",
@@ -329,9 +330,12 @@ OPENAPI["paths"]["/api/v1/photos/{photo_id}"]["get"]["parameters"][0]["descripti
 OPENAPI["components"]["schemas"].update({
     "Rating": {
         "type": "object",
-        "required": ["photo_id", "face_index", "rating"],
+        "description": "Names the face by rate_id (what /api/v1/rate/next hands out) or by photo_id, not both.",
+        "required": ["face_index", "rating"],
+        "oneOf": [{"required": ["rate_id"]}, {"required": ["photo_id"]}],
         "properties": {
-            "photo_id": ID_SCHEMA,
+            "rate_id": {**ID_SCHEMA, "description": "The rate id of a face from /api/v1/rate/next."},
+            "photo_id": {**ID_SCHEMA, "description": "A photo id, for clients that hold one (its owner's link)."},
             "face_index": {"type": "integer", "minimum": 0, "maximum": 63},
             "scale": {"enum": ["hot_or_not", "1to10"], "default": "hot_or_not"},
             "rating": {"type": "number", "description": "hot_or_not: 0 (not) or 1 (hot); 1to10: 1 to 10."},
@@ -346,8 +350,10 @@ OPENAPI["components"]["schemas"].update({
         "required": ["faces"],
         "properties": {"faces": {"type": "array", "items": {
             "type": "object",
-            "required": ["photo_id", "face_index", "image_url"],
-            "properties": {"photo_id": ID_SCHEMA, "face_index": {"type": "integer"},
+            "required": ["rate_id", "face_index", "image_url"],
+            "properties": {"rate_id": {**ID_SCHEMA, "description": "The face's photo, as raters know it: not its "
+                                       "photo id, which would open the owner's whole result."},
+                           "face_index": {"type": "integer"},
                            "image_url": {"type": "string", "description": "Path of the face image."}},
         }}},
     },

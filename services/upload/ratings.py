@@ -38,11 +38,12 @@ GENDERS: tuple[Gender, ...] = ("female", "male")  # RatingSubmitted's rated_gend
 class RatingRequest:
     """A well-formed rating (the face it names may still not exist or not be rateable)."""
 
-    photo_id: str
+    photo_id: str | None  # None until the rate id is resolved: a request names the face by one of the two
     face_index: int
     scale: Scale
     rating: float
     rater_photo_id: str | None = None  # the rater's own latest photo, as the website knows it (optional)
+    rate_id: str | None = None  # the alias /api/v1/rate/next shows raters (PhotoMeta.rate_id)
 
 
 class RatingRefused(Exception):
@@ -73,9 +74,13 @@ def parse_rating(raw: bytes) -> RatingRequest:
         raise _bad("invalid_json", "The body must be a JSON object.") from exc
     if not isinstance(body, dict):
         raise _bad("invalid_json", "The body must be a JSON object.")
-    photo_id = body.get("photo_id")
-    if not isinstance(photo_id, str) or not _ID.fullmatch(photo_id):
+    photo_id, rate_id = body.get("photo_id"), body.get("rate_id")
+    if (photo_id is None) == (rate_id is None):
+        raise _bad("invalid_face", "Name the face's photo by rate_id (from /api/v1/rate/next) or photo_id, not both.")
+    if photo_id is not None and (not isinstance(photo_id, str) or not _ID.fullmatch(photo_id)):
         raise _bad("invalid_photo_id", "photo_id must be a photo id.")
+    if rate_id is not None and (not isinstance(rate_id, str) or not _ID.fullmatch(rate_id)):
+        raise _bad("invalid_rate_id", "rate_id must be an id from /api/v1/rate/next.")
     face_index = body.get("face_index")
     if not _is_int(face_index) or not 0 <= face_index <= MAX_FACE_INDEX:
         raise _bad("invalid_face_index", f"face_index must be an integer from 0 to {MAX_FACE_INDEX}.")
@@ -97,7 +102,7 @@ def parse_rating(raw: bytes) -> RatingRequest:
     if rater_photo_id is not None and (not isinstance(rater_photo_id, str) or not _ID.fullmatch(rater_photo_id)):
         raise _bad("invalid_rater_photo_id", "rater_photo_id must be a photo id (or left out).")
     return RatingRequest(photo_id=photo_id, face_index=face_index, scale=scale, rating=float(rating),
-                         rater_photo_id=rater_photo_id)
+                         rater_photo_id=rater_photo_id, rate_id=rate_id)
 
 
 def check_rateable(

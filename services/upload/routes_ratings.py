@@ -3,7 +3,10 @@
 - POST /api/v1/ratings                    validate, check the face is rateable, publish rating.submitted (202) with
                                           the rated face's gender and the rater's own (face 0 of ``rater_photo_id``).
 - GET  /api/v1/rate/next?count=N          faces to rate, picked by the scoring service (empty when it is away).
-- GET  /api/v1/rate/faces/{photo_id}/{n}  the face chip of a rateable adult face (all a rater ever sees of a photo).
+- GET  /api/v1/rate/faces/{rate_id}/{n}   the face chip of a rateable adult face (all a rater ever sees of a photo).
+
+Raters never learn a photo id: it opens the owner's whole result (/p/{id}, the photo, every face). A rateable photo
+has a second, public id (``PhotoMeta.rate_id``, keys.rate_alias) that the queue, the chip URL and the rating body use.
 - GET  /api/v1/photos/{id}                gains ``personal_score`` per face for the viewer, and the face's visitors'
                                           verdict (``crowd_ratings``, ``crowd_score``) (middleware below).
 
@@ -15,6 +18,7 @@ personal scores are a bonus, so any failure or slowness there means "no personal
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -26,6 +30,7 @@ from aiohttp import web
 
 from libs.common import keys
 from libs.common.blobs import BlobNotFound, BlobStore, BlobStoreUnavailable
+from libs.common.documents import RateAlias, read_document
 from libs.common.events import RatingSubmitted
 from libs.common.ids import ID_PATTERN
 from libs.common.settings import Settings
@@ -51,7 +56,7 @@ log = logging.getLogger(__name__)
 
 RATINGS_PATH = "/api/v1/ratings"
 RATE_NEXT_PATH = "/api/v1/rate/next"
-RATE_FACE_PATH = "/api/v1/rate/faces/{photo_id}/{face_index}"
+RATE_FACE_PATH = "/api/v1/rate/faces/{rate_id}/{face_index}"
 PERSONAL_PATH = "/api/v1/personal"  # the scoring service's per-viewer scores of one photo
 DEFAULT_COUNT = 5
 MAX_COUNT = 20
@@ -85,7 +90,8 @@ class ScoringClient:
                     return None
                 body = await resp.json()
         except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:  # Recursion: nested too deep
-            log.info("scoring unavailable", extra={"path": path, "error": repr(exc)})
+            # the error's type only: its repr holds the request URL, and with it the viewer's visitor id
+            log.info("scoring unavailable", extra={"path": path, "error": type(exc).__name__})
             return None
         return body if isinstance(body, dict) else None
 
@@ -133,6 +139,14 @@ async def _rater_photo_documents(photo_id: str | None, blobs: BlobStore) -> Stag
         return None
 
 
+async def _photo_of(rate_id: str, blobs: BlobStore) -> str:
+    """The photo a rate id stands for; RatingRefused(404) when there is none (never issued, or the photo deleted)."""
+    alias = await read_document(blobs, keys.rate_alias(rate_id), RateAlias)
+    if alias is None:
+        raise RatingRefused(404, "not_found", "No face to rate with this id.")
+    return alias.photo_id
+
+
 @routes.post(RATINGS_PATH)
 async def submit_rating(request: web.Request) -> web.Response:
     """Accept one rating: 202 once rating.submitted is on the bus (the scoring service learns from it)."""
@@ -145,6 +159,9 @@ async def submit_rating(request: web.Request) -> web.Response:
         if raw is None:
             raise RatingRefused(400, "invalid_json", "The rating body is too long.")
         rating = parse_rating(raw)
+        if rating.rate_id is not None:
+            rating = dataclasses.replace(rating, photo_id=await _photo_of(rating.rate_id, deps.blobs))
+        assert rating.photo_id is not None
         docs, own = await asyncio.gather(
             handlers.load_stage_documents(rating.photo_id, blobs=deps.blobs),
             _rater_photo_documents(rating.rater_photo_id, deps.blobs),
@@ -179,10 +196,10 @@ async def rate_next(request: web.Request) -> web.Response:
     answer = await request.app[SCORING].get_json(RATE_NEXT_PATH, params, RATE_NEXT_TIMEOUT_S)
     faces = []
     for face in _answer_list(answer, "faces", RATE_NEXT_PATH):
-        photo_id, index = face.get("photo_id"), face.get("face_index")
-        if isinstance(photo_id, str) and _ID.fullmatch(photo_id) and _is_face_index(index):
-            faces.append({"photo_id": photo_id, "face_index": index,
-                          "image_url": RATE_FACE_PATH.format(photo_id=photo_id, face_index=index)})
+        rate_id, index = face.get("rate_id"), face.get("face_index")  # the photo id stays with us (module docstring)
+        if isinstance(rate_id, str) and _ID.fullmatch(rate_id) and _is_face_index(index):
+            faces.append({"rate_id": rate_id, "face_index": index,
+                          "image_url": RATE_FACE_PATH.format(rate_id=rate_id, face_index=index)})
     return web.json_response({"faces": faces}, headers=NO_STORE)
 
 
@@ -190,10 +207,11 @@ async def rate_next(request: web.Request) -> web.Response:
 async def rate_face_image(request: web.Request) -> web.Response:
     """The aligned face chip, only for faces anyone may rate: the rest of the photo is never shown to raters."""
     deps = request.app[DEPS]
-    photo_id, index = request.match_info["photo_id"], request.match_info["face_index"]
-    if not _ID.fullmatch(photo_id) or not _SMALL_INT.fullmatch(index):
+    rate_id, index = request.match_info["rate_id"], request.match_info["face_index"]
+    if not _ID.fullmatch(rate_id) or not _SMALL_INT.fullmatch(index):
         raise ApiError(404, "not_found", "No such face.")
     try:
+        photo_id = await _photo_of(rate_id, deps.blobs)
         docs = await handlers.load_stage_documents(photo_id, blobs=deps.blobs)
         probe = RatingRequest(photo_id=photo_id, face_index=int(index), scale="hot_or_not", rating=1.0)
         check_rateable(probe, rater_id="", tombstoned=docs.tombstoned, meta=docs.meta, result=docs.result)

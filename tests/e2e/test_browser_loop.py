@@ -259,7 +259,7 @@ def test_rate_page_votes_name_the_browsers_latest_photo(stack: LocalStack, page)
     gender of its face 0), and leaves it out when the browser owns none. The faces to rate are stubbed: the stack's
     pool may be empty."""
     base = stack.urls()["upload"]
-    faces = [{"photo_id": f"stubbedFace{n:010d}", "face_index": 0, "image_url": "/static/favicon.svg"}
+    faces = [{"rate_id": f"stubbedFace{n:010d}", "face_index": 0, "image_url": "/static/favicon.svg"}
              for n in range(4)]
     page.route("**/api/v1/rate/next*", lambda route: route.fulfill(json={"faces": faces}))
     page.route("**/api/v1/ratings", lambda route: route.fulfill(status=202, json={"status": "accepted"}))
@@ -273,9 +273,47 @@ def test_rate_page_votes_name_the_browsers_latest_photo(stack: LocalStack, page)
     page.locator("#rate-card").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
     first = vote("ArrowRight")
     assert first["rating"] == 1 and "rater_photo_id" not in first  # this browser owns no photo
+    assert first["rate_id"] == faces[0]["rate_id"] and "photo_id" not in first  # raters know faces by rate id
     older, newer = "ownPhotoOfThisBrowser01", "ownPhotoOfThisBrowser02"
     for own in (older, newer):  # what upload.js does when an upload is accepted
         page.evaluate(f"window.Howhot.setToken('{own}', 'token'); window.Howhot.rememberUpload('{own}')")
     assert vote("ArrowLeft")["rater_photo_id"] == newer
     page.evaluate(f"window.Howhot.removeToken('{newer}')")  # deleted on its result page
     assert vote("ArrowRight")["rater_photo_id"] == older
+
+
+def test_rate_page_keeps_votes_when_its_remembered_photo_is_refused(stack: LocalStack, page) -> None:
+    """A browser that remembers a photo its (new) visitor cookie does not own gets 403 not_your_photo: the vote is
+    sent again without it, and later votes leave it out, instead of every vote being lost without a word."""
+    base = stack.urls()["upload"]
+    faces = [{"rate_id": f"stubbedFace{n:010d}", "face_index": 0, "image_url": "/static/favicon.svg"}
+             for n in range(4)]
+    posted: list[dict] = []
+
+    def ratings(route) -> None:
+        body = route.request.post_data_json
+        posted.append(body)
+        if "rater_photo_id" in body:
+            route.fulfill(status=403, json={"error": {"code": "not_your_photo", "message": "not yours"}})
+        else:
+            route.fulfill(status=202, json={"status": "accepted"})
+
+    def until_posted(count: int) -> None:
+        for _ in range(UI_TIMEOUT_MS // 100):
+            if len(posted) >= count:
+                return
+            page.wait_for_timeout(100)  # lets Playwright dispatch the routed requests meanwhile
+        raise AssertionError(f"{len(posted)} rating requests, expected {count}: {posted}")
+
+    page.route("**/api/v1/rate/next*", lambda route: route.fulfill(json={"faces": faces}))
+    page.route("**/api/v1/ratings", ratings)
+    page.goto(f"{base}/rate")
+    page.locator("#rate-card").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    own = "someoneElsesPhoto0001"
+    page.evaluate(f"window.Howhot.setToken('{own}', 't'); window.Howhot.rememberUpload('{own}')")
+    page.keyboard.press("ArrowRight")
+    until_posted(2)
+    page.keyboard.press("ArrowLeft")
+    until_posted(3)
+    assert [("rater_photo_id" in b, b["rate_id"]) for b in posted] == [
+        (True, faces[0]["rate_id"]), (False, faces[0]["rate_id"]), (False, faces[1]["rate_id"])]

@@ -16,6 +16,7 @@ import requests
 from libs.cli.stack import LocalStack
 from libs.common import keys
 from libs.common.blobs import LocalBlobStore
+from libs.common.documents import PhotoMeta
 from libs.common.ids import new_id
 from libs.common.polling import wait_for
 from services.scoring.personalize.item import ItemState
@@ -59,13 +60,19 @@ def test_rating_k_faces_makes_scores_personal(stack: LocalStack) -> None:
     adults = [d for d in docs if d["faces"][0].get("attractiveness") is not None]
     assert len(adults) >= K + 1, [d["faces"][0].get("p_minor") for d in docs]
     viewed = adults[-1]["photo_id"]
+    blobs = LocalBlobStore(stack.settings.blob_dir)
+    photo_of = {}  # rate id → photo id: only the server knows it (raters never see photo ids)
+    for d in docs:
+        meta = PhotoMeta.model_validate_json(asyncio.run(blobs.get(keys.meta(d["photo_id"]))).data)
+        photo_of[meta.rate_id] = d["photo_id"]
 
     offered_to_owner = owner.get(f"{base}/api/v1/rate/next", params={"count": "10"}, timeout=10).json()["faces"]
-    assert not {f["photo_id"] for f in offered_to_owner} & {d["photo_id"] for d in docs}, "never your own photos"
+    assert not {f["rate_id"] for f in offered_to_owner} & set(photo_of), "never your own photos"
 
     def enough_to_rate():
         faces = rater.get(f"{base}/api/v1/rate/next", params={"count": "10"}, timeout=10).json()["faces"]
-        faces = [f for f in faces if f["photo_id"] != viewed]
+        assert all("photo_id" not in f for f in faces)
+        faces = [f for f in faces if photo_of.get(f["rate_id"]) != viewed]
         return faces if len(faces) >= K else None
 
     to_rate = wait_for(enough_to_rate, timeout_s=30)[:K]
@@ -75,10 +82,10 @@ def test_rating_k_faces_makes_scores_personal(stack: LocalStack) -> None:
     status = rater.get(f"{base}/api/v1/photos/{viewed}", timeout=10).json()
     assert "personal_score" not in status["faces"][0]
     for i, face in enumerate(to_rate):
-        r = rater.post(f"{base}/api/v1/ratings", json={"photo_id": face["photo_id"], "face_index": face["face_index"],
+        r = rater.post(f"{base}/api/v1/ratings", json={"rate_id": face["rate_id"], "face_index": face["face_index"],
                                                       "scale": "hot_or_not", "rating": i % 2}, timeout=10)
         assert r.status_code == 202, r.text
-    again = rater.post(f"{base}/api/v1/ratings", json={**{k: to_rate[0][k] for k in ("photo_id", "face_index")},
+    again = rater.post(f"{base}/api/v1/ratings", json={**{k: to_rate[0][k] for k in ("rate_id", "face_index")},
                                                       "rating": 1}, timeout=10)
     assert again.status_code == 202  # accepted, but counted once by the consumer
 
@@ -91,20 +98,19 @@ def test_rating_k_faces_makes_scores_personal(stack: LocalStack) -> None:
     assert 1.0 <= face["personal_score"] <= 10.0
 
     # every rated face learned from this rating too (face.rated → the scoring service's face-items consumer)
-    blobs = LocalBlobStore(stack.settings.blob_dir)
-    item_keys = [keys.face_item(f["photo_id"], f["face_index"]) for f in to_rate]
+    item_keys = [keys.face_item(photo_of[f["rate_id"]], f["face_index"]) for f in to_rate]
     wait_for(lambda: all((stack.settings.blob_dir / k).exists() for k in item_keys) or None, timeout_s=60)
     for key in item_keys:
         item = ItemState.from_bytes(asyncio.run(blobs.get(key)).data)
         assert item.raters == [rater.cookies["hh_vid"]]  # the double click counted once here too
-    # ... and the photo's page says so: one visitor so far, too few for a visitors' score
-    rated = rater.get(f"{base}/api/v1/photos/{to_rate[0]['photo_id']}", timeout=10).json()["faces"]
+    # ... and the photo's page says so to its owner: one visitor so far, too few for a visitors' score
+    rated = owner.get(f"{base}/api/v1/photos/{photo_of[to_rate[0]['rate_id']]}", timeout=10).json()["faces"]
     rated_face = next(f for f in rated if f["index"] == to_rate[0]["face_index"])
     assert rated_face["crowd_ratings"] == 1 and "crowd_score" not in rated_face
 
     refused = owner.post(f"{base}/api/v1/ratings", json={"photo_id": viewed, "face_index": 0, "rating": 1}, timeout=10)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "own_photo"
     # the rater's own photo (for the rater-gender statistics) must be theirs: the owner's photo is not
-    refused = rater.post(f"{base}/api/v1/ratings", json={**{k: to_rate[0][k] for k in ("photo_id", "face_index")},
+    refused = rater.post(f"{base}/api/v1/ratings", json={**{k: to_rate[0][k] for k in ("rate_id", "face_index")},
                                                         "rating": 1, "rater_photo_id": viewed}, timeout=10)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_your_photo"

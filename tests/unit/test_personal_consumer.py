@@ -38,7 +38,8 @@ async def scored_photo(blobs: LocalBlobStore, model: PersonalModel, *, owner: st
     """A photo as the pipeline leaves it: upload's meta, scoring's result, vectors and pool entry."""
     photo_id = new_id()
     meta = PhotoMeta(photo_id=photo_id, created_at=datetime.now(UTC), delete_token_sha256="x" * 64,
-                     visitor_id=owner, rateable=rateable, width=512, height=512)
+                     visitor_id=owner, rateable=rateable, rate_id=new_id() if rateable else None, width=512,
+                     height=512)
     await blobs.put(keys.meta(photo_id), meta.model_dump_json().encode(), "application/json")
     faces = [{"index": 0, "attractiveness": 6.5}]
     vectors: list[tuple[int, np.ndarray | None]] = [(0, vector(model, seed))]

@@ -44,7 +44,7 @@ async def test_adult_faces_get_vectors_and_join_the_pool(tmp_path: Path, astrona
     photo_id, owner = new_id(), new_id()
     await blobs.put(keys.photo(photo_id), astronaut_jpeg, "image/jpeg")
     meta = PhotoMeta(photo_id=photo_id, created_at=datetime.now(UTC), delete_token_sha256="x" * 64,
-                     visitor_id=owner, rateable=True, width=512, height=512)
+                     visitor_id=owner, rateable=True, rate_id=new_id(), width=512, height=512)
     await blobs.put(keys.meta(photo_id), meta.model_dump_json().encode(), "application/json")
 
     async def detect(image: np.ndarray):

@@ -17,7 +17,7 @@ from aiohttp import web
 from libs.common import keys
 from libs.common.blobs import LocalBlobStore
 from libs.common.bus import RecordingPublisher
-from libs.common.documents import PhotoMeta, ResultDocument
+from libs.common.documents import PhotoMeta, RateAlias, ResultDocument
 from libs.common.events import RatingSubmitted
 from libs.common.ids import new_id
 from libs.common.netutil import free_port
@@ -36,8 +36,12 @@ async def photo(blobs: LocalBlobStore, *, owner: str, rateable: bool = True, fac
                 vectors: list[np.ndarray | None] | None = None) -> str:
     photo_id = new_id()
     meta = PhotoMeta(photo_id=photo_id, created_at=datetime.now(UTC), delete_token_sha256="x" * 64,
-                     visitor_id=owner, rateable=rateable, width=512, height=512)
+                     visitor_id=owner, rateable=rateable, rate_id=new_id() if rateable else None, width=512,
+                     height=512)
     await blobs.put(keys.meta(photo_id), meta.model_dump_json().encode(), "application/json")
+    if meta.rate_id:  # what the upload service writes beside the meta of a rateable photo
+        alias = RateAlias(rate_id=meta.rate_id, photo_id=photo_id)
+        await blobs.put(keys.rate_alias(meta.rate_id), alias.model_dump_json().encode(), "application/json")
     faces = faces if faces is not None else [{"index": 0, "attractiveness": 6.0}]
     for face in faces:
         await blobs.put(keys.chip(photo_id, face["index"]), CHIP, "image/png")
@@ -46,6 +50,13 @@ async def photo(blobs: LocalBlobStore, *, owner: str, rateable: bool = True, fac
     doc = ResultDocument(photo_id=photo_id, status="done", faces=faces, scored_at=datetime.now(UTC))
     await blobs.put(keys.result(photo_id), doc.model_dump_json().encode(), "application/json")
     return photo_id
+
+
+async def rate_id_of(blobs: LocalBlobStore, photo_id: str) -> str:
+    """The alias raters know the photo by."""
+    rate_id = PhotoMeta.model_validate_json((await blobs.get(keys.meta(photo_id))).data).rate_id
+    assert rate_id is not None
+    return rate_id
 
 
 def upload_app(blobs: LocalBlobStore, publisher: RecordingPublisher, scoring_url: str) -> web.Application:
@@ -163,15 +174,17 @@ async def test_rate_loop_through_the_scoring_api(aiohttp_client, aiohttp_server,
     client.session.cookie_jar.update_cookies({VISITOR_COOKIE: me})
 
     faces = (await (await client.get("/api/v1/rate/next", params={"count": "5"})).json())["faces"]
-    assert sorted(f["photo_id"] for f in faces) == sorted(theirs)
+    assert sorted(f["rate_id"] for f in faces) == sorted([await rate_id_of(blobs, p) for p in theirs])
+    assert not any(p in json.dumps(faces) for p in [mine, *theirs])  # a photo id would open the owner's result
     image = await client.get(faces[0]["image_url"])
     assert image.status == 200 and await image.read() == CHIP
-    assert (await client.get(f"/api/v1/rate/faces/{mine}/7")).status == 404
+    assert (await client.get(f"/api/v1/rate/faces/{await rate_id_of(blobs, mine)}/7")).status == 404
+    assert (await client.get(f"/api/v1/rate/faces/{theirs[0]}/0")).status == 404  # photo ids are not rate ids
 
     status = await (await client.get(f"/api/v1/photos/{mine}")).json()
     assert status["faces"][0]["personal_source"] == "global" and "personal_score" not in status["faces"][0]
     for face in faces[: model.min_ratings]:
-        resp = await client.post("/api/v1/ratings", json={**{k: face[k] for k in ("photo_id", "face_index")},
+        resp = await client.post("/api/v1/ratings", json={**{k: face[k] for k in ("rate_id", "face_index")},
                                                           "scale": "hot_or_not", "rating": 1})
         assert resp.status == 202
     for event in publisher.of_type(RatingSubmitted):  # what the personalize consumer does with them
@@ -235,16 +248,16 @@ async def test_counts_and_face_indexes_are_ascii_digits(aiohttp_client, tmp_path
     """str.isdigit() takes '²' (int() refuses it) and '٣' (int() reads 3), int() refuses 5000 digits: never a 500."""
     blobs = LocalBlobStore(tmp_path)
     client = await aiohttp_client(upload_app(blobs, RecordingPublisher(), f"http://127.0.0.1:{free_port()}"))
-    photo_id = await photo(blobs, owner=new_id())
+    rate_id = await rate_id_of(blobs, await photo(blobs, owner=new_id()))
     resp = await client.get("/api/v1/rate/next", params={"count": number})
     assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_count")
-    resp = await client.get(f"/api/v1/rate/faces/{photo_id}/{quote(number)}")
+    resp = await client.get(f"/api/v1/rate/faces/{rate_id}/{quote(number)}")
     assert (resp.status, (await resp.json())["error"]["code"]) == (404, "not_found")
-    assert (await client.get(f"/api/v1/rate/faces/{photo_id}/0")).status == 200
+    assert (await client.get(f"/api/v1/rate/faces/{rate_id}/0")).status == 200
 
 
 MALFORMED_SCORING_ANSWERS = [{"faces": [1]}, {"faces": 5}, {"faces": None}, {"faces": ["x"]}, {"faces": {"a": 1}},
-                             {"faces": [{"photo_id": "A" * 22, "face_index": [0]}, {"index": [0]}]}, [1, 2],
+                             {"faces": [{"rate_id": "A" * 22, "face_index": [0]}, {"index": [0]}]}, [1, 2],
                              "[" * 100_000]  # a str is sent as is: nested past the recursion limit
 
 
@@ -275,8 +288,9 @@ async def test_a_malformed_scoring_answer_is_no_answer(aiohttp_client, aiohttp_s
 async def test_good_faces_survive_bad_neighbours_in_the_scoring_answer(aiohttp_client, aiohttp_server,
                                                                        tmp_path: Path) -> None:
     good = new_id()
-    faces = [1, None, {"photo_id": good, "face_index": 0}, {"photo_id": good, "face_index": True},
-             {"photo_id": good, "face_index": 10**6}, {"photo_id": ["x"], "face_index": 0}]
+    faces = [1, None, {"rate_id": good, "face_index": 0}, {"rate_id": good, "face_index": True},
+             {"rate_id": good, "face_index": 10**6}, {"rate_id": ["x"], "face_index": 0},
+             {"photo_id": good, "face_index": 0}]  # no rate id: never shown (the photo id stays private)
 
     async def rate_next(request: web.Request) -> web.Response:
         return web.json_response({"faces": faces})
@@ -287,4 +301,5 @@ async def test_good_faces_survive_bad_neighbours_in_the_scoring_answer(aiohttp_c
     client = await aiohttp_client(upload_app(LocalBlobStore(tmp_path), RecordingPublisher(), str(server.make_url(""))))
     resp = await client.get("/api/v1/rate/next")
     assert resp.status == 200
-    assert [(f["photo_id"], f["face_index"]) for f in (await resp.json())["faces"]] == [(good, 0)]
+    assert (await resp.json())["faces"] == [{"rate_id": good, "face_index": 0,
+                                             "image_url": f"/api/v1/rate/faces/{good}/0"}]

@@ -27,6 +27,7 @@ def body(**fields: object) -> bytes:
 
 def test_a_good_rating_parses() -> None:
     assert parse_rating(body()) == RatingRequest(PHOTO, 0, "hot_or_not", 1.0)
+    assert parse_rating(body(photo_id=None, rate_id=PHOTO)) == RatingRequest(None, 0, "hot_or_not", 1.0, rate_id=PHOTO)
     assert parse_rating(body(scale="1to10", rating=7.5)).rating == 7.5
     assert parse_rating(json.dumps({"photo_id": PHOTO, "face_index": 2, "rating": 0}).encode()).scale == "hot_or_not"
 
@@ -37,7 +38,10 @@ def test_a_good_rating_parses() -> None:
     (b"{" + b" " * 2000 + b"}", "invalid_json"),
     (b"[" * 1000, "invalid_json"),  # nesting within the byte limit: json.loads raises RecursionError
     (body(photo_id="../x"), "invalid_photo_id"),
-    (body(photo_id=None), "invalid_photo_id"),
+    (body(photo_id=None), "invalid_face"),  # names no photo
+    (body(rate_id=PHOTO), "invalid_face"),  # names it twice
+    (body(photo_id=None, rate_id="../x"), "invalid_rate_id"),
+    (body(photo_id=None, rate_id=7), "invalid_rate_id"),
     (body(face_index=-1), "invalid_face_index"),
     (body(face_index=64), "invalid_face_index"),
     (body(face_index="0"), "invalid_face_index"),

@@ -77,7 +77,8 @@ async def photo(blobs: LocalBlobStore, *, store_photo: bool = True, rateable: bo
     data = png(300)
     await blobs.put(keys.photo(photo_id), data, "image/png")
     meta = PhotoMeta(photo_id=photo_id, created_at=datetime.now(UTC), delete_token_sha256="x" * 64,
-                     visitor_id=new_id(), rateable=rateable, store_photo=store_photo, width=300, height=300)
+                     visitor_id=new_id(), rateable=rateable, rate_id=new_id() if rateable else None,
+                     store_photo=store_photo, width=300, height=300)
     await blobs.put(keys.meta(photo_id), meta.model_dump_json().encode(), JSON)
     return PhotoUploaded(photo_id=photo_id, blob_key=keys.photo(photo_id), width=300, height=300,
                          size_bytes=len(data), store_photo=store_photo)

@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaTimeoutError
 from libs.common import keys
 from libs.common.blobs import LocalBlobStore
 from libs.common.bus import RecordingPublisher
+from libs.common.documents import PhotoMeta, RateAlias
 from libs.common.events import Event, PhotoDeleted
 from libs.common.settings import Settings
 from services.upload.app import create_app
@@ -124,3 +125,22 @@ async def test_broker_down_during_delete_then_retry_completes(client, store, pub
     assert retry.status == 200
     assert [k for k in await store.list("") if photo_id in k] == [keys.tombstone(photo_id)]
     assert len(publisher.of_type(PhotoDeleted)) == 1
+
+
+async def test_a_rateable_photo_has_a_rate_alias_until_it_is_deleted(client, store, astronaut_jpeg) -> None:
+    """Raters know the photo by its rate id only; the alias goes with the photo (and a non-rateable one has none)."""
+    form = FormData()
+    form.add_field("photo", astronaut_jpeg, filename="me.jpg", content_type="image/jpeg")
+    form.add_field("rateable", "true")
+    body = await (await client.post("/api/v1/photos", data=form)).json()
+    photo_id = body["photo_id"]
+    meta = PhotoMeta.model_validate_json((await store.get(keys.meta(photo_id))).data)
+    assert meta.rate_id is not None and meta.rate_id != photo_id
+    alias = RateAlias.model_validate_json((await store.get(keys.rate_alias(meta.rate_id))).data)
+    assert alias.photo_id == photo_id
+    private_id, _ = await upload(client, store, astronaut_jpeg)
+    assert PhotoMeta.model_validate_json((await store.get(keys.meta(private_id))).data).rate_id is None
+
+    response = await client.delete(f"/api/v1/photos/{photo_id}", headers={"X-Delete-Token": body["delete_token"]})
+    assert response.status == 200
+    assert not await store.exists(keys.rate_alias(meta.rate_id))

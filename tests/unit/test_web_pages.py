@@ -127,6 +127,7 @@ async def test_visitor_cookie_is_set_once(client) -> None:
     assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
     assert int(cookie["max-age"]) == VISITOR_MAX_AGE_S
     assert not cookie["secure"]  # plain-http base URL
+    assert first.headers["Cache-Control"] == "private, no-cache"  # a shared cache never hands it to someone else
     second = await client.get("/rate")
     assert VISITOR_COOKIE not in second.cookies
 
@@ -210,8 +211,10 @@ async def test_static_assets_are_versioned_and_cached(client) -> None:
     response = await client.get(css_url)
     assert response.status == 200 and response.content_type == "text/css"
     assert "immutable" in response.headers["Cache-Control"]
-    again = await client.get(css_url, headers={"If-None-Match": response.headers["ETag"]})
-    assert again.status == 304
+    etag = response.headers["ETag"]
+    for revalidation in (etag, f"W/{etag}", f'"other", {etag}', "*"):  # weak and listed tags, as CDNs send them
+        assert (await client.get(css_url, headers={"If-None-Match": revalidation})).status == 304, revalidation
+    assert (await client.get(css_url, headers={"If-None-Match": '"other"'})).status == 200
     for name in re.findall(r'src="/static/([a-z]+\.js)\?v=', html):
         assert (await client.get(f"/static/{name}")).status == 200
     assert (await client.get("/static/../app.py")).status == 404

@@ -3,6 +3,7 @@ query), and a share service that is down becomes a friendly HTML 503, never a 50
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -91,3 +92,34 @@ async def test_share_service_down_is_a_friendly_503(aiohttp_client, tmp_path: Pa
     assert "busy" in (await response.text()).lower()
     card = await client.get(f"/cards/{SHARE_ID}/og.png")
     assert card.status == 503
+
+
+async def _raw_get(port: int, target: str) -> str:
+    """A request line exactly as given (HTTP clients would resolve the dot segments themselves)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: howhot.example\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    answer = (await reader.read()).decode(errors="replace")
+    writer.close()
+    return answer.split("\r\n", 1)[0]
+
+
+async def test_only_share_pages_and_cards_are_reachable_through_the_proxy(aiohttp_client, tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.Response(text="upstream")
+
+    upstream = web.Application()
+    upstream.router.add_route("*", "/{tail:.*}", anything)
+    share = TestServer(upstream, host="127.0.0.1")
+    await share.start_server()
+    try:
+        client = await upload_client(aiohttp_client, tmp_path, share.port)
+        for target in ("/s/../metrics", "/s/%2e%2e/internal/x", "/cards/../../healthz", "/s/./x"):
+            assert " 404 " in await _raw_get(client.server.port, target), target
+        assert " 200 " in await _raw_get(client.server.port, f"http://howhot.example/s/{SHARE_ID}?ref=x")
+        assert seen == [f"/s/{SHARE_ID}?ref=x"]  # absolute-form targets reach the share service in origin form
+    finally:
+        await share.close()

@@ -19,7 +19,7 @@ from services.upload.web.visitor import read_visit, remember_visit
 
 DEFAULT_RETENTION_DAYS = 30  # the product promise until a retention setting exists (see retention_days)
 BYTES_PER_MB = 1024 * 1024
-PAGE_CACHE = "no-cache"  # pages are tiny and set cookies: revalidate every time, never serve one visitor's to another
+PAGE_CACHE = "private, no-cache"  # pages are tiny and set cookies: never kept by a shared cache for another visitor
 _PHOTO_ID = re.compile(ID_PATTERN)
 
 routes = web.RouteTableDef()

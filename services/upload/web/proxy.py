@@ -74,7 +74,12 @@ def _forwarded_headers(request: web.Request) -> dict[str, str]:
 async def proxy_to_share(request: web.Request) -> web.StreamResponse:
     """Forward the request to the share service and relay its answer (status, headers incl. Set-Cookie, body)."""
     session = request.app[SHARE_HTTP]
-    target = f"{request.app[SHARE_BASE]}{request.raw_path}"  # raw: the share service sees the exact path and query
+    path = request.rel_url.raw_path  # origin form even for an absolute-form request target
+    if any(segment in (".", "..") for segment in request.rel_url.path.split("/")) or not path.startswith(
+        PROXIED_PREFIXES
+    ):  # the client would resolve "/s/../metrics" to "/metrics": only share pages and cards are proxied
+        return error_page(404)
+    target = f"{request.app[SHARE_BASE]}{request.rel_url.raw_path_qs}"  # raw: the exact path and query
     try:
         async with session.request(
             request.method, target, headers=_forwarded_headers(request), allow_redirects=False

@@ -51,7 +51,8 @@ async def serve_static(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     cache = LONG_CACHE if request.query.get("v") == static_version(name) else SHORT_CACHE
     headers = {"Cache-Control": cache, "ETag": found.etag, "X-Content-Type-Options": "nosniff"}
-    if request.headers.get("If-None-Match") == found.etag:
+    wanted = request.if_none_match or ()  # parsed: weak (W/"…", as CDNs that recompress send it), lists, "*"
+    if any(tag.value in ("*", found.etag.strip('"')) for tag in wanted):  # If-None-Match compares weakly
         return web.Response(status=304, headers=headers)
     return web.Response(body=found.body, headers={**headers, "Content-Type": found.content_type})
 

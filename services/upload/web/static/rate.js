@@ -6,6 +6,8 @@
   var BATCH = 10; // faces fetched per request: enough to vote quickly without a wait between faces
   var REFILL_AT = 3; // fetch more when this few are left, so the next face is already loaded
   var MAX_BUSY_RETRIES = 5;
+  var MAX_STALE_REFILLS = 3; // a refill of only already-shown faces: ask again this often before calling it a day
+  var STALE_REFILL_MS = 2000; // long enough for the latest votes to reach the scoring service's queue
   var NEXT_URL = '/api/v1/rate/next?count=' + BATCH;
   var RATINGS_URL = '/api/v1/ratings';
 
@@ -25,6 +27,8 @@
   var loading = false;
   var exhausted = false;
   var busyRetries = 0;
+  var staleRefills = 0;
+  var ownRefused = false; // the server refused this browser's remembered photo as the rater's own
 
   function say(text, kind) {
     message.textContent = text;
@@ -57,17 +61,28 @@
             return;
           }
           busyRetries = 0;
-          var fresh = response.ok && body && Array.isArray(body.faces) ? body.faces : [];
-          fresh = fresh.filter(function (f) {
-            var key = f.photo_id + ':' + f.face_index;
+          var offered = response.ok && body && Array.isArray(body.faces) ? body.faces : [];
+          var fresh = offered.filter(function (f) {
+            var key = f.rate_id + ':' + f.face_index;
             if (seen[key] || !f.image_url) {
               return false;
             }
             seen[key] = true;
             return true;
           });
-          if (!fresh.length) {
+          if (!offered.length) {
+            exhausted = true; // the server has nobody left for this visitor
+          } else if (!fresh.length && staleRefills < MAX_STALE_REFILLS) {
+            // only faces already shown: our latest votes have not reached the queue yet; ask again shortly
+            staleRefills += 1;
+            if (!current) {
+              say('Finding more faces…');
+            }
+            window.setTimeout(load, STALE_REFILL_MS);
+          } else if (!fresh.length) {
             exhausted = true;
+          } else {
+            staleRefills = 0;
           }
           queue = queue.concat(fresh);
           if (!current) {
@@ -110,17 +125,34 @@
       return;
     }
     var face = current;
-    var body = { photo_id: face.photo_id, face_index: face.face_index, scale: 'hot_or_not', rating: rating };
-    var own = H.latestOwnPhoto(); // the rater's own latest photo: the rating records the gender of its face 0
+    var body = { rate_id: face.rate_id, face_index: face.face_index, scale: 'hot_or_not', rating: rating };
+    var own = ownRefused ? null : H.latestOwnPhoto(); // the rater's own photo: the rating records its face 0's gender
     if (own) {
       body.rater_photo_id = own;
     }
+    send(body);
+    next();
+  }
+
+  function send(body) {
     fetch(RATINGS_URL, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
       body: JSON.stringify(body)
+    }).then(function (response) {
+      if (response.status !== 403 || !body.rater_photo_id) {
+        return;
+      }
+      return response.text().then(function (raw) {
+        var answer = H.parseJson(raw);
+        if (answer && answer.error && answer.error.code === 'not_your_photo') {
+          // this browser remembers a photo another visitor id owns (cookies cleared): vote without it from now on
+          ownRefused = true;
+          delete body.rater_photo_id;
+          send(body);
+        }
+      });
     }).catch(function () { /* a lost vote is not worth interrupting the visitor */ });
-    next();
   }
 
   el('vote-not').addEventListener('click', function () { vote(0); });
