@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,13 +91,27 @@ class LocalStack:
             print(text, flush=True)
 
     def start(self, only: list[str] | None = None, dashboard: bool = True) -> None:
+        """Start the broker (unless one is configured), the topics and the services; wait until each is healthy.
+
+        Whatever goes wrong meanwhile — a service that never gets healthy, ``ensure_topics`` failing, Ctrl-C or a
+        signal handler raising — stops every child started so far and the broker before the error goes on: they run
+        in sessions of their own, so nothing else would stop them.
+        """
+        try:
+            self._start(only, dashboard)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, only: list[str] | None, dashboard: bool) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.env.setdefault("HOWHOT_DATA_DIR", str(self.settings.core.data_dir.resolve()))
         # every service shares this machine's cores: one torch thread per model service gives more photos/s than
         # each grabbing all cores (benchmarks/results/load_spike.md); an explicit setting wins
         self.env.setdefault("HOWHOT_MODELS_TORCH_THREADS", str(LOCAL_TORCH_THREADS))
         if not self.settings.kafka.bootstrap:
-            self.broker = EmbeddedBroker(log_file=self.log_dir / "tansu.log").start()
+            self.broker = EmbeddedBroker(log_file=self.log_dir / "tansu.log")
+            self.broker.start()  # assigned first: an interrupted start still leaves stop() a broker to stop
             self.env["HOWHOT_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
             self.settings.kafka.bootstrap = self.broker.bootstrap
             self._say(f"• broker: embedded Tansu at {self.broker.bootstrap} (memory storage)")
@@ -222,15 +237,58 @@ def stack_on_free_ports(data_dir: Path, **extra_env: str) -> LocalStack:
     return LocalStack(settings, env=env, quiet=True)
 
 
+class _StartupInterrupted(BaseException):  # like KeyboardInterrupt: not an error, a request to stop
+    """Raised by ``run_up``'s signal handler while the stack is still starting, to abandon the start."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run_up(settings: Settings) -> int:
-    """Start everything, print the URLs (website/API first), block until Ctrl-C, stop cleanly."""
+    """Start everything, print the URLs (website/API first), block until Ctrl-C, stop cleanly.
+
+    Exit code: 0 after an orderly stop (Ctrl-C, SIGTERM), 1 if the stack failed to start or a service crashed (the
+    rest is stopped then), 128 + the signal's number if a signal interrupted the start (everything started is stopped).
+    """
     stack = LocalStack(settings)
-    print("Starting Howhot…", flush=True)
+    starting = True
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return  # already stopping: a second Ctrl-C must not abandon the cleanup half-way
+        stopping = True
+        if starting:
+            raise _StartupInterrupted(signum)  # leaves the blocking start; LocalStack.start stops what it started
+
+    # installed before anything starts: startup takes minutes, and a signal then must stop what was started
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
-        stack.start()
-    except Exception as exc:  # noqa: BLE001 - shown to the user with the log location
-        print(f"✗ {exc}", file=sys.stderr)
-        return 1
+        print("Starting Howhot…", flush=True)
+        try:
+            stack.start()
+            starting = False
+        except _StartupInterrupted as interrupted:
+            stopping = True
+            stack.stop()  # LocalStack.start stopped everything already, unless the signal came right after it
+            print(f"\n✗ startup interrupted ({signal.Signals(interrupted.signum).name}); stopped.", file=sys.stderr)
+            return 128 + interrupted.signum
+        except Exception as exc:  # noqa: BLE001 - shown to the user with the log location
+            print(f"✗ {exc}", file=sys.stderr)
+            return 1
+        return _serve(stack, lambda: stopping)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(stack: LocalStack, stop_requested: Callable[[], bool]) -> int:
+    """Print the URLs, then watch the services until a stop is requested (0) or one of them exits (1)."""
     urls = stack.urls()
     print("\nHowhot is up:")
     if "upload" in urls:
@@ -241,23 +299,18 @@ def run_up(settings: Settings) -> int:
         if name not in ("upload", "dashboard"):
             print(f"  {name:<15} {url}/healthz")
     print(f"  Logs            {Path(stack.log_dir).resolve()}\nPress Ctrl-C to stop.", flush=True)
-    stopping = False
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    crashed = False
     try:
-        while not stopping:
+        while not stop_requested() and not crashed:
             for name, process in stack.processes.items():
                 if process.poll() is not None:
-                    print(f"✗ service {name} exited ({process.returncode}); see {stack.log_dir / name}.log")
-                    stopping = True
-            time.sleep(0.5)
+                    print(f"✗ service {name} exited ({process.returncode}); see {stack.log_dir / name}.log",
+                          file=sys.stderr, flush=True)
+                    crashed = True
+            if not crashed:
+                time.sleep(0.5)
     finally:
         print("\nStopping…", flush=True)
         stack.stop()
-        print("Stopped.")
-    return 0
+        print("Stopped.", flush=True)
+    return 1 if crashed else 0

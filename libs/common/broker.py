@@ -7,11 +7,18 @@ protocol, so the services run the very same aiokafka code against it as against 
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from libs.common.netutil import LOOPBACK, free_port, wait_for_port
 
 STARTUP_TIMEOUT_S = 30.0
+PORT_POLL_S = 0.5  # between liveness checks of the Tansu process while waiting for its port
+ALIVE_GRACE_S = 0.5  # after the port answers: a Tansu that could not bind (port taken) has exited by then
+
+
+class BrokerStartError(RuntimeError):
+    """The embedded broker process exited during startup (e.g. its port was already taken)."""
 
 
 def tansu_binary() -> str:
@@ -47,11 +54,45 @@ class EmbeddedBroker:
             start_new_session=True,  # Ctrl-C in the terminal reaches `howhot up`, which stops us in order
         )
         try:
-            wait_for_port(self.host, self.port, STARTUP_TIMEOUT_S)
-        except TimeoutError:
+            self._wait_ready()
+        except BaseException:
             self.stop()
             raise
         return self
+
+    def _wait_ready(self) -> None:
+        """Wait until the broker accepts connections; fail fast (naming the port) if the Tansu process exited.
+
+        Something else listening on the port (a second stack, a stale broker) would also accept connections, so the
+        process must still be alive once the port answers — Tansu exits right away when it cannot bind.
+        """
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            self._check_alive()
+            try:
+                wait_for_port(self.host, self.port, min(PORT_POLL_S, max(0.0, deadline - time.monotonic())))
+                break
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"embedded broker (Tansu) not listening on {self.bootstrap} after {STARTUP_TIMEOUT_S:.0f} s"
+                    ) from None
+        # the port answers, but maybe not Tansu: a broker that failed to bind exits within moments
+        end = time.monotonic() + ALIVE_GRACE_S
+        while time.monotonic() < end:
+            self._check_alive()
+            time.sleep(0.05)
+        self._check_alive()
+
+    def _check_alive(self) -> None:
+        process = self._process
+        code = process.poll() if process is not None else None
+        if code is not None:
+            raise BrokerStartError(
+                f"embedded broker (Tansu) exited with code {code} while starting on {self.bootstrap}; "
+                f"is port {self.port} already in use?"
+                + (f" (see {self._log_file})" if self._log_file else "")
+            )
 
     def stop(self) -> None:
         if self._process and self._process.poll() is None:

@@ -19,6 +19,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
 from libs.common import analytics_store
+from libs.common.errors import TransientError
 from libs.common.settings import Settings
 from services.analytics.ingest import EVENT_COLUMNS, EVENTS_TABLE, InsertBlock
 from services.analytics.ingest_rowbinary import (
@@ -34,7 +35,8 @@ T = TypeVar("T")
 
 # A store outage (server restarting, network blip) must not make the consumer's poison-message isolation dead-letter a
 # whole healthy batch, so inserts wait it out here. Retrying is safe: blocks already written carry the same dedup
-# token and are dropped. The budget stays well under Kafka's max_poll_interval (300 s) so the consumer keeps its group.
+# token and are dropped. The budget stays well under Kafka's max_poll_interval (300 s) so the consumer keeps its group;
+# past it the write raises TransientError, which the consumer waits out without limit — never dead-letters.
 OUTAGE_BUDGET_S = 120.0
 OUTAGE_BACKOFF_S = (0.5, 10.0)  # first and longest wait between attempts
 
@@ -127,7 +129,8 @@ class AnalyticsStore:
         await self._run_through_outages(insert_all, "insert")
 
     async def _run_through_outages(self, fn: Callable[[], T], what: str) -> T:
-        """Run a write on the store's thread, waiting out connection-level failures for ``outage_budget_s``.
+        """Run a write on the store's thread, waiting out connection-level failures for ``outage_budget_s``, then
+        raising ``TransientError`` (the consumer keeps waiting, with backoff, and can still be stopped meanwhile).
 
         Only writes that are safe to repeat come here: inserts carry deduplication tokens, deletes match nothing the
         second time.
@@ -140,7 +143,11 @@ class AnalyticsStore:
                 return await self._run(fn)
             except OperationalError as exc:  # connection-level: the store is unreachable, not the data bad
                 if loop.time() + delay > give_up_at:
-                    raise
+                    # an outage, not bad data: the consumer waits (without limit, reacting to stop) and never
+                    # dead-letters healthy events for it (libs/common/errors.py)
+                    raise TransientError(
+                        f"analytics store unreachable for {self.outage_budget_s:g} s ({what}): {exc}"
+                    ) from exc
                 log.warning(
                     "analytics store unreachable; retrying", extra={"statement": what, "error": str(exc)[:300]}
                 )

@@ -171,3 +171,123 @@ async def test_dlq_command_lists_and_replays_dead_letters(kafka: KafkaSettings) 
     assert await replay_dead_letters(kafka, TOPIC) == 0  # committed: a second replay does nothing
     back = await read_all(kafka, TOPIC, expect=10_000, timeout_s=3)
     assert any(r.value == event.to_bytes() for r in back)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+async def test_a_rebalance_during_a_batch_does_not_kill_the_consumer(kafka: KafkaSettings, pipelined: bool) -> None:
+    """A handles a batch from both partitions while B joins the group and takes one: A's commit must skip the partition
+    it lost (aiokafka raises IllegalStateError for it), and A must go on consuming."""
+    publisher = KafkaEventPublisher(kafka, "test")
+    await publisher.start()
+    await publisher.publish_many([uploaded() for _ in range(20)])  # both partitions have data for A's first fetch
+    group = f"g-{new_id()}"
+    a_busy, b_assigned = asyncio.Event(), asyncio.Event()
+    handled: dict[str, list[str]] = {"A": [], "B": []}
+
+    async def handler_a(e: Event) -> None:
+        if not a_busy.is_set():
+            a_busy.set()
+            await asyncio.wait_for(b_assigned.wait(), 60)  # hold the batch until the rebalance gave B a partition
+        handled["A"].append(str(e.event_id))
+
+    async def handler_b(e: Event) -> None:
+        handled["B"].append(str(e.event_id))
+
+    a = ConsumerRunner(kafka, group_id=group, topics=[TOPIC], dlq_publisher=publisher, handler=handler_a,
+                       max_records=500, pipelined=pipelined)
+    b = ConsumerRunner(kafka, group_id=group, topics=[TOPIC], dlq_publisher=publisher, handler=handler_b)
+    task_a = asyncio.create_task(a.run())
+    task_b: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(a_busy.wait(), 40)
+        assert a._consumer is not None and len(a._consumer.assignment()) == 2
+        task_b = asyncio.create_task(b.run())
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (b._consumer is not None and b._consumer.assignment()):
+            assert asyncio.get_running_loop().time() < deadline, "B never got a partition"
+            await asyncio.sleep(0.1)
+        b_assigned.set()
+        later = [uploaded() for _ in range(12)]  # random keys: both partitions get some
+        await publisher.publish_many(later)
+        want = {str(e.event_id) for e in later}
+        deadline = asyncio.get_running_loop().time() + 40
+        while not (want <= set(handled["A"] + handled["B"]) and want & set(handled["A"])):
+            assert not task_a.done(), f"consumer A died: {task_a.exception()!r}"
+            assert asyncio.get_running_loop().time() < deadline, "events after the rebalance were not consumed"
+            await asyncio.sleep(0.1)
+        assert not task_a.done(), f"consumer A died: {task_a.exception()!r}"
+    finally:
+        a.stop()
+        b.stop()
+        await asyncio.wait_for(asyncio.gather(task_a, *([task_b] if task_b else []), return_exceptions=True), 30)
+        await publisher.stop()
+
+
+async def test_dlq_replay_publishes_each_message_once_though_every_group_dead_lettered_it(kafka: KafkaSettings) -> None:
+    """photo.uploaded is read by several groups, so one poison message leaves one dead letter per group; a replay
+    that republished every copy would have each group dead-letter each copy again (the DLQ doubling per replay)."""
+    from libs.cli.dlq import list_dead_letters, replay_dead_letters
+
+    poison = f"not json {new_id()}".encode()
+    publisher = KafkaEventPublisher(kafka, "test")
+    await publisher.start()
+    raw = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await raw.start()
+    await raw.send_and_wait(TOPIC, poison)
+    await raw.stop()
+
+    async def ok(_: Event) -> None:
+        pass
+
+    groups = [f"face-{new_id()}", f"analytics-{new_id()}"]
+    runners = [ConsumerRunner(kafka, group_id=g, topics=[TOPIC], dlq_publisher=publisher, handler=ok) for g in groups]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    try:
+        deadline = asyncio.get_running_loop().time() + 40
+        while sum(r.stats.dead_lettered for r in runners) < 2 or not all(r.stats.dead_lettered for r in runners):
+            assert asyncio.get_running_loop().time() < deadline, "poison message not dead-lettered by both groups"
+            await asyncio.sleep(0.1)
+    finally:
+        for r in runners:
+            r.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        await publisher.stop()
+    copies = [letter for letter in await list_dead_letters(kafka, TOPIC) if letter.value == poison]
+    assert len(copies) == 2
+    await replay_dead_letters(kafka, TOPIC)
+    back = await read_all(kafka, TOPIC, expect=10_000, timeout_s=3)
+    assert sum(r.value == poison for r in back) == 2  # the original and ONE replayed copy
+    assert any(r.value == poison and dict(r.headers).get("replayed_from") for r in back)
+    # `dlq list` tells the copies apart by group, and knows they are one source message
+    assert {letter.consumer_group for letter in copies} == set(groups)
+    assert len({letter.source_id for letter in copies}) == 1 and copies[0].source_id is not None
+
+
+async def test_dlq_replay_that_fails_midway_does_not_resend_what_it_sent(
+    kafka: KafkaSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from libs.cli.dlq import replay_dead_letters
+
+    values = [f"letter {i} {new_id()}".encode() for i in range(3)]
+    raw = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await raw.start()
+    for i, value in enumerate(values):
+        await raw.send_and_wait(dlq_topic(TOPIC), value, partition=0, headers=[
+            ("error_type", b"RuntimeError"), ("error", b"s3 was down"), ("source_topic", TOPIC.encode()),
+            ("source_partition", b"0"), ("source_offset", str(10**9 + i).encode()), ("consumer_group", b"face"),
+        ])
+    await raw.stop()
+    send = AIOKafkaProducer.send_and_wait
+
+    async def failing_send(self: AIOKafkaProducer, topic: str, value: bytes | None = None, **kw: object) -> object:
+        if value == values[1]:
+            raise ConnectionError("broker went away mid-replay")
+        return await send(self, topic, value=value, **kw)
+
+    monkeypatch.setattr(AIOKafkaProducer, "send_and_wait", failing_send)
+    with pytest.raises(ConnectionError):
+        await replay_dead_letters(kafka, TOPIC)
+    monkeypatch.setattr(AIOKafkaProducer, "send_and_wait", send)
+    await replay_dead_letters(kafka, TOPIC)
+    back = await read_all(kafka, TOPIC, expect=10_000, timeout_s=3)
+    assert [sum(r.value == value for r in back) for value in values] == [1, 1, 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -9,9 +10,13 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from libs.common.bus import Delivery
+from libs.common.bus import ConsumerRunner, Delivery, RecordingPublisher
+from libs.common.bus.consumer import _StopWhileWaiting
+from libs.common.errors import TransientError
 from libs.common.events.examples import examples
+from libs.common.settings import KafkaSettings
 from services.analytics import store as store_module
+from services.analytics.consumer import batch_writer
 from services.analytics.ingest import build_blocks
 from services.analytics.store import AnalyticsStore
 
@@ -30,6 +35,9 @@ class FlakyClient:
             self.failures -= 1
             raise self.error
         self.tokens.append(settings["insert_deduplication_token"])
+
+    def raw_insert(self, table: str, column_names: list[str], data: bytes, settings: dict[str, str], fmt: str) -> None:
+        self.insert(table, [], column_names, settings)
 
 
 def blocks() -> list:
@@ -51,13 +59,41 @@ async def test_insert_waits_out_an_outage_on_the_store_thread() -> None:
     executor.shutdown()
 
 
-async def test_outage_longer_than_the_budget_and_data_errors_are_raised() -> None:
+async def test_outage_longer_than_the_budget_is_transient_and_data_errors_are_raised() -> None:
     executor = ThreadPoolExecutor(max_workers=1)
     down = AnalyticsStore(FlakyClient(1000, OperationalError("down")), "howhot", executor, outage_budget_s=0.05)  # type: ignore[arg-type]
-    with pytest.raises(OperationalError):
+    with pytest.raises(TransientError) as raised:  # an outage, never the data's fault: the consumer waits it out
         await down.insert_blocks(blocks())
+    assert isinstance(raised.value.__cause__, OperationalError)
     bad_data = FlakyClient(1, DatabaseError("Cannot parse UUID"))
     with pytest.raises(DatabaseError):
         await AnalyticsStore(bad_data, "howhot", executor).insert_blocks(blocks())  # type: ignore[arg-type]
     assert bad_data.failures == 0 and bad_data.tokens == []  # one attempt: the consumer isolates the poison event
     executor.shutdown()
+
+
+async def test_an_outage_longer_than_the_budget_is_waited_out_by_the_consumer_never_dead_lettered() -> None:
+    """Past the store's outage budget the consumer keeps waiting (and can be stopped) instead of retrying the batch as
+    a handler bug and dead-lettering every healthy event of it."""
+    executor = ThreadPoolExecutor(max_workers=1)
+    client = FlakyClient(10**9, OperationalError("HTTPConnectionPool(host='clickhouse', port=8123): refused"))
+    store = AnalyticsStore(client, "howhot", executor, outage_budget_s=0.05)  # type: ignore[arg-type]
+    dlq = RecordingPublisher()
+    runner = ConsumerRunner(KafkaSettings(bootstrap="127.0.0.1:1", retry_backoff_s=0.01, handler_retries=3),
+                            group_id="analytics", topics=["photo.uploaded"], dlq_publisher=dlq,
+                            batch_handler=batch_writer(store))
+    deliveries = [Delivery(e, e.TOPIC, 0, i, e.to_bytes()) for i, e in enumerate(examples())]
+    handling = asyncio.create_task(runner._handle(deliveries))  # what the loop does with a poll before committing
+    try:
+        for _ in range(40):  # 2 s: the old code had dead-lettered by then
+            await asyncio.sleep(0.05)
+            assert not handling.done(), f"the batch was given up: {handling}"
+            assert dlq.raw == [] and runner.stats.dead_lettered == 0
+        assert runner.stats.retries >= 2 and client.failures < 10**9 - 2  # still trying the store
+        runner.stop()
+        with pytest.raises(_StopWhileWaiting):  # stop ends the wait; the batch stays uncommitted
+            await asyncio.wait_for(handling, 5)
+        assert dlq.raw == [] and runner.stats.handled == 0
+    finally:
+        handling.cancel()
+        executor.shutdown(wait=False)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from libs.common.bus.bulk import decode_records, gc_paused
 from libs.common.bus.kafka import client_kwargs, start_with_retry
@@ -371,14 +371,43 @@ class ConsumerRunner:
         )
 
     async def _commit(self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]) -> None:
+        """Commit the batch's offsets for the partitions this consumer still owns.
+
+        A rebalance while the batch was handled may have moved some of its partitions to another member: their
+        offsets are skipped (the new owner re-processes from the last commit: at-least-once), and a commit refused
+        because the group moved on is logged, never raised — a failed commit only means redelivery, while an
+        exception here would end the loop for good.
+        """
         latest: dict[tuple[str, int], int] = {}  # plain tuples: one TopicPartition per partition, not per record
         for record in records:
             key = (record.topic, record.partition)
             if record.offset >= latest.get(key, -1):
                 latest[key] = record.offset
-        offsets = {TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in latest.items()}
+        assigned = consumer.assignment()
+        offsets: dict[TopicPartition, int] = {}
+        revoked: list[str] = []
+        for (topic, partition), offset in latest.items():
+            tp = TopicPartition(topic, partition)
+            if tp in assigned:
+                offsets[tp] = offset + 1
+            else:
+                revoked.append(f"{topic}[{partition}]")
+        if revoked:
+            log.warning(
+                "partitions revoked during the batch; not committing them, the new owner re-processes",
+                extra={"group": self._group_id, "partitions": revoked},
+            )
+        if not offsets:
+            return
         try:
             await consumer.commit(offsets)
             self.stats.last_commit_at = time.time()
-        except CommitFailedError as exc:  # partitions moved during a rebalance: the new owner re-processes
-            log.warning("commit failed after rebalance; messages will be redelivered", extra={"error": str(exc)})
+        except (CommitFailedError, IllegalStateError) as exc:  # partitions moved during a rebalance
+            log.warning(
+                "commit failed after rebalance; messages will be redelivered",
+                extra={"group": self._group_id, "error": repr(exc)},
+            )
+        except KafkaError as exc:  # any other refused commit: redelivery too, and the loop must go on
+            log.error(
+                "commit failed; messages will be redelivered", extra={"group": self._group_id, "error": repr(exc)}
+            )
