@@ -88,6 +88,14 @@ async def _first_stamp(stage: FaceStage, event: PhotoUploaded, *, failed: bool) 
                              lambda previous: previous.emitted_at if (previous.status == "failed") == failed else None)
 
 
+async def _erased(stage: FaceStage, photo_id: str) -> bool:
+    """Whether the photo was deleted; if so, whatever this stage ever wrote for it goes (libs/common/deletion.py).
+
+    Called before detecting too: an earlier attempt may have written, then failed (storage) before its own check."""
+    return await undo_if_deleted(stage.blobs, photo_id, single_keys=[keys.faces_manifest(photo_id)],
+                                 prefixes=[keys.chips_prefix(photo_id)])
+
+
 async def _fail(stage: FaceStage, event: PhotoUploaded, code: str, reason: str) -> None:
     """Make the failure the photo's terminal state (the user is told), then dead-letter the event with the reason."""
     failed_at = await _first_stamp(stage, event, failed=True)
@@ -95,6 +103,8 @@ async def _fail(stage: FaceStage, event: PhotoUploaded, code: str, reason: str) 
                              detector=stage.detector_name, emitted_at=failed_at)
     await stage.blobs.put(keys.faces_manifest(event.photo_id), manifest.model_dump_json().encode(),
                           MANIFEST_CONTENT_TYPE)
+    if await _erased(stage, event.photo_id):
+        raise InvalidEvent(f"{code}: {reason} (the photo was deleted meanwhile)")
     await stage.publisher.publish(PhotoFailed(
         event_id=derived_event_id(event, "photo.failed"), occurred_at=failed_at, photo_id=event.photo_id,
         stage="face", code=code, reason=reason, trace_id=event.trace_id, producer=stage.producer,
@@ -116,13 +126,13 @@ async def handle_photo_uploaded(event: PhotoUploaded, stage: FaceStage) -> None:
 
 
 async def _detect_faces(event: PhotoUploaded, stage: FaceStage) -> None:
-    if await stage.blobs.exists(keys.tombstone(event.photo_id)):
+    if await _erased(stage, event.photo_id):
         return  # deleted while queued
     started = time.perf_counter()
     try:
         blob = await stage.blobs.get(event.blob_key)
     except BlobNotFound:
-        if await stage.blobs.exists(keys.tombstone(event.photo_id)):
+        if await _erased(stage, event.photo_id):
             return
         if await stage.blobs.exists(keys.faces_manifest(event.photo_id)) and not await keeps_photo(
             stage.blobs, event.photo_id
@@ -154,8 +164,7 @@ async def _detect_faces(event: PhotoUploaded, stage: FaceStage) -> None:
     )
     await stage.blobs.put(keys.faces_manifest(event.photo_id), manifest.model_dump_json().encode(),
                           MANIFEST_CONTENT_TYPE)
-    if await undo_if_deleted(stage.blobs, event.photo_id, single_keys=[keys.faces_manifest(event.photo_id)],
-                             prefixes=[keys.chips_prefix(event.photo_id)]):
+    if await _erased(stage, event.photo_id):
         return  # deleted while we detected: no chip may outlive the deletion
     height, width = image.shape[:2]
     await stage.publisher.publish(FacesDetected(

@@ -126,7 +126,7 @@ class RatePoolEntry(BaseModel):
     alias raters are shown instead of the photo id (PhotoMeta.rate_id)."""
 
     photo_id: str
-    rate_id: str
+    rate_id: str | None = None  # None: registered before rate ids existed; such a photo is not offered any more
     owner_visitor_id: str | None = None
     faces: list[int]
     registered_at: AwareDatetime

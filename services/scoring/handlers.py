@@ -79,11 +79,23 @@ async def _first_stamp(stage: ScoringStage, event: FacesDetected, status: str) -
                              lambda previous: previous.scored_at if previous.status == status else None)
 
 
+async def _erased(stage: ScoringStage, photo_id: str) -> bool:
+    """Whether the photo was deleted; if so, whatever this stage ever wrote for it goes (libs/common/deletion.py).
+
+    Called before scoring too: an earlier attempt may have written, then failed (storage) before its own check."""
+    return await undo_if_deleted(
+        stage.blobs, photo_id, single_keys=[keys.result(photo_id), keys.rate_pool_entry(photo_id)],
+        prefixes=[keys.face_features_prefix(photo_id)],
+    )
+
+
 async def _fail(stage: ScoringStage, event: FacesDetected, code: str, reason: str) -> None:
     """Make the failure the photo's terminal state (the user is told), then dead-letter the event."""
     failed_at = await _first_stamp(stage, event, "failed")
     doc = ResultDocument(photo_id=event.photo_id, status="failed", code=code, reason=reason, scored_at=failed_at)
     await stage.blobs.put(keys.result(event.photo_id), doc.model_dump_json().encode(), RESULT_CONTENT_TYPE)
+    if await _erased(stage, event.photo_id):
+        raise InvalidEvent(f"{code}: {reason} (the photo was deleted meanwhile)")
     await stage.publisher.publish(PhotoFailed(
         event_id=derived_event_id(event, "photo.failed"), occurred_at=failed_at, photo_id=event.photo_id,
         stage="scoring", code=code, reason=reason, trace_id=event.trace_id, producer=stage.producer,
@@ -107,13 +119,13 @@ async def handle_faces_detected(event: FacesDetected, stage: ScoringStage) -> No
 
 
 async def _score_faces(event: FacesDetected, stage: ScoringStage) -> None:
-    if await stage.blobs.exists(keys.tombstone(event.photo_id)):
+    if await _erased(stage, event.photo_id):
         return  # deleted while queued: nothing to score, nothing to store
     started = time.perf_counter()
     try:
         blobs = await asyncio.gather(*(stage.blobs.get(face.chip_key) for face in event.faces))
     except BlobNotFound as exc:
-        if await stage.blobs.exists(keys.tombstone(event.photo_id)):
+        if await _erased(stage, event.photo_id):
             return
         if await stage.blobs.exists(keys.result(event.photo_id)) and not await keeps_photo(stage.blobs, event.photo_id):
             return  # redelivery of an ephemeral photo: scored before its chips were discarded
@@ -158,10 +170,7 @@ async def _score_faces(event: FacesDetected, stage: ScoringStage) -> None:
     indexed = [(face.index, vector) for face, vector in zip(event.faces, vectors, strict=True)]
     await store_personalization(stage.blobs, event.photo_id, indexed)
     await stage.blobs.put(keys.result(event.photo_id), doc.model_dump_json().encode(), RESULT_CONTENT_TYPE)
-    if await undo_if_deleted(
-        stage.blobs, event.photo_id, single_keys=[keys.result(event.photo_id), keys.rate_pool_entry(event.photo_id)],
-        prefixes=[keys.face_features_prefix(event.photo_id)],
-    ):
+    if await _erased(stage, event.photo_id):
         return  # deleted while we scored: nothing of it may stay
     await stage.publisher.publish(PhotoScored(
         event_id=derived_event_id(event, "photo.scored"), occurred_at=scored_at, photo_id=event.photo_id,

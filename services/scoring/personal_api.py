@@ -121,7 +121,8 @@ async def rate_next(request: web.Request) -> web.Response:
     try:
         state = await load_rater_state(stage, viewer) if viewer else stage.model.new_state("anonymous")
         rated = state.rated_faces()
-        entries = [e for e in await stage.pool.entries() if viewer is None or e.owner_visitor_id != viewer]
+        entries = [e for e in await stage.pool.entries()
+                   if e.rate_id is not None and (viewer is None or e.owner_visitor_id != viewer)]
         rate_ids = {e.photo_id: e.rate_id for e in entries}
         candidates = [
             (entry.photo_id, index)

@@ -180,7 +180,10 @@ async def handle_face_rated(event: FaceRated, stage: PersonalizeStage) -> ItemOu
     with stage.face_locks.hold(face) as lock:
         async with lock:
             if await stage.features.load(event.photo_id, event.face_index, cached=False) is None:
-                return "no_features"  # deleted since: don't leave a state behind the deletion
+                # deleted since: no state behind the deletion, not even one an earlier try wrote before failing
+                await undo_if_deleted(stage.features.blobs, event.photo_id,
+                                      single_keys=[keys.face_item(event.photo_id, event.face_index)])
+                return "no_features"
             item = model.current_item(await stage.items.load(event.photo_id, event.face_index), face)
             if event.visitor_id in item.raters:
                 return "duplicate"

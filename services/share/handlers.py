@@ -144,8 +144,8 @@ class ShareHandlers:
         if not faces:
             log.info("no scored face: no card", extra={"photo_id": photo_id})
             return None
-        if await self.blobs.exists(keys.tombstone(photo_id)):
-            log.info("photo deleted: no card", extra={"photo_id": photo_id})
+        if await undo_if_deleted(self.blobs, photo_id, prefixes=[keys.cards_prefix(photo_id)]):
+            log.info("photo deleted: no card", extra={"photo_id": photo_id})  # (and none left by an earlier try)
             return None
         meta = await read_document(self.blobs, keys.meta(photo_id), PhotoMeta)
         if meta is None:

@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
 from libs.common import keys
-from libs.common.blobs import LocalBlobStore
+from libs.common.blobs import BlobStoreUnavailable, LocalBlobStore
 from libs.common.bus import RecordingPublisher
 from libs.common.chips import CHIP_TEMPLATE
 from libs.common.deletion import erase_photo
@@ -34,8 +36,9 @@ from libs.common.ids import new_id
 from libs.common.settings import ScoringSettings, Settings
 from services.face.detector import DetectedFace
 from services.face.handlers import FaceStage, handle_photo_uploaded
-from services.scoring.features_store import PERSONAL_VECTOR, RatePool
+from services.scoring.features_store import PERSONAL_VECTOR, RatePool, RatePoolEntry
 from services.scoring.handlers import ScoringStage, handle_faces_detected
+from services.scoring.personal_api import install_personal_api
 from services.scoring.personalize.model import PersonalModel
 from services.scoring.ratings_consumer import (
     PersonalizeStage,
@@ -305,3 +308,43 @@ async def test_a_redelivered_photo_announces_its_faces_and_scores_at_their_first
     scored = published.of_type(PhotoScored)[0]
     doc = ResultDocument.model_validate_json((await blobs.get(keys.result(upload.photo_id))).data)
     assert doc.scored_at == scored.occurred_at  # what the owner is shown is the same moment
+
+
+async def test_a_retry_after_a_storage_blip_removes_what_the_failed_try_wrote_for_a_deleted_photo(
+    tmp_path: Path, model: PersonalModel
+) -> None:
+    """The try that wrote the vectors failed (storage) before its own tombstone check; the retry finds the tombstone
+    at once, and must clean up rather than just return."""
+    upload: PhotoUploaded | None = None
+
+    class BlipOnResult(LocalBlobStore):
+        async def put(self, key: str, data: bytes, content_type: str = JSON) -> None:
+            if upload is not None and key == keys.result(upload.photo_id) and not blipped:
+                blipped.append(key)
+                raise BlobStoreUnavailable("blip")
+            await super().put(key, data, content_type)
+
+    blipped: list[str] = []
+    blobs = BlipOnResult(tmp_path)
+    upload = await photo(blobs, rateable=True)
+    event = await detected(blobs, upload)
+    stage = ScoringStage(blobs=blobs, publisher=RecordingPublisher(),
+                         score=deleting(blobs, upload.photo_id, lambda: adult(model)))
+    with pytest.raises(BlobStoreUnavailable):
+        await handle_faces_detected(event, stage)
+    assert await left_behind(blobs, upload.photo_id)  # the vectors and the pool entry of a deleted photo, for now
+    await handle_faces_detected(event, stage)  # the consumer's retry
+    assert await left_behind(blobs, upload.photo_id) == []
+
+
+async def test_pool_entries_from_before_rate_ids_are_not_offered(tmp_path: Path, model: PersonalModel) -> None:
+    blobs = LocalBlobStore(tmp_path)
+    old = RatePoolEntry(photo_id=new_id(), faces=[0], registered_at=datetime.now(UTC))  # no rate id: never shown
+    await RatePool(blobs).register(old)
+    stage = PersonalizeStage.from_blobs(model, blobs)
+    await stage.features.save(old.photo_id, 0, face_vector(model))
+    app = web.Application()
+    install_personal_api(app, stage)
+    async with TestClient(TestServer(app)) as client:
+        answer = await (await client.get("/api/v1/rate/next", params={"viewer": new_id()})).json()
+    assert answer == {"faces": []}

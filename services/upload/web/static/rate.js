@@ -28,6 +28,7 @@
   var exhausted = false;
   var busyRetries = 0;
   var staleRefills = 0;
+  var refillPending = false; // a stale refill waits for the latest votes to arrive (see load)
   var ownRefused = false; // the server refused this browser's remembered photo as the rater's own
 
   function say(text, kind) {
@@ -42,8 +43,8 @@
   }
 
   function load() {
-    if (loading || exhausted) {
-      return;
+    if (loading || exhausted || refillPending) {
+      return; // a stale refill's timer is pending: it loads when the latest votes had time to arrive
     }
     loading = true;
     fetch(NEXT_URL, { cache: 'no-store', headers: { Accept: 'application/json' } })
@@ -75,10 +76,12 @@
           } else if (!fresh.length && staleRefills < MAX_STALE_REFILLS) {
             // only faces already shown: our latest votes have not reached the queue yet; ask again shortly
             staleRefills += 1;
-            if (!current) {
-              say('Finding more faces…');
-            }
-            window.setTimeout(load, STALE_REFILL_MS);
+            refillPending = true;
+            window.setTimeout(function () {
+              refillPending = false;
+              load();
+            }, STALE_REFILL_MS);
+            return;
           } else if (!fresh.length) {
             exhausted = true;
           } else {
@@ -104,6 +107,8 @@
       if (exhausted) {
         showEmpty();
       } else {
+        card.hidden = true; // no face to vote on until the next ones arrive
+        say('Finding more faces…');
         load();
       }
       return;
