@@ -19,11 +19,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel
 
 from libs.common import keys
 from libs.common.blobs import BlobNotFound, BlobStore
-from libs.common.documents import PhotoMeta
+from libs.common.documents import PhotoMeta, read_document
 from libs.common.events.envelope import utcnow
 from services.scoring.personalize.model import PersonalModel
 
@@ -139,8 +139,7 @@ class RatePool:
     def __init__(self, blobs: BlobStore, max_photos: int = 500) -> None:
         self.blobs = blobs
         self.max_photos = max_photos
-        self._entries: dict[str, RatePoolEntry] = {}
-        self._read_at: dict[str, float] = {}
+        self._entries: dict[str, tuple[RatePoolEntry, float]] = {}  # key → (entry, when it was read)
         self._listed_at = 0.0
         self._listing: list[str] = []
 
@@ -153,38 +152,17 @@ class RatePool:
         if now - self._listed_at > POOL_LIST_TTL_S:
             self._listing = [k for k in await self.blobs.list(keys.RATE_POOL_PREFIX) if k.endswith(".json")]
             self._listed_at = now
-            live = {k for k in self._listing if now - self._read_at.get(k, now) <= POOL_ENTRY_TTL_S}
-            self._entries = {k: v for k, v in self._entries.items() if k in live}  # deleted or stale entries leave
-            self._read_at = {k: t for k, t in self._read_at.items() if k in live}
+            live = set(self._listing)  # deleted entries leave the cache, and so do entries read too long ago
+            self._entries = {k: v for k, v in self._entries.items() if k in live and now - v[1] <= POOL_ENTRY_TTL_S}
         listing = self._listing
         if len(listing) > self.max_photos:
             listing = random.sample(listing, self.max_photos)
-        missing = [k for k in listing if k not in self._entries]
-        loaded = await asyncio.gather(*(self._read(k) for k in missing))
+        missing = [k for k in listing if k not in self._entries]  # None below: deleted between list and get
+        loaded = await asyncio.gather(*(read_document(self.blobs, k, RatePoolEntry) for k in missing))
         for key, entry in zip(missing, loaded, strict=True):
             if entry is not None:
-                self._entries[key] = entry
-                self._read_at[key] = now
-        return [self._entries[k] for k in listing if k in self._entries]
-
-    async def _read(self, key: str) -> RatePoolEntry | None:
-        try:
-            blob = await self.blobs.get(key)
-            return RatePoolEntry.model_validate_json(blob.data)
-        except BlobNotFound:
-            return None  # deleted between list and get
-        except ValidationError:
-            log.warning("unreadable rate pool entry", extra={"key": key})
-            return None
-
-
-async def _photo_meta(blobs: BlobStore, photo_id: str) -> PhotoMeta | None:
-    """The upload service's meta document, read-only (its owner is upload; scoring never writes it)."""
-    try:
-        blob = await blobs.get(keys.meta(photo_id))
-        return PhotoMeta.model_validate_json(blob.data)
-    except (BlobNotFound, ValidationError):
-        return None
+                self._entries[key] = (entry, now)
+        return [self._entries[k][0] for k in listing if k in self._entries]
 
 
 async def store_personalization(
@@ -200,17 +178,20 @@ async def store_personalization(
     adults = [(index, vector) for index, vector in vectors if vector is not None]
     withheld = [index for index, vector in vectors if vector is None]
     await asyncio.gather(*(blobs.delete(keys.face_features(photo_id, index)) for index in withheld))
-    meta = await _photo_meta(blobs, photo_id) if adults else None
-    rate_id = meta.rate_id if meta is not None and meta.rateable else None  # no alias: raters cannot be shown it
-    if rate_id is None or withheld:
-        await blobs.delete(keys.rate_pool_entry(photo_id))  # re-registered below with the adults only
+    # the upload service's meta, read-only (its owner is upload); without a rate id, raters cannot be shown the photo
+    meta = await read_document(blobs, keys.meta(photo_id), PhotoMeta)
+    if meta is None or not meta.rateable or meta.rate_id is None:
+        rate_id = None
+    else:
+        rate_id = meta.rate_id
+        if withheld:  # an earlier scoring may have offered a face now withheld: re-registered below, adults only
+            await blobs.delete(keys.rate_pool_entry(photo_id))
     if not adults:
         return
     store = FaceFeatureStore(blobs)
     await asyncio.gather(*(store.save(photo_id, index, vector) for index, vector in adults))
-    if rate_id is None:
+    if meta is None or rate_id is None:
         return
-    owner = meta.visitor_id if meta is not None else None
-    entry = RatePoolEntry(photo_id=photo_id, rate_id=rate_id, owner_visitor_id=owner, faces=[i for i, _ in adults],
-                          registered_at=utcnow())
+    entry = RatePoolEntry(photo_id=photo_id, rate_id=rate_id, owner_visitor_id=meta.visitor_id,
+                          faces=[i for i, _ in adults], registered_at=utcnow())
     await RatePool(blobs).register(entry)
