@@ -1,7 +1,7 @@
 """"Don't store my photo": once a photo's terminal state is durable, its images are discarded (how-old.net kept none).
 
 The owner's choice lives in the upload service's PhotoMeta (read-only here). The original and the face chips go; the
-result document stays, so the owner still sees their scores; no share card can be rendered without the chip.
+result document stays, so the owner still sees their scores; their share card shows a silhouette instead of the face.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from libs.common import keys
+from services.share import palette
 from services.share.backdrop import aa_mask, circle_mask, static_layer
 from services.share.content import BRAND, SCORE_WORDS, CardData, Pill, PlacedText, plan_card, validate_card
 from services.share.fonts import Weight, font_bytes
@@ -30,11 +31,15 @@ __all__ = [
     "card_key",
     "plan_card",
     "render_card",
+    "silhouette",
     "warm_caches",
 ]
 
 TEMPLATE_VERSION = "v1"
 FACE_CROP_FRACTION = 0.8  # of the 256-px chip: the face frame (central 1/1.8) then fills ~70 % of the circle
+SILHOUETTE_HEAD_RATIO = 0.17  # head radius, × the face circle's diameter
+SILHOUETTE_HEAD_Y_RATIO = 0.4  # head centre, from the circle's top
+SILHOUETTE_SHOULDERS_RATIO = 0.62  # shoulders' width; the circle cuts them off below
 PILL_MASK_CACHE = 64  # distinct pill sizes: six words × three formats, plus a few fitted long words
 
 
@@ -58,7 +63,10 @@ def render_card(card: CardData, fmt: CardFormat) -> bytes:
     spec = format_spec(fmt)
     validate_card(card)
     canvas = static_layer(fmt, card.brand).copy()
-    _paste_face(canvas, card.face, spec)
+    if card.face is None:
+        canvas.paste(silhouette(spec.face_diameter), _face_origin(spec), circle_mask(spec.face_diameter))
+    else:
+        _paste_face(canvas, card.face, spec)
     texts, pills = plan_card(card, fmt)
     draw = ImageDraw.Draw(canvas)
     for pill in pills:
@@ -86,5 +94,28 @@ def _paste_face(canvas: Image.Image, face: np.ndarray | Image.Image, spec: Forma
     box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
     d = spec.face_diameter
     scaled = chip.resize((d, d), Image.Resampling.BICUBIC, box=box)
+    canvas.paste(scaled, _face_origin(spec), circle_mask(d))
+
+
+def _face_origin(spec: FormatSpec) -> tuple[int, int]:
     cx, cy = spec.face_center
-    canvas.paste(scaled, (cx - d // 2, cy - d // 2), circle_mask(d))
+    return cx - spec.face_diameter // 2, cy - spec.face_diameter // 2
+
+
+@lru_cache(maxsize=len(FORMATS))
+def silhouette(diameter: int) -> Image.Image:
+    """What the face circle shows when the owner chose not to keep their photo: an anonymous head and shoulders.
+
+    The card outlives the photo (it is public wherever it was posted), so it must not carry the face either."""
+    disc = Image.new("RGB", (diameter, diameter), palette.INK)
+    head_r = SILHOUETTE_HEAD_RATIO * diameter
+    cx, head_cy = diameter / 2, SILHOUETTE_HEAD_Y_RATIO * diameter
+    shoulders_w = SILHOUETTE_SHOULDERS_RATIO * diameter
+    top = head_cy + head_r * 1.25
+
+    def bust(d: ImageDraw.ImageDraw, s: int) -> None:
+        d.ellipse(((cx - head_r) * s, (head_cy - head_r) * s, (cx + head_r) * s, (head_cy + head_r) * s), fill=255)
+        d.ellipse(((cx - shoulders_w / 2) * s, top * s, (cx + shoulders_w / 2) * s, (top + shoulders_w) * s), fill=255)
+
+    disc.paste(palette.SILHOUETTE, (0, 0), aa_mask((diameter, diameter), bust))
+    return disc

@@ -44,7 +44,7 @@ LINK_PADDING_RATIO = 0.5  # horizontal padding inside the link pill, × pill hei
 class CardData:
     """What a card shows for one shared face; ``score=None`` means withheld (a likely minor): age only."""
 
-    face: np.ndarray | Image.Image  # the aligned 256×256 RGB face chip of the shared face
+    face: np.ndarray | Image.Image | None  # the aligned 256×256 RGB chip; None: photo not kept, a silhouette
     age: int
     age_low: int
     age_high: int

@@ -55,12 +55,13 @@ class CardsStamp(BaseModel):
 
 @dataclass(frozen=True)
 class CardSource:
-    """Everything a card needs: the featured face, its chip bytes and the photo's pre-allocated share id."""
+    """Everything a card needs: the featured face, its chip bytes (None when the owner did not keep the photo) and
+    the photo's pre-allocated share id."""
 
     photo_id: str
     share_id: str
     face: FaceResult
-    chip_png: bytes
+    chip_png: bytes | None
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,8 @@ class ShareHandlers:
         assert face is not None  # faces is non-empty
         if not score_is_valid(face.attractiveness):
             raise InvalidEvent(f"attractiveness {face.attractiveness} is outside the printable range")
+        if not meta.store_photo:  # "don't keep my photo": a public card must not keep the face either (the chip
+            return CardSource(photo_id, meta.share_id, face, None)  # may still be there: scoring discards it later)
         try:
             chip = await self.blobs.get(keys.chip(photo_id, face.index))
         except BlobNotFound:

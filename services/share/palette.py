@@ -16,6 +16,7 @@ TEXT: RGB = (255, 255, 255)
 TEXT_SOFT: RGB = (240, 222, 255)  # lavender for secondary text: still ≥ 4.5:1 on the darkest-lit background
 KICKER: RGB = (255, 210, 63)  # gold label above the big number
 INK: RGB = (27, 10, 60)  # dark text on bright pills
+SILHOUETTE: RGB = (91, 19, 128)  # the anonymous bust on an INK disc, for photos the owner did not keep
 URL_PILL: RGB = (0, 0, 0)
 URL_PILL_ALPHA = 0.38  # darkens the gradient under the link, so the link reads at thumbnail size
 

@@ -58,9 +58,10 @@ class CardRenderer:
         self.warmed = True
 
     async def render(
-        self, chip_png: bytes, face: FaceResult, url: str, formats: tuple[CardFormat, ...] = CARD_FORMATS
+        self, chip_png: bytes | None, face: FaceResult, url: str, formats: tuple[CardFormat, ...] = CARD_FORMATS
     ) -> RenderedCards:
-        """Render ``formats`` of the card for ``face`` (chip as stored PNG bytes) printing ``url``."""
+        """Render ``formats`` of the card for ``face`` (chip as stored PNG bytes; None: a silhouette instead)
+        printing ``url``."""
         async with self._lock:
             return await asyncio.to_thread(_locked, _render_sync, chip_png, face, url, formats)
 
@@ -70,9 +71,11 @@ def _locked(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return fn(*args, **kwargs)
 
 
-def _render_sync(chip_png: bytes, face: FaceResult, url: str, formats: tuple[CardFormat, ...]) -> RenderedCards:
+def _render_sync(
+    chip_png: bytes | None, face: FaceResult, url: str, formats: tuple[CardFormat, ...]
+) -> RenderedCards:
     started = time.perf_counter()
-    card = card_data(decode_chip(chip_png), face, url)
+    card = card_data(None if chip_png is None else decode_chip(chip_png), face, url)
     pngs = {fmt: render_card(card, fmt) for fmt in formats}
     return RenderedCards(pngs, (time.perf_counter() - started) * 1000)
 
@@ -88,7 +91,7 @@ def decode_chip(chip_png: bytes) -> Image.Image:
         raise ChipUnreadable(f"chip is not a readable image: {exc}") from exc
 
 
-def card_data(chip: Image.Image, face: FaceResult, url: str) -> CardData:
+def card_data(chip: Image.Image | None, face: FaceResult, url: str) -> CardData:
     """What the card prints for ``face``: whole-year ages; the score only when it was not withheld."""
     age, low, high = whole_years(face)
     withheld = face.attractiveness is None

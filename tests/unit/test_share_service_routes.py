@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
@@ -25,8 +27,9 @@ from libs.common.events import FaceResult, PhotoScored, ShareViewed
 from libs.common.ids import new_id
 from libs.common.settings import CoreSettings, Settings
 from services.share.app import create_app
-from services.share.cards import card_key
+from services.share.cards import card_key, silhouette
 from services.share.handlers import ShareHandlers
+from services.share.layout import CardFormat, format_spec
 from services.share.lookup import ShareLookup
 from services.share.render import CardRenderer
 from services.share.routes import CONTENT_SECURITY_POLICY
@@ -87,12 +90,14 @@ def chip_png() -> bytes:
     return buf.getvalue()
 
 
-async def seed_scored_photo(store: LocalBlobStore, face: FaceResult = ADULT) -> tuple[str, str]:
+async def seed_scored_photo(
+    store: LocalBlobStore, face: FaceResult = ADULT, *, store_photo: bool = True
+) -> tuple[str, str]:
     """A scored photo as upload, face and scoring leave it (no card yet, not shared yet)."""
     photo_id, share_id = new_id(), new_id()
     meta = PhotoMeta(
         photo_id=photo_id, created_at=datetime.now(UTC), delete_token_sha256="0" * 64, width=512, height=512,
-        share_id=share_id,
+        share_id=share_id, store_photo=store_photo,
     )
     await store.put(keys.meta(photo_id), meta.model_dump_json().encode(), "application/json")
     await store.put(keys.chip(photo_id, 0), chip_png(), "image/png")
@@ -284,6 +289,46 @@ async def test_a_card_not_rendered_yet_is_rendered_on_demand(client: Any, store:
     before = (await store.get(card_key(photo_id, "square"))).data
     await handlers.on_photo_scored(PhotoScored(photo_id=photo_id, result_key="r", faces=[ADULT], elapsed_ms=1))
     assert (await store.get(card_key(photo_id, "square"))).data == before
+
+
+def face_circle(png: bytes, fmt: CardFormat) -> np.ndarray:
+    """The pixels inside the card's face circle (its inscribed square)."""
+    spec = format_spec(fmt)
+    half = round(spec.face_diameter / 2 / math.sqrt(2)) - 2
+    (cx, cy) = spec.face_center
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB").crop((cx - half, cy - half, cx + half, cy + half)))
+
+
+async def test_a_photo_its_owner_did_not_keep_is_shared_with_a_silhouette_never_its_face(
+    client: Any, store: LocalBlobStore
+) -> None:
+    """"Don't keep my photo": the share consumer may get photo.scored before scoring discards the chip. The public
+    card must not carry the face either way, and once the chip is gone the card still renders (on demand)."""
+    photo_id, share_id = await seed_scored_photo(store, store_photo=False)
+    handlers = ShareHandlers(store, RecordingPublisher(), CardRenderer(), BASE_URL)
+    await handlers.on_photo_scored(PhotoScored(photo_id=photo_id, result_key="r", faces=[ADULT], elapsed_ms=1))
+    og = (await store.get(card_key(photo_id, "og"))).data
+    expected = silhouette(format_spec("og").face_diameter)
+    circle = face_circle(og, "og").astype(int)
+    inner = np.asarray(expected.crop(_inscribed(expected.width)), dtype=int)
+    assert np.abs(circle - inner).max() <= 1  # the silhouette, pixel for pixel…
+    kept_id, _ = await seed_scored_photo(store)  # …where a kept photo's card shows the face
+    await handlers.on_photo_scored(PhotoScored(photo_id=kept_id, result_key="r", faces=[ADULT], elapsed_ms=1))
+    assert np.abs(face_circle((await store.get(card_key(kept_id, "og"))).data, "og").astype(int) - inner).mean() > 20
+
+    await store.delete_prefix(keys.cards_prefix(photo_id))
+    await store.delete_prefix(keys.chips_prefix(photo_id))  # what scoring's discard leaves
+    await press_share(store, photo_id, share_id)
+    response = await client.get(f"/cards/{share_id}/square.png")
+    assert response.status == 200  # before: 404 "card not ready", for good
+    square = await response.read()
+    assert np.abs(face_circle(square, "square").astype(int) - inner).max() <= 1
+
+
+def _inscribed(diameter: int) -> tuple[int, int, int, int]:
+    half = round(diameter / 2 / math.sqrt(2)) - 2
+    c = diameter // 2
+    return (c - half, c - half, c + half, c + half)
 
 
 async def test_a_photo_not_scored_yet_answers_404_with_retry_after(client: Any, store: LocalBlobStore) -> None:
