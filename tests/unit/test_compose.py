@@ -64,3 +64,21 @@ def test_the_gpu_override_puts_the_model_services_on_an_nvidia_gpu() -> None:
         build = service["build"]
         assert build["dockerfile"] == "infra/docker/Dockerfile" and set(build["args"]) <= declared
         assert "download.pytorch.org/whl/cpu" not in build["args"]["TORCH_INDEX"]  # PyPI's Linux wheel is CUDA's
+
+
+def test_kafka_keeps_its_log_in_the_mounted_volume() -> None:
+    """apache/kafka writes its log to KAFKA_LOG_DIRS, under /tmp when unset: the named volume must be that folder, or
+    topics, committed offsets and unconsumed events are lost whenever the container is recreated."""
+    kafka = compose()["services"]["kafka"]
+    mounted = {volume.split(":")[1] for volume in kafka["volumes"]}
+    assert kafka["environment"].get("KAFKA_LOG_DIRS") in mounted
+
+
+def test_every_service_starts_after_the_topics_exist() -> None:
+    """Kafka in compose does not auto-create topics, and an aiokafka consumer whose topics are still missing gives up
+    after request_timeout_ms: like `howhot up`, every service starts once the `topics` job has created them."""
+    services = compose()["services"]
+    assert services["topics"]["command"] == ["topics"] and "topics" not in services["topics"].get("depends_on", {})
+    for name, service in services.items():
+        if service.get("command", [None])[0] == "service":
+            assert service["depends_on"].get("topics") == {"condition": "service_completed_successfully"}, name
