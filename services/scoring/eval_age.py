@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from services.scoring.evaluation.data import TARGET_COLUMNS, AgeSample, read_age_samples, subsample
-from services.scoring.evaluation.metrics import age_band, race_label, summarize
+from services.scoring.evaluation.data import TARGET_COLUMNS, AgeSample, DatasetError, read_age_samples, subsample
+from services.scoring.evaluation.metrics import age_band, gender_accuracy, race_label, summarize
 
 ENSEMBLE = "ensemble"
 
@@ -91,7 +91,7 @@ def evaluate_age(
     mode = "aligned" if aligned else "detect"
     samples = subsample(read_age_samples(dataset, target, portion), limit)
     if not samples:
-        raise ValueError(f"no labelled images in {dataset} (target {target}, portion {portion})")
+        raise DatasetError(f"no labelled images in {dataset} (target {target}, portion {portion})")
     cache = cache_dir or DEFAULT_CACHE_DIR
     by_file = extract(samples, dataset, mode, cache_dir=cache, models_dir=models_dir, progress=progress)
     calibration = EnsembleCalibration.load(calibration_path) if calibration_path else load_calibration(profile)
@@ -119,9 +119,9 @@ def evaluate_age(
         "images": len(samples), "failures": 0 if aligned else int((~detected).sum()),
         "fallbacks": int((~detected).sum()), **figures(keep),
     }
-    summary["gender_member_accuracy"] = {
-        n: float(np.mean((p[keep] > 0.5) == (female[keep] > 0.5))) for n, p in preds.member_p_female.items()
-        if not np.isnan(female[keep]).any()
+    summary["gender_member_accuracy"] = {  # on the faces with a gender label, as the ensemble's gender_accuracy
+        n: gender_accuracy(p[keep], female[keep]) for n, p in preds.member_p_female.items()
+        if not np.isnan(female[keep]).all()
     }
     if not aligned:
         summary["mae_with_fallback"] = float(np.mean(np.abs(preds.age - true_age)))
@@ -188,10 +188,14 @@ def run_eval_age(args: argparse.Namespace, settings: Any) -> int:
     import torch
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))  # shared 2-core machines
-    result = evaluate_age(
-        args.dataset, args.target, args.aligned, args.limit, args.portion, args.profile, args.calibration,
-        models_dir=getattr(settings, "models_dir", None), cache_dir=args.cache_dir, progress=not args.no_progress,
-    )
+    try:
+        result = evaluate_age(
+            args.dataset, args.target, args.aligned, args.limit, args.portion, args.profile, args.calibration,
+            models_dir=getattr(settings, "models_dir", None), cache_dir=args.cache_dir, progress=not args.no_progress,
+        )
+    except DatasetError as exc:  # the user's folder, not the program: say what to fix, no traceback
+        print(f"howhot eval age: {exc}", file=sys.stderr)
+        return 2
     if args.report:
         from services.scoring.report import write_report
 

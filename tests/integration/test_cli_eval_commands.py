@@ -83,3 +83,26 @@ def test_train_full_on_a_folder_detects_once_and_skips_unreadable_files(dataset:
     assert len(saved) == 1 and saved[0].exists()
     again = run_howhot(*args, "--out", str(tmp_path / "again"), cwd=tmp_path)
     assert "face landmarks of 3 train-portion photos: 0 detected now" in again.stderr
+
+
+def test_eval_age_member_gender_accuracy_counts_the_labelled_faces(dataset: Path, tmp_path: Path) -> None:
+    """One face without a gender label: the members' accuracies are still given, over the labelled faces."""
+    folder = tmp_path / "set"
+    shutil.copytree(dataset, folder)
+    (folder / "labels.csv").write_text("file,age,gender\na.jpg,44,1\nb.png,44,\nc.jpg,44,1\n")
+    report = howhot("eval", "age", "--dataset", str(folder), "--json", "--no-progress",
+                    "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert report["n"] == 3 and "gender_accuracy" in report
+    assert set(report["gender_member_accuracy"]) >= {"agegender_cc0_gender", "wrn16_8_imdbwiki"}
+    assert all(0 <= v <= 1 for v in report["gender_member_accuracy"].values())
+
+
+def test_eval_age_on_bad_labels_says_what_to_fix_without_a_traceback(dataset: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "set"
+    shutil.copytree(dataset, folder)
+    (folder / "labels.csv").write_text("file,age,gender\na.jpg,44,1\nb.png,44,unknown\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "libs.cli.main", "eval", "age", "--dataset", str(folder), "--json"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "line 3: gender 'unknown'" in done.stderr

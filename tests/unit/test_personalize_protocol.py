@@ -63,3 +63,20 @@ def test_mebeauty_duplicates_never_straddle_splits() -> None:
     for group in read_duplicate_groups(DATA / "mebeauty" / "exact_duplicate_images.txt"):
         assert sum(name in kept for name in group) == 1  # one representative per byte-identical group
     assert (labels.split == "test").sum() >= 500
+
+
+def test_csv_files_saved_by_a_spreadsheet_with_a_byte_order_mark_load(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts each file with a BOM, which used to become part of the first column's name."""
+    from services.scoring.beauty.evaluate import mebeauty_files
+    from services.scoring.personalize.data import load_ratings
+
+    bom = "utf-8-sig"
+    (tmp_path / "labels.csv").write_text("file,score\r\na.jpg,3\r\nb.jpg,5\r\n", encoding=bom)
+    (tmp_path / "ratings_long.csv").write_text("rater_id,image,rating\r\nr1,a.jpg,2\r\nr1,b.jpg,6\r\n"
+                                               "r2,b.jpg,4\r\n", encoding=bom)
+    (tmp_path / "raters.csv").write_text("rater_id,rater_sex,rater_age,rater_sexpref\r\nr1,F,30,M\r\n", encoding=bom)
+    data = load_ratings(tmp_path)
+    assert data.faces == ["a.jpg", "b.jpg"] and data.raters == ["r1", "r2"]
+    np.testing.assert_array_equal(data.ratings, [[2.0, 6.0], [np.nan, 4.0]])
+    assert data.demographics is not None
+    assert mebeauty_files(tmp_path) == ["a.jpg", "b.jpg"]

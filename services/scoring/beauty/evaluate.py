@@ -53,5 +53,5 @@ def mebeauty_files(dataset_dir: Path) -> list[str]:
     """Every image in a data set's labels.csv, in file order (the feature cache is keyed by this list)."""
     import csv
 
-    with (dataset_dir / "labels.csv").open(newline="") as fh:
+    with (dataset_dir / "labels.csv").open(newline="", encoding="utf-8-sig") as fh:
         return [row["file"] for row in csv.DictReader(fh)]

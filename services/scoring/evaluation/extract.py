@@ -4,7 +4,8 @@ Why a cache: on the shared 2-core CPU the WRN costs ~80–250 ms per face, and c
 and re-runs all need the same numbers. One pass per image stores everything they need: the chosen face's landmarks
 (so a report can re-cut the chip without detecting again), every backbone member's raw probabilities for the crop
 and (for the cheap CC0 nets) its mirror, and pooled penultimate features (the DEX heads' inputs). The file is keyed
-by the data-set folder, the pipeline mode and the members' versions; only images it lacks are computed.
+by the data-set folder, the pipeline mode and the members' versions; only images it lacks are computed, and an image
+whose file changed since its row was computed (size or modification time, ``STAMP_KEY``) is computed again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from services.scoring.evaluation.data import AgeSample
+from services.scoring.evaluation.data import AgeSample, DatasetError
 from services.scoring.evaluation.faces import chip_for
 from services.scoring.members import member_crops, to_input
 from services.scoring.models.registry import PretrainedConfig, pretrained_config
@@ -38,6 +39,7 @@ GRID = 2  # 2×2 pooled features keep upper/lower face apart (wrinkles vs. hair)
 BATCH = 16  # images per detector/member call: bounded memory on a shared machine
 SAVE_EVERY = 256  # images between checkpoints, so an interrupted run keeps its work
 PIPELINE_KEY = "detect"  # cache key of the one pipeline both evaluation modes run
+STAMP_KEY = "file_stamp"  # [size, mtime_ns] of the image a row was computed from: a replaced image is recomputed
 
 
 def cache_path(dataset_dir: Path, mode: str, members: Sequence[str], cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
@@ -69,6 +71,66 @@ def save_cache(path: Path, rows: dict[str, dict[str, np.ndarray]]) -> None:
     tmp = path.with_name(path.name + ".part.npz")
     np.savez(tmp, files=np.array(files), **{k: np.stack([rows[f][k] for f in files]) for k in keys})
     tmp.replace(path)
+
+
+NO_STAMP = (-1, -1)  # the stamp of a file that cannot be found
+
+
+def file_stamp(path: Path) -> np.ndarray:
+    """[size in bytes, modification time in ns] of an image file (``NO_STAMP`` when it is not there)."""
+    try:
+        info = Path(path).stat()
+    except OSError:
+        return np.array(NO_STAMP, np.int64)
+    return np.array([info.st_size, info.st_mtime_ns], np.int64)
+
+
+def stale_files(
+    samples: Sequence[AgeSample], rows: dict[str, dict[str, np.ndarray]],
+    stamps: dict[str, np.ndarray] | None = None,
+) -> tuple[list[AgeSample], bool]:
+    """(samples to compute: no row, or a row of another version of the file; whether ``rows`` gained stamps).
+
+    The current stamps are the files' own, or ``stamps`` (file → stamp) where given. A row from before stamps
+    existed adopts the current one (trusted once, not recomputed), so existing caches stay valid; a file that is
+    gone keeps its row (a cached image may have been moved away)."""
+    todo, adopted = [], False
+    for sample in samples:
+        row = rows.get(sample.file)
+        if row is None:
+            todo.append(sample)
+            continue
+        stamp = stamps[sample.file] if stamps is not None else file_stamp(sample.path)
+        if STAMP_KEY not in row:
+            row[STAMP_KEY], adopted = stamp, True
+        elif tuple(stamp) != NO_STAMP and not np.array_equal(row[STAMP_KEY], stamp):
+            todo.append(sample)
+    return todo, adopted
+
+
+def _load_images(
+    chunk: Sequence[AgeSample], load_image: Callable[[Path], np.ndarray], unreadable: dict[str, str],
+) -> tuple[list[AgeSample], list[np.ndarray]]:
+    """The chunk's images that decode; the others go into ``unreadable`` (file → reason) instead of raising."""
+    from libs.common.images import DECODE_ERRORS
+
+    kept, images = [], []
+    for sample in chunk:
+        try:
+            images.append(load_image(sample.path))
+        except DECODE_ERRORS as exc:  # OSError covers a missing file; Pillow raises the rest on corrupt ones
+            unreadable[sample.file] = f"{type(exc).__name__}: {exc}"
+            continue
+        kept.append(sample)
+    return kept, images
+
+
+def _raise_unreadable(unreadable: dict[str, str], dataset_dir: Path) -> None:
+    if unreadable:
+        first = "; ".join(f"{f} ({why})" for f, why in sorted(unreadable.items())[:5])
+        raise DatasetError(f"{len(unreadable)} image(s) listed in {Path(dataset_dir) / 'labels.csv'} cannot be read: "
+                           f"{first}{' …' if len(unreadable) > 5 else ''}. Fix or remove them from labels.csv "
+                           "(the others are cached).")
 
 
 def _forward_with_features(cfg: PretrainedConfig, model: nn.Module, crops: np.ndarray, flip: bool,
@@ -142,7 +204,10 @@ def extract(
         raise ValueError(f"unknown mode {mode!r}")
     path = cache_path(dataset_dir, PIPELINE_KEY, members, cache_dir)
     rows = load_cache(path)
-    missing = [s for s in samples if s.file not in rows]
+    missing, adopted = stale_files(samples, rows)
+    unreadable: dict[str, str] = {}
+    if adopted and not missing:
+        save_cache(path, rows)
     if missing:
         if detector is None:
             from services.scoring.evaluation.detection import detector as bound_detector
@@ -152,8 +217,10 @@ def extract(
         unsaved = 0
         bar = tqdm(total=len(missing), desc=f"{Path(dataset_dir).name} faces", unit="img", disable=not progress)
         for start in range(0, len(missing), BATCH):
-            chunk = missing[start:start + BATCH]
-            images = [load_image(s.path) for s in chunk]
+            chunk, images = _load_images(missing[start:start + BATCH], load_image, unreadable)
+            bar.update(len(missing[start:start + BATCH]) - len(chunk))
+            if not chunk:
+                continue
             began = time.perf_counter()
             found = detector.detect_batch(images)  # type: ignore[attr-defined]
             chips = [chip_for(im, faces) for im, faces in zip(images, found, strict=True)]
@@ -172,6 +239,7 @@ def extract(
                            detected=np.array(chip.detected), score=np.array(chip.score, np.float32),
                            n_faces=np.array(chip.n_faces), detect_ms=np.array(detect_ms, np.float32),
                            member_ms=np.array(member_ms, np.float32))
+                row[STAMP_KEY] = file_stamp(sample.path)
                 rows[sample.file] = row
             unsaved += len(chunk)
             bar.update(len(chunk))
@@ -180,6 +248,7 @@ def extract(
                 unsaved = 0
         bar.close()
         save_cache(path, rows)
+    _raise_unreadable(unreadable, dataset_dir)
     return {s.file: rows[s.file] for s in samples}
 
 
@@ -220,7 +289,11 @@ def extract_embeddings(
     load_image = load_image or default_load
     path = embedding_cache_path(dataset_dir, cache_dir)
     cached = load_cache(path)
-    missing = [s for s in samples if s.file not in cached]
+    # an embedding belongs to the version of the image its backbone row was computed from
+    stamps = {s.file: rows[s.file][STAMP_KEY] if STAMP_KEY in rows[s.file] else file_stamp(s.path) for s in samples}
+    missing, adopted = stale_files(samples, cached, stamps)
+    if adopted and not missing:
+        save_cache(path, cached)
     if missing:
         model = embedding_model(models_dir)
         unsaved = 0
@@ -231,7 +304,8 @@ def extract_embeddings(
             chips = embedding_chips([a.chip for a in aligned], [a.landmarks for a in aligned])
             plain, mirror = embed(model, chips), embed(model, np.ascontiguousarray(chips[:, :, ::-1]))
             for i, sample in enumerate(chunk):
-                cached[sample.file] = {EMBEDDING_KEY: plain[i], f"{EMBEDDING_KEY}_flip": mirror[i]}
+                cached[sample.file] = {EMBEDDING_KEY: plain[i], f"{EMBEDDING_KEY}_flip": mirror[i],
+                                       STAMP_KEY: stamps[sample.file]}
             unsaved += len(chunk)
             if unsaved >= SAVE_EVERY:
                 save_cache(path, cached)

@@ -45,12 +45,12 @@ def load_ratings(dataset_dir: Path) -> RatingsData:
         labels = load_mebeauty(dataset_dir)
         alias, faces = labels.alias, list(labels.files)
     else:
-        with (dataset_dir / "labels.csv").open(newline="") as fh:
+        with (dataset_dir / "labels.csv").open(newline="", encoding="utf-8-sig") as fh:
             faces = [row["file"] for row in csv.DictReader(fh)]
     face_index = {f: i for i, f in enumerate(faces)}
     rater_index: dict[str, int] = {}
     cells: dict[tuple[int, int], list[float]] = {}
-    with (dataset_dir / "ratings_long.csv").open(newline="") as fh:
+    with (dataset_dir / "ratings_long.csv").open(newline="", encoding="utf-8-sig") as fh:
         for row in csv.DictReader(fh):
             face = alias.get(row["image"], row["image"])
             if face not in face_index:
@@ -64,7 +64,7 @@ def load_ratings(dataset_dir: Path) -> RatingsData:
     demographics = None
     raters_csv = dataset_dir / "raters.csv"
     if raters_csv.exists():
-        with raters_csv.open(newline="") as fh:
+        with raters_csv.open(newline="", encoding="utf-8-sig") as fh:
             info = {r["rater_id"]: r for r in csv.DictReader(fh)}
         rows = [(info.get(r, {}).get("rater_sex") or None, _age(info.get(r, {}).get("rater_age", "")),
                  info.get(r, {}).get("rater_sexpref") or None) for r in raters]

@@ -154,6 +154,16 @@ def train_heads_command(args: argparse.Namespace, settings: Any) -> dict[str, An
 
 def run_train(args: argparse.Namespace, settings: Any) -> int:
     """Entry point for ``howhot train dex`` (0 on success)."""
+    from services.scoring.evaluation.data import DatasetError
+
+    try:
+        return _run_train(args, settings)
+    except DatasetError as exc:  # the user's folder, not the program: say what to fix, no traceback
+        print(f"howhot train dex: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_train(args: argparse.Namespace, settings: Any) -> int:
     import torch
 
     if args.mode == "heads":
