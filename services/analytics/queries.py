@@ -283,17 +283,21 @@ def _median_p95_or_null(expr: str, cond: str) -> tuple[str, str]:
 _RESULT_TIME = _median_p95_or_null("(sc - up) / 1000", f"uploaded AND sc != {NEVER_MS}")
 _CYCLE_TIME = _median_p95_or_null("(up - s.shared) / 1000", "s.share_key != 0")
 _COUNTED_TYPES = "('photo.shared', 'share.viewed', 'rating.submitted')"
+SHARE_LINK = "share link"  # upload_sources' referrer of the uploads that came through a share (004_panel_rollups.sql)
 _TODAY_MS = f"1000 * toUnixTimestamp(toStartOfDay(ifNull({_T}, now64(3, 'UTC')) - toIntervalMillisecond(1)))"
 # Shares, share views and ratings sum per-minute exact sets: an event's duplicates share its occurred_at, hence its
 # minute, so the sum of exact per-minute counts is the exact total, without one hash set of millions of ids. Photos
 # and evaluations (the faces of each photo's scoring) come from the photo_stages pass the latencies need anyway. The
+# K-factor's uploads through a share sum upload_sources' 'share link' sets the same way: its denominator (distinct
+# sharers) is an anonymous rollup that deleting a photo leaves alone, so its numerator must be one too (read from
+# photo_stages, deleting an upload that came through a share lowered K while its sharer still counted). The
 # share → upload cycle reads only the upload rows that came through a share (via_key is set by the upload event
 # alone, so GROUP BY photo_key over those rows is exact without merging the rest) and joins just them with shares.
 _KPIS_SQL = f"""
 SELECT p.evaluations AS evaluations, p.evaluations_today AS evaluations_today, v.all_visitors AS visitors,
        p.photos AS photos, r.shares AS shares, r.share_views AS share_views, r.ratings AS ratings,
-       v.sharers AS sharers, c.attributed_uploads AS attributed_uploads,
-       if(v.sharers = 0, NULL, round(c.attributed_uploads / v.sharers, 4)) AS k_factor,
+       v.sharers AS sharers, u.attributed_uploads AS attributed_uploads,
+       if(v.sharers = 0, NULL, round(u.attributed_uploads / v.sharers, 4)) AS k_factor,
        c.cycle_p50_s AS share_to_upload_p50_s, c.cycle_p95_s AS share_to_upload_p95_s,
        p.result_p50_s AS result_p50_s, p.result_p95_s AS result_p95_s
 FROM (
@@ -323,8 +327,14 @@ CROSS JOIN (
     )
 ) AS p
 CROSS JOIN (
-    SELECT count() AS attributed_uploads,
-           {_CYCLE_TIME[0]} AS cycle_p50_s, {_CYCLE_TIME[1]} AS cycle_p95_s
+    SELECT sum(n) AS attributed_uploads
+    FROM (
+        SELECT minute, uniqExactMerge(uploads) AS n FROM {{db}}.upload_sources
+        WHERE referrer = '{SHARE_LINK}' AND {_in_range('minute')} GROUP BY minute
+    )
+) AS u
+CROSS JOIN (
+    SELECT {_CYCLE_TIME[0]} AS cycle_p50_s, {_CYCLE_TIME[1]} AS cycle_p95_s
     FROM (
         SELECT photo_key, min(uploaded_ms) AS up, max(via_key) AS via FROM {{db}}.photo_stages
         WHERE via_key != 0 GROUP BY photo_key HAVING {_ms_in_range('up')}
@@ -596,11 +606,11 @@ _VIRALITY_QUERIES = (
     NamedQuery(
         "attractiveness_by_group",
         "Attractiveness by gender and age band (faces scored in range): faces, faces with a score (withheld for"
-        " minors), mean, median and p90.",
+        " minors), mean, median and p90 (interpolated, like the KPIs' and latencies').",
         f"SELECT gender, {_AGE_BAND} AS age_band, count() AS faces, count(attractiveness) AS scored,"  # noqa: S608
         " if(scored = 0, NULL, round(avg(attractiveness), 2)) AS mean,"
-        " if(scored = 0, NULL, round(quantilesExact(0.5, 0.9)(attractiveness)[1], 2)) AS median,"
-        " if(scored = 0, NULL, round(quantilesExact(0.5, 0.9)(attractiveness)[2], 2)) AS p90"
+        " if(scored = 0, NULL, round(quantilesExactInclusive(0.5, 0.9)(attractiveness)[1], 2)) AS median,"
+        " if(scored = 0, NULL, round(quantilesExactInclusive(0.5, 0.9)(attractiveness)[2], 2)) AS p90"
         f" FROM ({_FACES}) GROUP BY gender, age_band ORDER BY gender, age_band",
         RangeParams,
     ),

@@ -198,6 +198,26 @@ async def test_late_events_of_a_deleted_photo_are_counted_but_not_kept(store: An
     assert await card_count(store) == cards_before + 1  # the rollups count what happened, anonymously
 
 
+async def test_deleting_an_upload_that_came_through_a_share_keeps_the_k_factor(store: AnalyticsStore) -> None:
+    """V2 deletes P2, which came through S1: the upload happened through a share, as V2's own share S2 happened. The
+    K-factor's denominator (distinct sharers) is an anonymous rollup that keeps V2, so its numerator must keep P2 too,
+    like the traffic sources' 'share link' uploads do; a numerator read from photo_stages lost P2 (K 1.0 → 0.5)."""
+    ingest = Ingest(store)
+    await ingest(launch_with_result_page_views())
+    before = await kpis(store)
+    assert (before["attributed_uploads"], before["sharers"], before["k_factor"]) == (2, 2, 1.0)
+
+    await ingest([delete(P2)])
+
+    assert await detail(store, P2) == dict.fromkeys((t.name for t in PER_PHOTO_TABLES), 0)  # P2's detail is gone
+    after = await kpis(store)
+    assert (after["attributed_uploads"], after["sharers"], after["k_factor"]) == (2, 2, 1.0)
+    assert after["share_to_upload_p50_s"] == 140.0  # the cycle times need P2's detail: P4's alone (S1 0:40 → 3:00)
+    sources = await select(store, "SELECT sum(n) FROM (SELECT minute, uniqExactMerge(uploads) AS n"
+                                  " FROM {db}.upload_sources WHERE referrer = 'share link' GROUP BY minute)")
+    assert sources == [(after["attributed_uploads"],)]
+
+
 async def test_dont_store_my_photo_keeps_the_scores_analytics(store: AnalyticsStore) -> None:
     ingest = Ingest(store)
     await ingest(launch_with_result_page_views())

@@ -22,7 +22,7 @@ from libs.common.events import RatingSubmitted
 from libs.common.settings import ClickHouseSettings, CoreSettings, Settings
 from services.analytics.ingest import EVENT_COLUMNS, build_blocks
 from services.analytics.queries import HOT_RATING_1TO10, HOT_RATING_HOT_OR_NOT, QUERIES
-from services.analytics.simulate.seeded import as_deliveries, tiny_launch
+from services.analytics.simulate.seeded import as_deliveries, face, photo_journey, seed_id, tiny_launch
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +176,22 @@ def test_rating_genders_rollup_hot_rule_and_ratings_without_genders(client: Clie
            for r in run(client, "hot_ratings_by_gender", **_range(0, 60))]
     assert hot == [("female", "female", 3, 2, 66.7), ("unknown", "unknown", 1, 1, 100.0)]
     assert run(client, "hot_ratings_by_gender", **_range(1, 2))[0]["rater_gender"] == "unknown"  # whole minutes
+
+
+def test_attractiveness_median_and_p90_interpolate_like_the_other_percentiles(client: Client) -> None:
+    """Median and p90 of a group interpolate between the faces' scores (median of 5, 6, 7 and 9 is 6.5), as the KPIs'
+    and stage latencies' do; the nearest-rank value (7) overstated the middle of every even-sized group. A withheld
+    face of the group counts among its faces, not among the scores."""
+    analytics_store.migrate(client, DB)
+    scores = (5.0, 6.0, 7.0, 9.0, None)
+    events = [
+        e for n, score in enumerate(scores)
+        for e in photo_journey(T0 + timedelta(seconds=n), seed_id("photo", 20 + n), seed_id("visitor", 20 + n),
+                               [face(0, 30, "male", score)])
+    ]
+    for block in build_blocks(as_deliveries(events)):
+        client.insert(f"{DB}.events", block.rows, column_names=list(EVENT_COLUMNS),
+                      settings={"insert_deduplication_token": block.dedup_token})
+    columns = ("gender", "age_band", "faces", "scored", "mean", "median", "p90")
+    groups = [tuple(r[c] for c in columns) for r in run(client, "attractiveness_by_group", **_range(0, 60))]
+    assert groups == [("male", "25-34", 5, 4, 6.75, 6.5, 8.4)]  # p90: 7 + 0.7 × (9 − 7)
