@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from libs.common import keys
 from libs.common.blobs import BlobNotFound
-from libs.common.documents import FacesManifest, ResultDocument, ShareRecord, read_document
+from libs.common.documents import FacesManifest, PhotoMeta, ResultDocument, ShareRecord, read_document
 from libs.common.events import FaceResult, InvalidEvent
 from services.share.cards import card_key
 from services.share.featured import choose_featured_face, faces_from_result
@@ -30,6 +30,7 @@ class ShareView:
     share: ShareRecord
     deleted: bool
     face: FaceResult | None
+    owner_visitor: str | None = None  # the visitor id that uploaded the photo (their own views are not referrals)
 
 
 class ShareLookup:
@@ -62,7 +63,10 @@ class ShareLookup:
             return None
         if await self._blobs.exists(keys.tombstone(share.photo_id)):
             return ShareView(share, deleted=True, face=None)
-        return ShareView(share, deleted=False, face=await self._featured_from_result(share.photo_id))
+        face, meta = await asyncio.gather(
+            self._featured_from_result(share.photo_id), read_document(self._blobs, keys.meta(share.photo_id), PhotoMeta)
+        )
+        return ShareView(share, deleted=False, face=face, owner_visitor=None if meta is None else meta.visitor_id)
 
     async def card_png(self, share: ShareRecord, fmt: CardFormat) -> bytes | None:
         """The stored card, or one rendered now; None when the photo is not scored yet or is gone (the route

@@ -98,8 +98,10 @@ async def share_page(request: web.Request) -> web.Response:
         text=share_page_html(page), content_type=HTML, headers={"Cache-Control": PAGE_CACHE_CONTROL}
     )
     visitor, new_visitor = visitor_id(request.cookies)
-    _set_cookies(response, share_id, visitor if new_visitor else None, secure=base.startswith("https://"))
-    if request.method == "GET" and not is_link_preview_bot(request.headers.get("User-Agent")):
+    own = not new_visitor and visitor == view.owner_visitor  # the sharer looking at their own page: no referral
+    _set_cookies(response, None if own else share_id, visitor if new_visitor else None,
+                 secure=base.startswith("https://"))
+    if request.method == "GET" and not own and not is_link_preview_bot(request.headers.get("User-Agent")):
         event = share_viewed(
             share_id, view.share.photo_id, visitor, request.headers.get("Referer"), request.query
         )
@@ -146,12 +148,14 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
         response.headers.setdefault(name, value)
 
 
-def _set_cookies(response: web.Response, share_id: str, new_visitor: str | None, *, secure: bool) -> None:
-    """hh_ref for the referral (last touch), hh_vid only for a visitor we have not seen; first-party, Lax."""
+def _set_cookies(response: web.Response, share_id: str | None, new_visitor: str | None, *, secure: bool) -> None:
+    """hh_ref for the referral (last touch; None: not a referral), hh_vid only for a visitor we have not seen;
+    first-party, Lax."""
     options: dict[str, Any] = {"path": "/", "samesite": "Lax", "httponly": True, "secure": secure}
     if new_visitor is not None:
         response.set_cookie(VISITOR_COOKIE, new_visitor, max_age=VISITOR_COOKIE_MAX_AGE_S, **options)
-    response.set_cookie(REF_COOKIE, share_id, max_age=REF_COOKIE_MAX_AGE_S, **options)
+    if share_id is not None:
+        response.set_cookie(REF_COOKIE, share_id, max_age=REF_COOKIE_MAX_AGE_S, **options)
 
 
 def _message(text: tuple[str, str], status: int) -> web.Response:

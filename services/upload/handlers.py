@@ -107,6 +107,7 @@ async def accept_photo(
     photo_id, token, trace_id = new_id(), new_secret(), new_trace_id()
     trace_id_var.set(trace_id)
     visitor = visitor or Visitor()
+    attribution = await credited_attribution(visitor, blobs=blobs)
     meta = PhotoMeta(
         photo_id=photo_id,
         created_at=utcnow(),
@@ -143,7 +144,7 @@ async def accept_photo(
                 rateable=choices.rateable,
                 store_photo=choices.store_photo,
                 visitor_id=visitor.visitor_id,
-                attribution=visitor.attribution,
+                attribution=attribution,
                 trace_id=trace_id,
                 producer=PRODUCER,
             )
@@ -153,6 +154,23 @@ async def accept_photo(
         raise
     log.info("photo accepted", extra={"photo_id": photo_id, "bytes": len(image.jpeg), "store": choices.store_photo})
     return AcceptedPhoto(photo_id=photo_id, delete_token=token, trace_id=trace_id)
+
+
+async def credited_attribution(visitor: Visitor, *, blobs: BlobStore) -> Attribution:
+    """The visitor's attribution, less a share of their own photo: owners who open their own share page (or its
+    "try it" link) must not count as their own referral, or every sharer who uploads again inflates the K-factor."""
+    attribution = visitor.attribution
+    if attribution.share_id is None or visitor.visitor_id is None:
+        return attribution
+    try:
+        share = await _read_doc(blobs, keys.share(attribution.share_id), ShareRecord)
+    except ValueError:  # not one of our ids: nothing to compare (the cookie reader already refuses those)
+        return attribution
+    meta = None if share is None else await _read_doc(blobs, keys.meta(share.photo_id), PhotoMeta)
+    if meta is not None and meta.visitor_id == visitor.visitor_id:
+        log.info("own share not credited", extra={"share_id": attribution.share_id})
+        return attribution.model_copy(update={"share_id": None})
+    return attribution
 
 
 async def load_stage_documents(photo_id: str, *, blobs: BlobStore) -> StageDocuments:

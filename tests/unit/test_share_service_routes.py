@@ -91,13 +91,13 @@ def chip_png() -> bytes:
 
 
 async def seed_scored_photo(
-    store: LocalBlobStore, face: FaceResult = ADULT, *, store_photo: bool = True
+    store: LocalBlobStore, face: FaceResult = ADULT, *, store_photo: bool = True, visitor_id: str | None = None
 ) -> tuple[str, str]:
     """A scored photo as upload, face and scoring leave it (no card yet, not shared yet)."""
     photo_id, share_id = new_id(), new_id()
     meta = PhotoMeta(
         photo_id=photo_id, created_at=datetime.now(UTC), delete_token_sha256="0" * 64, width=512, height=512,
-        share_id=share_id, store_photo=store_photo,
+        share_id=share_id, store_photo=store_photo, visitor_id=visitor_id,
     )
     await store.put(keys.meta(photo_id), meta.model_dump_json().encode(), "application/json")
     await store.put(keys.chip(photo_id, 0), chip_png(), "image/png")
@@ -243,6 +243,24 @@ async def test_a_returning_visitor_keeps_their_id(
     assert "hh_vid" not in cookies_of(response)
     (viewed,) = await wait_for_views(events)
     assert viewed.visitor_id == visitor
+
+
+async def test_the_owner_viewing_their_own_share_is_neither_a_referral_nor_a_view(
+    client: Any, store: LocalBlobStore, events: RecordingPublisher
+) -> None:
+    """Else every sharer who checks their page and uploads again counts as their own referral (K-factor)."""
+    owner, friend = new_id(), new_id()
+    photo_id, share_id = await seed_scored_photo(store, visitor_id=owner)
+    await press_share(store, photo_id, share_id)
+    mine = await client.get(f"/s/{share_id}", headers={"Cookie": f"hh_vid={owner}"})
+    assert mine.status == 200
+    assert "hh_ref" not in cookies_of(mine)
+    theirs = await client.get(f"/s/{share_id}", headers={"Cookie": f"hh_vid={friend}"})
+    assert cookies_of(theirs)["hh_ref"].value == share_id
+    (viewed,) = await wait_for_views(events)  # only the friend's view
+    assert viewed.visitor_id == friend
+    await asyncio.sleep(0.2)
+    assert [e.visitor_id for e in events.of_type(ShareViewed)] == [friend]
 
 
 async def test_link_preview_crawlers_are_not_counted_as_views(

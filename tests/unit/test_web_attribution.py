@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from aiohttp import FormData
 from libs.common import keys
 from libs.common.blobs import LocalBlobStore
 from libs.common.bus import RecordingPublisher
-from libs.common.documents import PhotoMeta
+from libs.common.documents import PhotoMeta, ShareRecord
 from libs.common.events import Attribution, PhotoUploaded
 from libs.common.settings import CoreSettings, Settings
 from services.upload.app import create_app
@@ -82,6 +83,25 @@ async def test_share_service_cookie_is_honoured(client, publisher, astronaut_jpe
     event = uploaded(publisher)
     assert event.visitor_id == "SharePageVisitor123456"
     assert event.attribution == Attribution(share_id=SHARE_ID)
+
+
+async def test_a_visitor_is_not_credited_as_their_own_referral(client, store, publisher, astronaut_jpeg: bytes) -> None:
+    """An owner who opens their own share page gets hh_ref of it; their next upload must not count as a share's."""
+    client.session.cookie_jar.update_cookies({VISITOR_COOKIE: "SharerVisitor123456789"})
+    first = await upload(client, astronaut_jpeg)
+    own_share = PhotoMeta.model_validate_json((await store.get(keys.meta(first))).data).share_id
+    assert own_share is not None
+    record = ShareRecord(share_id=own_share, photo_id=first, created_at=datetime.now(UTC))
+    await store.put(keys.share(own_share), record.model_dump_json().encode(), "application/json")
+    client.session.cookie_jar.update_cookies({REFERRAL_COOKIE: own_share})
+    await client.get(f"/?ref={own_share}&utm_source=whatsapp")  # the share page's "try it" link, too
+    await upload(client, astronaut_jpeg)
+    again = publisher.of_type(PhotoUploaded)[-1]
+    assert again.attribution == Attribution(utm_source="whatsapp")  # the campaign stays; the share is not credited
+
+    client.session.cookie_jar.update_cookies({VISITOR_COOKIE: "FriendVisitor1234567890"})  # a friend: credited
+    await upload(client, astronaut_jpeg)
+    assert publisher.of_type(PhotoUploaded)[-1].attribution == Attribution(share_id=own_share, utm_source="whatsapp")
 
 
 async def test_api_clients_without_cookies_still_work(client, publisher, astronaut_jpeg: bytes) -> None:
