@@ -6,7 +6,8 @@ shrunk to ``FALLBACK_SIDE`` and padded with a constant border on every side — 
 found nothing, and on every image whose working size exceeds ``LARGE_INPUT_SIDE``: a face that fills the frame
 (tight crops, close selfies) is only found when the network sees context around it and when the face is not larger
 than the biggest anchors (512 px); at 1200 px such a face is instead "found" as several face-like parts. The two
-passes are merged: duplicates keep the fine-pass face, and faces lying inside a larger face are dropped.
+passes are merged: duplicates keep the fine-pass face (unless the face is larger than the fine pass's biggest anchor),
+and faces lying inside a larger face are dropped.
 Padding every image up front costs ~2x the pixels on every photo; the coarse pass costs ~25 % of a full-HD pass.
 Coordinates are mapped back to the caller's image; boxes of faces cut by the frame may extend past it.
 The network runs under bf16 autocast where ``libs.common.precision`` says it pays (~2.7x less CPU on CPUs with native
@@ -86,7 +87,7 @@ class _Prepared:
     """One image as fed to the network, and how to map network pixels back to the caller's pixels."""
 
     pixels: np.ndarray  # HxWx3 uint8, resized and border-padded (not yet padded to the multiple)
-    scale: float  # network pixels per original pixel
+    scale: tuple[float, float]  # network pixels per original pixel, (x, y): rounding the resized size makes them differ
     offset: float  # border width in network pixels
     original_hw: tuple[int, int]
 
@@ -153,8 +154,10 @@ class FaceDetector:
         if retry and self.pad_fraction > 0:
             side = min(FALLBACK_SIDE, self.max_side)
             second = self._run([self._prepare(rgbs[i], side, self.pad_fraction) for i in retry])
+            largest_anchor = max(max(sizes) for sizes in self.cfg.priors.min_sizes)
             for index, faces in zip(retry, second, strict=True):
-                results[index] = merge_passes(results[index], faces)
+                fine_scale = self._working_side(rgbs[index]) / max(rgbs[index].shape[:2])
+                results[index] = merge_passes(results[index], faces, largest_anchor / fine_scale)
         return [sorted(faces, key=lambda f: -f.width * f.height)[: self.max_faces] for faces in results]
 
     def _working_side(self, rgb: np.ndarray) -> int:
@@ -198,15 +201,17 @@ class FaceDetector:
         if scale != 1.0:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
-            scale = size[0] / w  # the exact factor after rounding (x); y differs by < 1 px
+        # the exact factors after rounding: on a 301 x 4000 strip one factor for both would put faces 12 px off in y
+        scales = (rgb.shape[1] / w, rgb.shape[0] / h)
         border = round(pad_fraction * max(rgb.shape[:2]))
         if border:
             rgb = np.pad(rgb, ((border, border), (border, border), (0, 0)), constant_values=PAD_VALUE)
-        return _Prepared(pixels=rgb, scale=scale, offset=float(border), original_hw=(h, w))
+        return _Prepared(pixels=rgb, scale=scales, offset=float(border), original_hw=(h, w))
 
     def _to_faces(self, raw: Any, prep: _Prepared) -> list[DetectedFace]:
-        boxes = ((raw.boxes - prep.offset) / prep.scale).numpy()
-        landmarks = ((raw.landmarks - prep.offset) / prep.scale).numpy()
+        scale = torch.tensor(prep.scale, dtype=raw.boxes.dtype)
+        boxes = ((raw.boxes - prep.offset) / scale.repeat(2)).numpy()
+        landmarks = ((raw.landmarks - prep.offset) / scale).numpy()
         scores = raw.scores.numpy()
         h, w = prep.original_hw
         centers = (boxes[:, :2] + boxes[:, 2:]) / 2
@@ -245,10 +250,16 @@ def _overlap(a: DetectedFace, b: DetectedFace) -> tuple[float, float]:
     return inter / (area_a + area_b - inter), inter / area_a
 
 
-def merge_passes(fine: list[DetectedFace], coarse: list[DetectedFace]) -> list[DetectedFace]:
+def merge_passes(
+    fine: list[DetectedFace], coarse: list[DetectedFace], fine_max_size: float = float("inf")
+) -> list[DetectedFace]:
     """Union of both passes' faces: a coarse face duplicating a fine one is dropped (the fine pass localises better),
-    then, largest first, any face mostly inside an already kept larger face is dropped (a part, not a face)."""
-    extra = [c for c in coarse if all(_overlap(c, f)[0] <= DUPLICATE_IOU for f in fine)]
+    then, largest first, any face mostly inside an already kept larger face is dropped (a part, not a face).
+
+    A coarse face larger than ``fine_max_size`` (the fine pass's largest anchor, in the caller's pixels) is never a
+    duplicate: the fine pass cannot have found that face whole, so what overlaps it there is a part (half a face,
+    eyes and nose) — one often overlapping the whole face by IoU 0.4-0.5 — and it goes instead."""
+    extra = [c for c in coarse if c.size > fine_max_size or all(_overlap(c, f)[0] <= DUPLICATE_IOU for f in fine)]
     kept: list[DetectedFace] = []
     for face in sorted(fine + extra, key=lambda f: -f.width * f.height):
         if all(_overlap(face, big)[1] < CONTAINED_FRACTION and _overlap(face, big)[0] <= DUPLICATE_IOU for big in kept):

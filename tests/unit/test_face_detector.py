@@ -185,3 +185,39 @@ def test_fp32_and_bf16_detectors_find_the_same_faces(face_detector: FaceDetector
         for a, b in zip(ours, theirs, strict=True):
             np.testing.assert_allclose(a.box, b.box, atol=BF16_TOLERANCE)
             np.testing.assert_allclose(a.landmarks_array(), b.landmarks_array(), atol=BF16_TOLERANCE)
+
+
+@pytest.mark.parametrize(("margin", "side"), [(0.9, 900), (1.2, 1100), (1.3, 2048)])
+def test_face_filling_most_of_a_large_frame_is_one_face(
+    face_detector: FaceDetector, astronaut: np.ndarray, margin: float, side: int
+) -> None:
+    """A close selfie: the face box covers ~70-90 % of the frame, bigger than the largest anchors in the fine pass.
+    The fine pass reports face-like parts, one of which overlaps the coarse pass's face by IoU > 0.4; that part must
+    not make the real (coarse) face count as its duplicate, or the photo gets 3-4 "faces" and no whole one."""
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, margin * max(x2 - x1, y2 - y1) / 2
+    crop = astronaut[round(cy - half):round(cy + half), round(cx - half):round(cx + half)]
+    image = np.asarray(Image.fromarray(crop).resize((side, side), Image.Resampling.BILINEAR))
+    faces = face_detector.detect(image)
+    assert len(faces) == 1
+    assert faces[0].size > 0.6 * side / margin  # the whole face, not an eye-and-mouth part of it
+    eye_left, eye_right, nose = faces[0].landmarks[:3]
+    assert eye_left[0] < nose[0] < eye_right[0] and max(eye_left[1], eye_right[1]) < nose[1]
+
+
+@pytest.mark.parametrize("width", [301, 302, 330])
+def test_landmarks_map_back_exactly_on_a_tall_narrow_image(
+    face_detector: FaceDetector, astronaut: np.ndarray, width: int
+) -> None:
+    """A 4000-px-tall strip (long screenshots, vertical panoramas) is shrunk to 1280 px; the width then rounds to a
+    whole pixel, so x and y shrink by different factors and must be mapped back separately: with one factor, a face
+    near the bottom came back ~12-14 px off in y."""
+    height, top = 4000, 3600
+    strip = np.full((height, width, 3), 128, dtype=np.uint8)
+    strip[top:top + 300, :300] = astronaut[:300, 100:400]
+    reference = face_detector.detect(np.ascontiguousarray(astronaut[:300, 100:400]))[0]
+    faces = face_detector.detect(strip)
+    assert len(faces) == 1
+    expected = reference.landmarks_array() + np.array([0.0, top], dtype=np.float32)
+    shift = (faces[0].landmarks_array() - expected).mean(axis=0)
+    assert np.abs(shift).max() < 5.0, shift
