@@ -262,6 +262,65 @@ def test_exif_rotated_photo_is_stored_upright() -> None:
     assert Image.open(io.BytesIO(result.jpeg)).getexif().get(ORIENTATION_TAG) is None  # no double rotation later
 
 
+# A Display P3 matrix/curve profile (D50-adapted primaries, gamma 2.2), built byte by byte: no ICC file ships here.
+P3_COLORANTS = ((0.5151, 0.2412, -0.0011), (0.2920, 0.6922, 0.0419), (0.1571, 0.0666, 0.7841))  # rXYZ, gXYZ, bXYZ
+SRGB_COLORANTS = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
+D50 = (0.9642, 1.0, 0.8249)
+P3_GAMMA = 2.2
+
+
+def display_p3_profile() -> bytes:
+    """An ICC v2 RGB display profile: header, tag table, desc/cprt/wtpt, colorants and one gamma curve per channel."""
+    def s15(x: float) -> bytes:
+        return struct.pack(">i", round(x * 65536))
+
+    def xyz(v: tuple[float, ...]) -> bytes:
+        return b"XYZ " + bytes(4) + b"".join(s15(c) for c in v)
+
+    name = b"Display P3 (test)\0"
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(P3_GAMMA * 256)) + bytes(2)
+    tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(name)) + name + bytes(8) + bytes(3) + bytes(67)),
+            (b"cprt", b"text" + bytes(4) + b"none\0"), (b"wtpt", xyz(D50)),
+            *((sig, xyz(c)) for sig, c in zip((b"rXYZ", b"gXYZ", b"bXYZ"), P3_COLORANTS, strict=True)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, data in tags:
+        data += bytes(-len(data) % 4)
+        table, body = table + sig + struct.pack(">II", offset + len(body), len(data)), body + data
+    size = offset + len(body)
+    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + bytes(12) + b"acsp"
+              + bytes(28) + b"".join(s15(c) for c in D50) + bytes(48))
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def p3_to_srgb(rgb: tuple[int, int, int]) -> np.ndarray:
+    """The colour maths itself (linearise, P3 → XYZ D50 → linear sRGB, sRGB curve), independent of LittleCMS."""
+    linear = (np.asarray(rgb) / 255) ** P3_GAMMA
+    srgb = np.clip(np.linalg.solve(np.array(SRGB_COLORANTS).T, np.array(P3_COLORANTS).T @ linear), 0, 1)
+    return 255 * np.where(srgb <= 0.0031308, 12.92 * srgb, 1.055 * srgb ** (1 / 2.4) - 0.055)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_a_display_p3_photo_is_stored_in_srgb(fmt: str) -> None:
+    """Phones shoot Display P3. The stored copy drops the profile, so its pixels must be converted, not relabelled:
+    left as they are, every iPhone photo was shown and scored dulled (here: red 120 → 105 expected, blue 90 → 77)."""
+    colour = (120, 170, 90)
+    body = encode(Image.new("RGB", (64, 64), colour), fmt, icc_profile=display_p3_profile(), quality=95)
+    stored = normalize(body).rgb().reshape(-1, 3).mean(axis=0)
+    expected = p3_to_srgb(colour)
+    assert np.abs(stored - expected).max() < 2.5, (stored, expected)
+    assert np.abs(expected - np.asarray(colour)).max() > 10  # the test tells the two apart
+    assert np.abs(decode_image_bytes(body).reshape(-1, 3).mean(axis=0) - expected).max() < 2.5  # same in decoding
+
+
+def test_a_broken_or_srgb_profile_leaves_the_pixels_as_decoded() -> None:
+    colour = (120, 170, 90)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for icc in (srgb, b"not a profile at all", display_p3_profile()[:100]):
+        stored = normalize(encode(Image.new("RGB", (64, 64), colour), "PNG", icc_profile=icc)).rgb()
+        assert np.abs(stored.reshape(-1, 3).mean(axis=0) - colour).max() < 2.5
+
+
 def test_twelve_megapixel_photo_is_downscaled_fast() -> None:
     body = encode(astronaut(*TWELVE_MP), "JPEG", quality=92)
     normalize(encode(astronaut(64, 48), "JPEG"))  # warm up lazy plugin imports
