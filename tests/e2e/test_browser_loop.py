@@ -58,10 +58,14 @@ def implemented(name: str) -> bool:
     return next(s for s in SERVICES if s.name == name).implemented()
 
 
+def browser_executable() -> str | None:
+    return shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    executable = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    executable = browser_executable()
     if executable is None:
         pytest.skip("Chromium not found: install it with `apt-get install -y chromium` (as root) to run browser tests")
     with sync_api.sync_playwright() as playwright:
@@ -317,3 +321,108 @@ def test_rate_page_keeps_votes_when_its_remembered_photo_is_refused(stack: Local
     until_posted(3)
     assert [("rater_photo_id" in b, b["rate_id"]) for b in posted] == [
         (True, faces[0]["rate_id"]), (False, faces[0]["rate_id"]), (False, faces[1]["rate_id"])]
+
+
+def test_back_from_the_result_page_can_upload_again(stack: LocalStack, browser, faceless_file: Path) -> None:
+    """Browsers keep the landing page in the back/forward cache: Back from the result page restores it as it was left
+    (busy, pickers disabled, "Opening your result…") unless upload.js resets it on pageshow. Playwright turns that
+    cache off by default, so this test runs a Chromium that has it, as visitors' browsers do. The upload is stubbed:
+    only the landing page's state matters here."""
+    base = stack.urls()["upload"]
+    chromium = browser.browser_type.launch(
+        executable_path=browser_executable(), args=CHROMIUM_ARGS, headless=True,
+        ignore_default_args=["--disable-back-forward-cache"],
+    )
+    try:
+        page = chromium.new_page()
+        page.add_init_script("addEventListener('pageshow', e => { window.restoredFromCache = e.persisted; })")
+        accepted = {"photo_id": "AAAAAAAAAAAAAAAAAAAAAA", "status_url": "", "delete_token": "t", "trace_id": "t"}
+        page.route("**/api/v1/photos", lambda route: route.fulfill(status=202, json=accepted))
+        page.goto(f"{base}/")
+        page.set_input_files("#photo-input", str(faceless_file))
+        page.wait_for_url(f"**/p/{accepted['photo_id']}", timeout=UI_TIMEOUT_MS)
+        page.go_back(wait_until="commit")  # a page restored from the cache fires no load event
+        page.wait_for_function("window.restoredFromCache !== undefined", timeout=UI_TIMEOUT_MS)
+        assert page.evaluate("window.restoredFromCache"), "not restored from the back/forward cache: nothing tested"
+        assert page.locator("#photo-input").is_enabled()
+        assert not page.locator("#progress-wrap").is_visible()
+        assert "is-busy" not in page.locator("#upload-form").get_attribute("class")
+    finally:
+        chromium.close()
+
+
+def test_rate_page_votes_only_on_a_face_that_is_shown(stack: LocalStack, page) -> None:
+    """A double click (or a held arrow key) must not vote on the next face while its image is still loading: the
+    visitor never saw it. Face images are stubbed; the second one is held back until the test releases it."""
+    base = stack.urls()["upload"]
+    faces = [{"rate_id": f"stubbedFace{n:010d}", "face_index": 0, "image_url": f"/stubbed-chip/{n}.svg"}
+             for n in range(4)]
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>'
+    held: list = []
+    posted: list[dict] = []
+
+    def chip(route) -> None:
+        if route.request.url.endswith("/0.svg"):
+            route.fulfill(content_type="image/svg+xml", body=svg)
+        else:
+            held.append(route)
+
+    def ratings(route) -> None:
+        posted.append(route.request.post_data_json)
+        route.fulfill(status=202, json={"status": "accepted"})
+
+    page.route("**/api/v1/rate/next*", lambda route: route.fulfill(json={"faces": faces}))
+    page.route("**/stubbed-chip/*", chip)
+    page.route("**/api/v1/ratings", ratings)
+    page.goto(f"{base}/rate")
+    page.locator("#rate-card").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    page.wait_for_function("document.getElementById('rate-face').naturalWidth > 0", timeout=UI_TIMEOUT_MS)
+    page.get_by_role("button", name="Hot").dblclick()
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_timeout(500)  # lets Playwright dispatch any further rating request
+    assert [b["rate_id"] for b in posted] == [faces[0]["rate_id"]]
+    for route in held:
+        route.fulfill(content_type="image/svg+xml", body=svg)
+    page.wait_for_function("document.getElementById('rate-face').naturalWidth > 0", timeout=UI_TIMEOUT_MS)
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_timeout(500)
+    assert [(b["rate_id"], b["rating"]) for b in posted] == [(faces[0]["rate_id"], 1), (faces[1]["rate_id"], 0)]
+
+
+def test_result_page_delete_keeps_keyboard_focus(stack: LocalStack, page) -> None:
+    """Deleting hides the owner actions, the pressed button with them: focus moves to the "Deleted." message instead
+    of falling back to the page's top. Status and delete answers are stubbed (a done result, then deleted)."""
+    base = stack.urls()["upload"]
+    photo_id = "AAAAAAAAAAAAAAAAAAAAAA"
+    done = {"photo_id": photo_id, "status": "done", "faces": [SYNTHETIC_FACE]}
+
+    def photo(route) -> None:
+        if route.request.method == "DELETE":
+            route.fulfill(json={"photo_id": photo_id, "status": "deleted"})
+        else:
+            route.fulfill(json=done)
+
+    page.route(f"**/api/v1/photos/{photo_id}", photo)
+    page.add_init_script(f"localStorage.setItem('howhot:delete-token:{photo_id}', 'token')")
+    page.goto(f"{base}/p/{photo_id}")
+    page.locator(".face-box").first.wait_for(state="attached", timeout=UI_TIMEOUT_MS)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete my photo").focus()
+    page.keyboard.press("Enter")
+    page.get_by_text("Deleted.").wait_for(timeout=UI_TIMEOUT_MS)
+    assert page.evaluate("document.activeElement.id") == "status-message"
+
+
+def test_rate_page_running_out_of_faces_keeps_keyboard_focus(stack: LocalStack, page) -> None:
+    """The last vote hides the card and its buttons: focus moves to the empty state's heading (so it is read out)."""
+    base = stack.urls()["upload"]
+    batches = [[{"rate_id": "stubbedFace0000000000", "face_index": 0, "image_url": "/static/favicon.svg"}]]
+    page.route("**/api/v1/rate/next*", lambda route: route.fulfill(json={"faces": batches.pop() if batches else []}))
+    page.route("**/api/v1/ratings", lambda route: route.fulfill(status=202, json={"status": "accepted"}))
+    page.goto(f"{base}/rate")
+    page.locator("#rate-card").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    page.wait_for_function("document.getElementById('rate-face').naturalWidth > 0", timeout=UI_TIMEOUT_MS)
+    page.get_by_role("button", name="Hot").focus()
+    page.keyboard.press("Enter")
+    page.locator("#rate-empty").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    assert page.evaluate("document.activeElement.id") == "rate-empty-title"

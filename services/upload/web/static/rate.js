@@ -24,6 +24,7 @@
   var queue = [];
   var seen = {};
   var current = null;
+  var shown = false; // the current face's image has loaded: until then a vote would be on a face nobody saw
   var loading = false;
   var exhausted = false;
   var busyRetries = 0;
@@ -37,9 +38,13 @@
   }
 
   function showEmpty() {
+    var hadFocus = card.contains(document.activeElement); // a vote button, about to be hidden with the card
     card.hidden = true;
     empty.hidden = false;
     say('');
+    if (hadFocus) {
+      el('rate-empty-title').focus(); // not lost to the page's top, and the empty state is read out
+    }
   }
 
   function load() {
@@ -113,7 +118,10 @@
       }
       return;
     }
-    image.src = current.image_url;
+    if (image.getAttribute('src') !== current.image_url) { // the same URL again fires no new load event
+      shown = false; // a double click or a held key must not vote on the next face before it appears
+      image.src = current.image_url;
+    }
     card.hidden = false;
     empty.hidden = true;
     say('Hot or not?');
@@ -126,7 +134,7 @@
   }
 
   function vote(rating) {
-    if (!current) {
+    if (!current || !shown) {
       return;
     }
     var face = current;
@@ -162,6 +170,7 @@
 
   el('vote-not').addEventListener('click', function () { vote(0); });
   el('vote-hot').addEventListener('click', function () { vote(1); });
+  image.addEventListener('load', function () { shown = true; });
   image.addEventListener('error', next); // a face deleted meanwhile: skip it
   document.addEventListener('keydown', function (e) {
     if (card.hidden || e.altKey || e.ctrlKey || e.metaKey || /^(INPUT|TEXTAREA|SELECT)$/.test(e.target.tagName)) {

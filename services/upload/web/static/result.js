@@ -395,6 +395,7 @@
           button.disabled = false;
           if (response.ok || response.status === 410) {
             showDeleted();
+            message.focus(); // the pressed button is gone with the owner actions: keep keyboard focus on the page
           } else if (H.isBusy(response.status)) {
             say(message, 'We’re busy right now — please press Delete again in a few seconds.', 'warn');
           } else {

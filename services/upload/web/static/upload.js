@@ -24,6 +24,7 @@
   var progressLabel = document.getElementById('progress-label');
   var message = document.getElementById('upload-message');
   var busy = false;
+  var opened = false; // an upload was accepted and its result page opened
 
   function say(text, kind) {
     message.textContent = text;
@@ -97,6 +98,7 @@
         window.Howhot.setToken(body.photo_id, body.delete_token);
         window.Howhot.rememberUpload(body.photo_id);
         showProgress(100, 'Done! Opening your result…');
+        opened = true;
         window.location.assign('/p/' + encodeURIComponent(body.photo_id));
         return;
       }
@@ -136,6 +138,17 @@
     start(e.target.files && e.target.files[0]);
     e.target.value = ''; // picking the same file again still fires change
   }
+
+  // Back from the result page restores this page from the back/forward cache exactly as it was left (busy, pickers
+  // disabled, "Opening your result…"): make it ready for another photo.
+  window.addEventListener('pageshow', function (e) {
+    if (e.persisted && opened) {
+      opened = false;
+      setBusy(false);
+      progressWrap.hidden = true;
+      say('');
+    }
+  });
 
   photoInput.addEventListener('change', fromInput);
   cameraInput.addEventListener('change', fromInput);
