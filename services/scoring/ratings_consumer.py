@@ -119,8 +119,9 @@ class PersonalizeStage:
 async def load_rater_state(stage: PersonalizeStage, rater_id: str) -> RaterState:
     """The rater's state for the current model: new if never seen, replayed if stored for another model version.
 
-    Replay re-adds the history (model-scale ratings) through the new model's item map; faces whose vectors are gone
-    (photo deleted) drop out, which is also what deletion should do to a rater's memory of that face.
+    Replay re-adds the history (each rating as given, on the new model's scale) through the new model's item map;
+    faces whose vectors are gone (photo deleted) drop out, which is also what deletion should do to a rater's memory
+    of that face.
     """
     state = await stage.states.load(rater_id)
     if state is None:
@@ -134,7 +135,11 @@ async def load_rater_state(stage: PersonalizeStage, rater_id: str) -> RaterState
         if vector is None:
             continue
         offset, vectors = stage.model.item_params(vector.reshape(1, -1))
-        fresh = fresh.with_rating(item["face"], vectors[0], float(offset[0]), float(item["rating"]))
+        # the rating as given, put on the new model's scale (the stored one is on the old model's: another dataset's
+        # scale or μ would turn a "hot" into a "not"); histories from before the raw rating was kept use the stored one
+        rating = (stage.model.to_model_scale(item["scale"], float(item["raw_rating"]))
+                  if "scale" in item and "raw_rating" in item else float(item["rating"]))
+        fresh = fresh.with_rating(item["face"], vectors[0], float(offset[0]), rating)
         fresh.history[-1].update({k: v for k, v in item.items() if k not in ("face", "rating")})
     log.info("rater state replayed for a new model", extra={"rater": rater_id, "kept": fresh.n_ratings,
                                                             "had": state.n_ratings})
@@ -166,7 +171,7 @@ async def handle_rating_submitted(event: RatingSubmitted, stage: PersonalizeStag
                     model_version=stage.model.version,
                 ))
             updated = stage.model.add_rating(state, face, vector, event.rating, event.scale, item)
-            updated.history[-1]["event_id"] = str(event.event_id)
+            updated.history[-1].update(event_id=str(event.event_id), scale=event.scale, raw_rating=float(event.rating))
             await stage.states.save(updated)
             return "added"
 

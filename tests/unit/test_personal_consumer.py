@@ -3,6 +3,7 @@ the rate pool written at scoring time, the rating.submitted consumer (idempotent
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,12 @@ from libs.common.settings import ScoringSettings, Settings
 from services.scoring.features_store import FaceFeatureStore, RatePool, store_personalization
 from services.scoring.personal_api import install_personal_api
 from services.scoring.personalize.model import PersonalModel
-from services.scoring.ratings_consumer import PersonalizeStage, handle_rating_submitted, load_personal_model
+from services.scoring.ratings_consumer import (
+    PersonalizeStage,
+    handle_rating_submitted,
+    load_personal_model,
+    load_rater_state,
+)
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +161,23 @@ async def test_a_vector_stored_by_an_older_model_reads_as_absent(tmp_path: Path,
     assert await FaceFeatureStore(blobs).load(photo_id, 0) is not None  # no expectation: read as stored
     assert await stage.features.load(photo_id, 0) is None
     assert await handle_rating_submitted(rating(new_id(), photo_id), stage) == "no_features"
+
+
+async def test_replay_puts_each_rating_on_the_new_models_scale(tmp_path: Path, model: PersonalModel) -> None:
+    """A model retrained on another dataset (1–10 instead of 1–7, another μ): a "hot" given under the old model must
+    replay as a hot on the new scale, not as its old model-scale number (which would read as a "not" there)."""
+    blobs = LocalBlobStore(tmp_path)
+    stage = PersonalizeStage.from_blobs(model, blobs)
+    rater = new_id()
+    hot = await scored_photo(blobs, model, owner=new_id(), rateable=True, seed=40)
+    ten = await scored_photo(blobs, model, owner=new_id(), rateable=True, seed=41)
+    assert await handle_rating_submitted(rating(rater, hot, 1), stage) == "added"
+    ten_out_of_ten = RatingSubmitted(visitor_id=rater, photo_id=ten, face_index=0, scale="1to10", rating=10)
+    assert await handle_rating_submitted(ten_out_of_ten, stage) == "added"
+    retrained = dataclasses.replace(model, version="retrained-1to10", scale_min=1.0, scale_max=10.0, mu=6.0,
+                                    rating_sd=1.5, display_slope=0.0, display_offset=0.0)
+    replayed = await load_rater_state(PersonalizeStage.from_blobs(retrained, blobs), rater)
+    assert replayed.model_version == retrained.version and replayed.n_ratings == 2
+    assert [h["rating"] for h in replayed.history] == pytest.approx(
+        [retrained.to_model_scale("hot_or_not", 1), retrained.to_model_scale("1to10", 10)])
+    assert replayed.history[0]["rating"] > retrained.mu

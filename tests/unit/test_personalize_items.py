@@ -3,6 +3,7 @@ follow-up of the ratings consumer, and the face-items consumer (idempotent, mode
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,23 @@ def test_model_round_trip_keeps_item_variances_and_warm_faces_move(tmp_path: Pat
     crowd = loaded.crowd_score(face[0], item)
     assert crowd is not None and crowd > float(loaded.to_display(cold_offset[0])) + 2.0  # 2 points of 1–7 ≈ 3 of 1–10
     assert loaded.crowd_score(face[0], stale) is None
+
+
+def test_replay_moves_a_faces_ratings_onto_the_new_models_scale(model: PersonalModel) -> None:
+    """A model retrained on another dataset (1–10, another μ): thirty "hot" ratings stored on the old model's 1–7 scale
+    must still lift the face above its pixels' prediction after the replay, not sink it below μ."""
+    face = model.item_map.mean
+    item = model.new_item_state("p/0")
+    for i in range(30):
+        item = model.add_item_rating(item, model.prior.population_mean, model.to_model_scale("hot_or_not", 1), f"r{i}")
+    item = ItemState.from_bytes(item.to_bytes())  # as stored
+    retrained = dataclasses.replace(model, version="retrained-1to10", scale_min=1.0, scale_max=10.0, mu=6.0,
+                                    rating_sd=1.5, display_slope=0.0, display_offset=0.0)
+    replayed = retrained.current_item(item, "p/0")
+    assert replayed.ratings == pytest.approx([retrained.to_model_scale("hot_or_not", 1)] * 30)
+    pixels_only = retrained.crowd_score(face, dataclasses.replace(replayed, ztz=0 * replayed.ztz, ztt=0 * replayed.ztt))
+    crowd = retrained.crowd_score(face, replayed)
+    assert pixels_only is not None and crowd is not None and crowd > pixels_only + 0.5
 
 
 async def test_rating_publishes_face_rated_before_saving(tmp_path: Path, model: PersonalModel) -> None:

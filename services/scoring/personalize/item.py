@@ -65,10 +65,12 @@ class ItemState:
     ztt: np.ndarray  # [K + 1] Σ z (rating − μ − b_u)
     raters: list[str] = field(default_factory=list)  # each rater counts once (redelivery, double clicks)
     ratings: list[float] = field(default_factory=list)  # model-scale ratings, parallel to raters (for a replay)
+    rating_scale: tuple[float, float] | None = None  # (μ, rating sd) of the model whose scale ``ratings`` are on
 
     @classmethod
-    def new(cls, face: str, model_version: str, dim: int) -> ItemState:
-        return cls(face, model_version, np.zeros((dim, dim)), np.zeros(dim), [], [])
+    def new(cls, face: str, model_version: str, dim: int,
+            rating_scale: tuple[float, float] | None = None) -> ItemState:
+        return cls(face, model_version, np.zeros((dim, dim)), np.zeros(dim), [], [], rating_scale)
 
     @property
     def n_ratings(self) -> int:
@@ -79,12 +81,13 @@ class ItemState:
         z, bias = rating_design(rater_weights)
         return ItemState(self.face, self.model_version, self.ztz + np.outer(z, z),
                          self.ztt + z * (float(rating) - mu - bias), [*self.raters, rater_id],
-                         [*self.ratings, float(rating)])
+                         [*self.ratings, float(rating)], self.rating_scale)
 
     def to_bytes(self) -> bytes:
         return encode_state(ITEM_STATE_FORMAT, {
             "face": self.face, "model_version": self.model_version, "ztz": self.ztz.tolist(), "ztt": self.ztt.tolist(),
             "raters": self.raters, "ratings": self.ratings,
+            "rating_scale": None if self.rating_scale is None else list(self.rating_scale),
         })
 
     @classmethod
@@ -92,4 +95,5 @@ class ItemState:
         payload = decode_state(data, ITEM_STATE_FORMAT, "item")
         return cls(payload["face"], payload["model_version"], np.array(payload["ztz"], dtype=np.float64),
                    np.array(payload["ztt"], dtype=np.float64), list(payload["raters"]),
-                   [float(r) for r in payload["ratings"]])
+                   [float(r) for r in payload["ratings"]],
+                   None if payload.get("rating_scale") is None else tuple(map(float, payload["rating_scale"])))

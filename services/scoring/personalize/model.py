@@ -91,19 +91,26 @@ class PersonalModel:
         return self.mu + out[:, 0], np.hstack([out[:, 1:], np.ones((len(out), 1))])
 
     def new_item_state(self, face: str) -> ItemState:
-        return ItemState.new(face, self.version, self.dim)
+        return ItemState.new(face, self.version, self.dim, (self.mu, self.rating_sd))
 
     def current_item(self, item: ItemState | None, face: str) -> ItemState:
         """The face's state for this model: as stored, new, or — if stored for another model version, whose latent
         space differs — replayed from its ratings with the population's average rater weights. The face keeps what
-        visitors thought of it overall (its bias); its taste factors relearn from the ratings that follow."""
+        visitors thought of it overall (its bias); its taste factors relearn from the ratings that follow. Ratings
+        stored on another model's scale (another dataset's range or μ) are moved onto this one's by their standard
+        score, so a "hot" stays above this model's μ."""
         if item is None:
             return self.new_item_state(face)
         if item.model_version == self.version:
             return item
-        weights = np.tile(self.prior.population_mean, (len(item.ratings), 1))
-        ztz, ztt = observations_from_ratings(weights, np.asarray(item.ratings, dtype=np.float64), self.mu)
-        return ItemState(face, self.version, ztz, ztt, list(item.raters), list(item.ratings))
+        ratings = np.asarray(item.ratings, dtype=np.float64)
+        if item.rating_scale is not None:  # states from before the scale was kept: taken as they are
+            old_mu, old_sd = item.rating_scale
+            ratings = self.mu + (ratings - old_mu) / old_sd * self.rating_sd
+        weights = np.tile(self.prior.population_mean, (len(ratings), 1))
+        ztz, ztt = observations_from_ratings(weights, ratings, self.mu)
+        return ItemState(face, self.version, ztz, ztt, list(item.raters), [float(r) for r in ratings],
+                         (self.mu, self.rating_sd))
 
     def add_item_rating(self, item: ItemState, rater_weights: np.ndarray, rating: float, rater_id: str) -> ItemState:
         """The face's state after one more rating (model scale) by a rater whose weights were ``rater_weights``."""
@@ -154,9 +161,9 @@ class PersonalModel:
 
     def add_rating(self, state: RaterState, face: str, features: np.ndarray, rating: float,
                    scale: str = "1to10", item: ItemState | None = None) -> RaterState:
-        """The state after one more rating (a RatingSubmitted event); a rating of an already rated face replaces
-        nothing — repeated views count again, as MEBeauty's averaged repeat ratings do. ``item``: the face's ratings
-        so far, so a well-known face enters the rater's fit with its learned vector."""
+        """The state after one more rating (a RatingSubmitted event). This adds unconditionally: the ratings
+        consumer, its caller, drops a rater's second rating of the same face (the first one counts). ``item``: the
+        face's ratings so far, so a well-known face enters the rater's fit with its learned vector."""
         offset, vectors = self.item_params(np.atleast_2d(features), [item])
         return state.with_rating(face, vectors[0], float(offset[0]), self.to_model_scale(scale, rating))
 
