@@ -8,6 +8,8 @@ import json
 import runpy
 import sys
 
+from pydantic import ValidationError
+
 from libs.common.settings import Settings
 
 SERVICE_NAMES = ("upload", "face", "scoring", "share", "analytics")
@@ -64,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.fn(args, Settings()) or 0)
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # a bad HOWHOT_* value: named by its variable, no traceback
+        print(f"howhot: {exc}", file=sys.stderr)
+        return 2
+    return int(args.fn(args, settings) or 0)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,53 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".howhot")
 
+Port = Annotated[int, Field(ge=0, le=65535)]  # 0: the OS picks a free port
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _http_url(value: str) -> str:
+    """The ``http(s)://host[:port]`` part of a URL; raises ValueError naming what is wrong."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an absolute http:// or https:// URL, got {value!r}")
+    _ = parts.port  # raises ValueError on a port that is not a number in 0..65535
+    return value
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user-info masked (a DSN such as http://user:pass@clickhouse:8123 may carry
+    one): safe for logs and ``howhot config``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:********@{host}").geturl()
+
 
 class _Base(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOWHOT_", extra="ignore", populate_by_name=True)
+
+    def __init__(self, **values: Any) -> None:
+        """As BaseSettings, but a ValidationError names each bad field by its ``HOWHOT_*`` variable."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            prefix = str(self.model_config.get("env_prefix", ""))
+            errors = [
+                {**err, "loc": (f"{prefix}{err['loc'][0]}".upper(), *err["loc"][1:]) if err["loc"] else ()}
+                for err in exc.errors(include_url=False)
+            ]
+            raise ValidationError.from_exception_data(
+                f"{type(self).__name__} (invalid HOWHOT_* setting)", errors  # type: ignore[arg-type]
+            ) from None
 
 
 class CoreSettings(_Base):
@@ -27,7 +64,15 @@ class CoreSettings(_Base):
     data_dir: Path = DEFAULT_DATA_DIR
     log_level: str = "INFO"
     log_json: bool = True
-    public_base_url: str = "http://127.0.0.1:8080"
+    public_base_url: str = "http://127.0.0.1:8080"  # absolute http(s)://host[:port]; share links and cards use it
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url(cls, value: str) -> str:
+        value = _http_url(value.rstrip("/"))
+        if urlsplit(value).path or urlsplit(value).query or urlsplit(value).fragment:
+            raise ValueError(f"must be scheme://host[:port] with no path (the site is served at /), got {value!r}")
+        return value
 
 
 class KafkaSettings(_Base):
@@ -35,9 +80,9 @@ class KafkaSettings(_Base):
 
     model_config = SettingsConfigDict(env_prefix="HOWHOT_KAFKA_", extra="ignore")
 
-    bootstrap: str = ""
-    partitions: int = 3
-    replication_factor: int = 1
+    bootstrap: str = ""  # host:port[,host:port...]
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
     client_id: str = "howhot"
     max_poll_records: int = 50  # small batches: a slow handler must never exceed max_poll_interval (aiokafka #848)
     max_poll_interval_ms: int = 300_000
@@ -49,6 +94,15 @@ class KafkaSettings(_Base):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        for server in value.split(",") if value.strip() else []:
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+                raise ValueError(f"must be a comma-separated list of host:port, got {value!r}")
+        return value
 
 
 class BlobSettings(_Base):
@@ -69,6 +123,11 @@ class BlobSettings(_Base):
     # A photo whose stage keeps failing on storage errors this long is marked failed with a reason and its event
     # dead-lettered (libs/common/blobs/giveup.py); while the store accepts nothing at all, the stage keeps waiting.
     give_up_after_s: float = 300.0
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _s3_endpoint(cls, value: str | None) -> str | None:
+        return _http_url(value) if value else value
 
 
 class ClickHouseSettings(_Base):
@@ -104,14 +163,15 @@ class UploadSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="HOWHOT_UPLOAD_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: Port = 8080
     max_bytes: int = 15 * 1024 * 1024  # a 12-megapixel phone JPEG is ~5 MB; leave room for PNGs
     max_pixels: int = 40_000_000  # decompression-bomb guard; a 12 MP photo is 12e6
     max_side_stored: int = 2048  # the normalized stored copy; detection downsizes further anyway
     # The whole upload body must arrive within this many seconds (408 body_timeout past it): a stalled or trickling
     # body must not hold one of the admission slots for ever. 30 s moves 15 MB at 4 Mbit/s, a slow mobile uplink.
     body_timeout_s: float = Field(default=30.0, gt=0)
-    retention_days: int = 30  # photos and everything derived are deleted after this (`howhot retention`)
+    # Photos and everything derived are deleted after this (`howhot retention`); 0 would delete every photo at once.
+    retention_days: int = Field(default=30, ge=1)
     # Admission control (services/upload/admission.py): shed uploads with 503 once this many photos wait in the
     # face + scoring consumer groups; ~2000 is under a minute of catch-up at the pipeline's design throughput.
     max_backlog: int = 2000
@@ -129,13 +189,13 @@ class FaceSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="HOWHOT_FACE_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8081
+    port: Port = 8081
     detector: str = "retinaface_mobilenetv2"
-    threshold: float = 0.9  # false positives scored ~0.8 are common
+    threshold: Probability = 0.9  # false positives scored ~0.8 are common
     max_faces: int = 10
     max_side: int = 1280
-    max_batch: int = 8
-    max_wait_ms: int = 20
+    max_batch: int = Field(default=8, ge=1)
+    max_wait_ms: int = Field(default=20, ge=0)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 network on CUDA / CPUs with native bf16
 
 
@@ -145,11 +205,11 @@ class ScoringSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="HOWHOT_SCORING_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8082
+    port: Port = 8082
     # faces per forward pass; 0 = auto: the size that suits the device (services/scoring/app.py: max_batch)
     max_batch: int = Field(default=0, ge=0)
-    max_wait_ms: int = 10
-    minor_threshold: float = 0.2  # withhold attractiveness when P(age < 18) exceeds this
+    max_wait_ms: int = Field(default=10, ge=0)
+    minor_threshold: Probability = 0.2  # withhold attractiveness when P(age < 18) exceeds this
     internal_url: str = ""  # where the upload service calls the personal API; default http://{host}:{port}
     personal_model: str = ""  # personalization bundle (.npz); "" = the shipped weights/personal_frl_london.npz
     min_ratings: int = 0  # ratings before a personal score is shown; 0 = the bundle's own threshold
@@ -163,7 +223,7 @@ class ShareSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="HOWHOT_SHARE_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8083
+    port: Port = 8083
     internal_url: str = ""  # where the upload service proxies /s/* and /cards/*; default http://{host}:{port}
 
 
@@ -173,7 +233,7 @@ class AnalyticsSettings(_Base):
     model_config = SettingsConfigDict(env_prefix="HOWHOT_ANALYTICS_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8084
+    port: Port = 8084
     # Up to 50,000 events per insert: each insert runs every materialized view and writes a part per rollup (a fixed
     # ~65-110 ms of CPU), so big batches under load cost ~35 % less CPU per event than 10,000 (at ~1 GB peak RSS
     # while catching up a backlog); at ordinary rates the flush interval decides and batches stay small.
@@ -182,7 +242,7 @@ class AnalyticsSettings(_Base):
     # Processes that validate and encode big polls (services/analytics/offload.py); 0 keeps it all in process.
     decode_workers: int = Field(default_factory=lambda: 1 if (os.cpu_count() or 1) >= 2 else 0, ge=0)
     offload_min_records: int = Field(default=2_000, ge=1)  # smaller polls are not worth a round trip
-    dashboard_port: int = 8501
+    dashboard_port: Port = 8501
     api_url: str = ""  # where the dashboard reaches the query API; default http://{host}:{port}
     dashboard_token: SecretStr | None = None
 
@@ -228,10 +288,11 @@ class Settings:
                     values[key] = "********"
                 _ = field
             out[name] = values
+        out["clickhouse"]["dsn"] = redact_url(self.clickhouse.dsn)
         out["derived"] = {
             "blob_dir": str(self.blob_dir),
             "models_dir": str(self.models_dir),
-            "clickhouse_dsn": self.clickhouse_dsn,
+            "clickhouse_dsn": redact_url(self.clickhouse_dsn),
         }
         return out
 
@@ -256,4 +317,5 @@ __all__ = [
     "ShareSettings",
     "UploadSettings",
     "get_settings",
+    "redact_url",
 ]

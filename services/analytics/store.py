@@ -20,7 +20,7 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from libs.common import analytics_store
 from libs.common.errors import TransientError
-from libs.common.settings import Settings
+from libs.common.settings import Settings, redact_url
 from services.analytics.ingest import EVENT_COLUMNS, EVENTS_TABLE, InsertBlock
 from services.analytics.ingest_rowbinary import (
     ROWBINARY_COLUMNS,
@@ -88,7 +88,8 @@ class AnalyticsStore:
             client = analytics_store.connect(settings)
             if migrate:
                 applied = analytics_store.migrate(client, database)
-                log.info("analytics store ready", extra={"dsn": settings.clickhouse_dsn, "migrations": applied})
+                log.info("analytics store ready", extra={"dsn": redact_url(settings.clickhouse_dsn),
+                                                                 "migrations": applied})
             return client
 
         try:

@@ -18,6 +18,13 @@ def test_config_prints_the_effective_settings_with_secrets_masked(capsys, monkey
     assert doc["clickhouse"]["password"] == "********" and "hunter2" not in out
 
 
+def test_an_invalid_setting_is_reported_naming_the_variable(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOWHOT_UPLOAD_RETENTION_DAYS", "0")
+    assert main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("howhot: ") and "HOWHOT_UPLOAD_RETENTION_DAYS" in err and "Traceback" not in err
+
+
 def test_analyze_reports_faces_and_scores_as_json(capsys, tmp_path: Path, astronaut_jpeg: bytes) -> None:
     from libs.common.settings import Settings
     from services.face.models.convert_tf_graph import fetch as fetch_face
