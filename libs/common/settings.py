@@ -70,7 +70,8 @@ class CoreSettings(_Base):
     @classmethod
     def _public_base_url(cls, value: str) -> str:
         value = _http_url(value.rstrip("/"))
-        if urlsplit(value).path or urlsplit(value).query or urlsplit(value).fragment:
+        parts = urlsplit(value)
+        if parts.path or parts.query or parts.fragment:
             raise ValueError(f"must be scheme://host[:port] with no path (the site is served at /), got {value!r}")
         return value
 

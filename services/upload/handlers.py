@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from libs.common import keys
 from libs.common.blobs import Blob, BlobNotFound, BlobStore
 from libs.common.deletion import erase_photo
-from libs.common.documents import FacesManifest, PhotoMeta, RateAlias, ResultDocument, ShareRecord
+from libs.common.documents import FacesManifest, PhotoMeta, RateAlias, ResultDocument, ShareRecord, read_document
 from libs.common.events import Attribution, PhotoDeleted, PhotoShared, PhotoUploaded, new_trace_id, utcnow
 from libs.common.ids import hash_secret, new_id, new_secret, secret_matches
 from libs.common.images import STORED_CONTENT_TYPE, NormalizedImage
@@ -163,10 +163,10 @@ async def credited_attribution(visitor: Visitor, *, blobs: BlobStore) -> Attribu
     if attribution.share_id is None or visitor.visitor_id is None:
         return attribution
     try:
-        share = await _read_doc(blobs, keys.share(attribution.share_id), ShareRecord)
+        share = await read_document(blobs, keys.share(attribution.share_id), ShareRecord)
     except ValueError:  # not one of our ids: nothing to compare (the cookie reader already refuses those)
         return attribution
-    meta = None if share is None else await _read_doc(blobs, keys.meta(share.photo_id), PhotoMeta)
+    meta = None if share is None else await read_document(blobs, keys.meta(share.photo_id), PhotoMeta)
     if meta is not None and meta.visitor_id == visitor.visitor_id:
         log.info("own share not credited", extra={"share_id": attribution.share_id})
         return attribution.model_copy(update={"share_id": None})

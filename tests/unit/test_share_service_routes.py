@@ -312,9 +312,9 @@ async def test_a_card_not_rendered_yet_is_rendered_on_demand(client: Any, store:
 def face_circle(png: bytes, fmt: CardFormat) -> np.ndarray:
     """The pixels inside the card's face circle (its inscribed square)."""
     spec = format_spec(fmt)
-    half = round(spec.face_diameter / 2 / math.sqrt(2)) - 2
-    (cx, cy) = spec.face_center
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB").crop((cx - half, cy - half, cx + half, cy + half)))
+    x0, y0, x1, y1 = _inscribed(spec.face_diameter)
+    ox, oy = spec.face_center[0] - spec.face_diameter // 2, spec.face_center[1] - spec.face_diameter // 2
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB").crop((ox + x0, oy + y0, ox + x1, oy + y1)))
 
 
 async def test_a_photo_its_owner_did_not_keep_is_shared_with_a_silhouette_never_its_face(
