@@ -19,6 +19,7 @@ from typing import cast
 
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web import RequestPayloadError
 
 from services.upload.errors import ApiError
 
@@ -56,13 +57,23 @@ def _bad(code: str, message: str) -> ApiError:
     return ApiError(400, code, message)
 
 
+def undecodable_body() -> ApiError:
+    """aiohttp decodes a Content-Encoding (gzip, deflate, zstd) as it streams the body, and raises RequestPayloadError
+    mid-read when the bytes are not in that encoding: the client's mistake, so a 400 rather than the catch-all 500."""
+    return _bad("invalid_body", "The request body could not be decoded; check its Content-Encoding.")
+
+
 async def read_body(stream: StreamReader, limit: int) -> bytes | None:
-    """The whole body, or None past ``limit`` bytes (``read(n)`` of a stream returns only what has arrived so far)."""
+    """The whole body, or None past ``limit`` bytes (``read(n)`` of a stream returns only what has arrived so far);
+    a request body that fails its Content-Encoding raises the 400 ``invalid_body``."""
     body = bytearray()
-    async for chunk in stream.iter_chunked(READ_CHUNK_BYTES):
-        body += chunk
-        if len(body) > limit:
-            return None
+    try:
+        async for chunk in stream.iter_chunked(READ_CHUNK_BYTES):
+            body += chunk
+            if len(body) > limit:
+                return None
+    except RequestPayloadError as exc:
+        raise undecodable_body() from exc
     return bytes(body)
 
 
@@ -82,6 +93,8 @@ async def read_upload_form(request: web.Request, *, max_photo_bytes: int, deadli
     except TimeoutError as exc:
         log.info("upload body too slow", extra={"deadline_s": deadline_s})
         raise body_timeout(deadline_s) from exc
+    except RequestPayloadError as exc:
+        raise undecodable_body() from exc
     except ConnectionError as exc:  # the client went away mid-body: its problem, not a server error to alert on
         raise _bad("incomplete_body", "The upload was interrupted before it finished.") from exc
     except UnicodeDecodeError as exc:  # a header or charset that is not text

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from libs.common import keys
 from libs.common.blobs import Blob, BlobNotFound, BlobStore
-from libs.common.deletion import erase_photo
+from libs.common.deletion import erase_photo, undo_if_deleted
 from libs.common.documents import FacesManifest, PhotoMeta, RateAlias, ResultDocument, ShareRecord, read_document
 from libs.common.events import Attribution, PhotoDeleted, PhotoShared, PhotoUploaded, new_trace_id, utcnow
 from libs.common.ids import hash_secret, new_id, new_secret, secret_matches
@@ -215,8 +215,9 @@ async def share_photo(
 
     Idempotent: the record is written once; every call publishes photo.shared, because each press of a share
     channel (X, WhatsApp, copy…) is a share action analytics counts. The record is written before the event, so a
-    retry after BusUnavailable finds the page public and only re-publishes. Raises PhotoNotFound, PhotoGone,
-    WrongDeleteToken, PhotoNotReady (no finished result yet) or BusUnavailable.
+    retry after BusUnavailable finds the page public and only re-publishes. A deletion that finished after the meta
+    was read wins: the record is removed again and PhotoGone raised (libs/common/deletion.py's rule for late writers).
+    Raises PhotoNotFound, PhotoGone, WrongDeleteToken, PhotoNotReady (no finished result yet) or BusUnavailable.
     """
     meta = await _owned_meta(photo_id, token, blobs=blobs)
     result = await _read_doc(blobs, keys.result(photo_id), ResultDocument)
@@ -230,6 +231,9 @@ async def share_photo(
     if created:
         record = ShareRecord(share_id=share_id, photo_id=photo_id, created_at=utcnow())
         await blobs.put(record_key, _json(record), JSON_CONTENT_TYPE)
+    # a DELETE may have finished since the meta was read: the record written now would outlive it (deletion.py)
+    if await undo_if_deleted(blobs, photo_id, single_keys=[record_key]):
+        raise PhotoGone(photo_id)
     await events.publish(
         PhotoShared(
             photo_id=photo_id, share_id=share_id, visitor_id=visitor_id, channel=channel,

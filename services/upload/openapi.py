@@ -78,7 +78,7 @@ OPENAPI: dict[str, Any] = {
                         [
                             "empty", "missing_photo", "too_many_files", "unexpected_file", "duplicate_field",
                             "invalid_field", "invalid_encoding", "too_many_parts", "malformed_multipart",
-                            "incomplete_body",
+                            "incomplete_body", "invalid_body",
                         ],
                     ),
                     "408": _error("The body did not arrive within the upload deadline (30 s by default); nothing "
@@ -155,8 +155,8 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "201": {"description": "Shared now.", **_SHARED},
                     "200": {"description": "Already shared; the same share id.", **_SHARED},
-                    "400": _error("The body is not a JSON object or the channel is unknown.",
-                                  ["invalid_json", "invalid_channel"]),
+                    "400": _error("The body is not a JSON object (or fails its Content-Encoding), or the channel "
+                                  "is unknown.", ["invalid_json", "invalid_channel", "invalid_body"]),
                     "403": _error("Missing or wrong delete token.", ["missing_delete_token", "invalid_delete_token"]),
                     "404": _NOT_FOUND,
                     "409": _error("The result is not done yet (or the photo has no share id).", ["not_ready"]),
@@ -275,7 +275,7 @@ _RATING_PATHS: dict[str, Any] = {
                             "status": {"const": "accepted"}, "event_id": {"type": "string"}}}}}},
                 "400": _error("Malformed rating or no visitor cookie.", [
                     "invalid_json", "invalid_face", "invalid_rate_id", "invalid_photo_id", "invalid_face_index",
-                    "invalid_scale", "invalid_rating", "invalid_rater_photo_id", "missing_visitor"]),
+                    "invalid_scale", "invalid_rating", "invalid_rater_photo_id", "missing_visitor", "invalid_body"]),
                 "403": _error("This face may not be rated: the owner did not opt in, it is your own photo, or the "
                               "face was withheld (probable minor); or rater_photo_id is someone else's photo.",
                               ["not_rateable", "own_photo", "face_withheld", "not_your_photo"]),

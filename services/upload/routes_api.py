@@ -131,9 +131,9 @@ async def delete_photo(request: web.Request) -> web.Response:
     """Delete with the owner's token. A repeated DELETE answers 410 like GET does (there is nothing left to check)."""
     deps = request.app[DEPS]
     photo_id = _photo_id(request)
-    token = request.headers.get(DELETE_TOKEN_HEADER)
+    token, checked_token = _delete_token(request)
     try:
-        await handlers.delete_photo(photo_id, token, blobs=deps.blobs, events=deps.events)
+        await handlers.delete_photo(photo_id, checked_token, blobs=deps.blobs, events=deps.events)
     except handlers.PhotoNotFound as exc:
         raise ApiError(404, "not_found", NOT_FOUND_MESSAGE) from exc
     except handlers.PhotoGone:
@@ -145,6 +145,17 @@ async def delete_photo(request: web.Request) -> web.Response:
     except BlobStoreUnavailable as exc:
         raise _storage_down() from exc
     return web.json_response({"photo_id": photo_id, "status": "deleted"}, headers=NO_STORE)
+
+
+def _delete_token(request: web.Request) -> tuple[str | None, str | None]:
+    """The X-Delete-Token header as sent, and as safe to check against the stored hash.
+
+    aiohttp keeps header bytes that are not UTF-8 as surrogates, which cannot be encoded for hashing (a 500); our
+    tokens are ASCII, so any other value is checked as "" (it can match no photo, and answers 403 invalid_delete_token
+    once the photo is found: unknown and deleted photos still answer 404 and 410).
+    """
+    token = request.headers.get(DELETE_TOKEN_HEADER)
+    return token, (token if token is None or token.isascii() else "")
 
 
 def _token_refused(token: str | None) -> ApiError:
@@ -178,11 +189,12 @@ async def share_photo(request: web.Request) -> web.Response:
     """Make the result public at /s/{share_id} (owner only, proven by the delete token); 201 first time, then 200."""
     deps = request.app[DEPS]
     photo_id = _photo_id(request)
-    token = request.headers.get(DELETE_TOKEN_HEADER)
+    token, checked_token = _delete_token(request)
     channel = await _share_channel(request)
     try:
         shared = await handlers.share_photo(
-            photo_id, token, channel=channel, visitor_id=visitor_id_of(request), blobs=deps.blobs, events=deps.events
+            photo_id, checked_token, channel=channel, visitor_id=visitor_id_of(request), blobs=deps.blobs,
+            events=deps.events,
         )
     except handlers.PhotoNotFound as exc:
         raise ApiError(404, "not_found", NOT_FOUND_MESSAGE) from exc

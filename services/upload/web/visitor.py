@@ -88,11 +88,15 @@ def stored_attribution(request: web.Request) -> Attribution:
 
 
 def _external_referrer(request: web.Request) -> str | None:
-    """The Referer header when it is another site's (our own pages referring to each other say nothing)."""
+    """The Referer header when it is another site's (our own pages referring to each other say nothing); one that is
+    not a URL at all (``http://[x``, which urlsplit refuses with ValueError) says nothing either."""
     referrer = request.headers.get("Referer")
     if not referrer:
         return None
-    host = urlsplit(referrer).netloc
+    try:
+        host = urlsplit(referrer).netloc
+    except ValueError:
+        return None
     return None if not host or host == request.host else referrer
 
 
