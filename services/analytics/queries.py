@@ -160,7 +160,7 @@ QUERIES: dict[str, NamedQuery] = {
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The virality dashboard's queries (tables from infra/clickhouse/002–006; what each table is for, and why it is shaped
+# The virality dashboard's queries (tables from infra/clickhouse/002–008; what each table is for, and why it is shaped
 # so, is in the migration's header).
 #
 # Exactness: the minute rollups hold exact sets (duplicates cannot inflate them; minute_counts hashes ids to 64 bits),
@@ -170,13 +170,14 @@ QUERIES: dict[str, NamedQuery] = {
 # (the dashboard's picker is minute-aligned).
 # ---------------------------------------------------------------------------------------------------------------------
 
+SHARE_ACTIONS = "share.action"  # minute_counts' pseudo-type: a result made public once per sharer, each channel press
 RollupMetric = Literal["evaluations", "uploads", "visitors", "page_views", "shares", "share_views", "ratings"]
 _METRIC_TYPES = {  # metric → minute_counts.type ('visitors' merges the visitor sets of every type instead)
     "evaluations": "face.scored",
     "uploads": "photo.uploaded",
     "visitors": "",
     "page_views": "page.viewed",
-    "shares": "photo.shared",
+    "shares": SHARE_ACTIONS,  # 008_share_actions.sql: pressing "Share" again after a reload is not another share
     "share_views": "share.viewed",
     "ratings": "rating.submitted",
 }
@@ -282,11 +283,13 @@ def _median_p95_or_null(expr: str, cond: str) -> tuple[str, str]:
 
 _RESULT_TIME = _median_p95_or_null("(sc - up) / 1000", f"uploaded AND sc != {NEVER_MS}")
 _CYCLE_TIME = _median_p95_or_null("(up - s.shared) / 1000", "s.share_key != 0")
-_COUNTED_TYPES = "('photo.shared', 'share.viewed', 'rating.submitted')"
+_COUNTED_TYPES = "('share.viewed', 'rating.submitted')"
 SHARE_LINK = "share link"  # upload_sources' referrer of the uploads that came through a share (004_panel_rollups.sql)
 _TODAY_MS = f"1000 * toUnixTimestamp(toStartOfDay(ifNull({_T}, now64(3, 'UTC')) - toIntervalMillisecond(1)))"
-# Shares, share views and ratings sum per-minute exact sets: an event's duplicates share its occurred_at, hence its
-# minute, so the sum of exact per-minute counts is the exact total, without one hash set of millions of ids. Photos
+# Share views and ratings sum per-minute exact sets: an event's duplicates share its occurred_at, hence its minute, so
+# the sum of exact per-minute counts is the exact total, without one hash set of millions of ids. Shares are share
+# actions (008): their ids are merged over the whole range, because going public again after a reload is the same
+# action in a later minute; far fewer ids than views or ratings, so the one set stays small. Photos
 # and evaluations (the faces of each photo's scoring) come from the photo_stages pass the latencies need anyway. The
 # K-factor's uploads through a share sum upload_sources' 'share link' sets the same way: its denominator (distinct
 # sharers) is an anonymous rollup that deleting a photo leaves alone, so its numerator must be one too (read from
@@ -295,20 +298,23 @@ _TODAY_MS = f"1000 * toUnixTimestamp(toStartOfDay(ifNull({_T}, now64(3, 'UTC')) 
 # alone, so GROUP BY photo_key over those rows is exact without merging the rest) and joins just them with shares.
 _KPIS_SQL = f"""
 SELECT p.evaluations AS evaluations, p.evaluations_today AS evaluations_today, v.all_visitors AS visitors,
-       p.photos AS photos, r.shares AS shares, r.share_views AS share_views, r.ratings AS ratings,
+       p.photos AS photos, sa.shares AS shares, r.share_views AS share_views, r.ratings AS ratings,
        v.sharers AS sharers, u.attributed_uploads AS attributed_uploads,
        if(v.sharers = 0, NULL, round(u.attributed_uploads / v.sharers, 4)) AS k_factor,
        c.cycle_p50_s AS share_to_upload_p50_s, c.cycle_p95_s AS share_to_upload_p95_s,
        p.result_p50_s AS result_p50_s, p.result_p95_s AS result_p95_s
 FROM (
-    SELECT sumIf(n, type = 'photo.shared') AS shares,
-           sumIf(n, type = 'share.viewed') AS share_views,
+    SELECT sumIf(n, type = 'share.viewed') AS share_views,
            sumIf(n, type = 'rating.submitted') AS ratings
     FROM (
         SELECT minute, type, uniqExactMerge(events) AS n FROM {{db}}.minute_counts
         WHERE type IN {_COUNTED_TYPES} AND {_in_range('minute')} GROUP BY minute, type
     )
 ) AS r
+CROSS JOIN (
+    SELECT uniqExactMerge(events) AS shares FROM {{db}}.minute_counts
+    WHERE type = '{SHARE_ACTIONS}' AND {_in_range('minute')}
+) AS sa
 CROSS JOIN (
     SELECT uniqMergeIf(visitors, type = '*' OR edge = 1) AS all_visitors,
            uniqMergeIf(visitors, type = 'photo.shared') AS sharers
@@ -547,9 +553,10 @@ _VIRALITY_QUERIES = (
     ),
     NamedQuery(
         "kpis",
-        "Headline figures in [from, to): evaluations (faces scored; also today), visitors, photos, shares, share views,"
-        " ratings, K-factor (uploads attributed to a share ÷ distinct sharers), share→attributed upload cycle time and"
-        " time to result (upload→scored), median and p95 in seconds.",
+        "Headline figures in [from, to): evaluations (faces scored; also today), visitors, photos, shares (a result"
+        " made public, once per sharer, plus each press of a channel), share views, ratings, K-factor (uploads"
+        " attributed to a share ÷ distinct sharers), share→attributed upload cycle time and time to result"
+        " (upload→scored), median and p95 in seconds.",
         _KPIS_SQL,
         KpiParams,
     ),
@@ -636,7 +643,7 @@ _VIRALITY_QUERIES = (
 def _with_lineage(query: NamedQuery) -> NamedQuery:
     """Prefix a comment naming the raw table every rollup derives from: readable in system.query_log, and every
     registered query keeps naming ``{db}.events`` (the registry's own tests check that each query reads our data)."""
-    sql = f"/* derived from {{db}}.events by the MVs of infra/clickhouse/002–006 */\n{query.sql.strip()}"
+    sql = f"/* derived from {{db}}.events by the MVs of infra/clickhouse/002–008 */\n{query.sql.strip()}"
     return NamedQuery(query.name, query.description, sql, query.params)
 
 

@@ -21,7 +21,7 @@ KPI_LAYOUT = (  # (column, label, format, help): the headline row, read left to 
     ("evaluations_today", "Evaluations today", "{:,.0f}", "Faces scored on the UTC day of the range's end."),
     ("visitors", "Visitors", "{:,.0f}", "Distinct visitor ids with any event."),
     ("photos", "Photos", "{:,.0f}", "Photos uploaded."),
-    ("shares", "Shares", "{:,.0f}", "Presses of a share channel (X, WhatsApp, copy…)."),
+    ("shares", "Shares", "{:,.0f}", "Results made public (once each) and presses of a share channel (X, copy…)."),
     ("share_views", "Share views", "{:,.0f}", "Share pages opened by others than the owner."),
     ("k_factor", "K-factor", "{:.2f}", "Uploads that came through a share ÷ distinct sharers (> 1: it spreads)."),
     ("share_to_upload_p50_s", "Share → upload (median)", "{:,.0f} s", "From a share to an upload it brought."),
