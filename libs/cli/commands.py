@@ -67,14 +67,41 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sub.add_parser("dashboard", help="serve the Streamlit virality dashboard").set_defaults(fn=_dashboard)
 
     retention = sub.add_parser("retention", help="delete photos (and everything derived) older than the retention age")
-    retention.add_argument("--days", type=float, help="override HOWHOT_UPLOAD_RETENTION_DAYS")
+    retention.add_argument("--days", type=retention_days,
+                           help="override HOWHOT_UPLOAD_RETENTION_DAYS (a number >= 0; 0 purges every photo)")
     retention.set_defaults(fn=_retention)
 
     dlq = sub.add_parser("dlq", help="list or replay dead-lettered messages")
     dlq.add_argument("action", choices=["list", "replay"])
-    dlq.add_argument("--topic", help="one source topic (default: all)")
+    dlq.add_argument("--topic", type=source_topic,
+                     help="one source topic, or its .dlq twin as `dlq list` prints it (default: all)")
     dlq.add_argument("--json", action="store_true", help="machine-readable output (list)")
     dlq.set_defaults(fn=_dlq)
+
+
+def retention_days(value: str) -> float:
+    """``--days``: a finite number >= 0. A negative, NaN or infinite age is a typo, rejected as a usage error (exit
+    2) before anything is deleted rather than a traceback from deep inside the purge."""
+    import math
+
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {value!r}") from None
+    if not math.isfinite(days) or days < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of days >= 0, not {value!r}")
+    return days
+
+
+def source_topic(value: str) -> str:
+    """``dlq --topic``: a known source topic; its dead-letter twin (``photo.uploaded.dlq``, what ``dlq list`` prints)
+    names the same. Anything else is rejected: a typo must not read as "0 dead-lettered messages"."""
+    from libs.common.events import TOPICS, dlq_topic
+
+    for topic in TOPICS:
+        if value in (topic, dlq_topic(topic)):
+            return topic
+    raise argparse.ArgumentTypeError(f"unknown topic {value!r}; known topics: {', '.join(TOPICS)}")
 
 
 def _models_fetch(args: argparse.Namespace, settings: object) -> int:

@@ -27,6 +27,7 @@ from libs.common.settings import KafkaSettings
 REPLAY_GROUP = "howhot-dlq-replay"
 REPLAY_COMMIT_EVERY = 100  # dead letters replayed between two commits of the replay group's progress
 LIST_POLL_MS = 1500  # an empty DLQ answers within this
+READER_START_DEADLINE_S = 30  # an operator's command should fail, not wait forever for a broker that is down
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,17 @@ async def _read(settings: KafkaSettings, topics: list[str], group: str | None) -
     consumer = AIOKafkaConsumer(
         *topics, **client_kwargs(settings), group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
     )
-    await start_with_retry(consumer, "dlq-reader", deadline_s=30)
     records = []
-    while True:
-        got = await consumer.getmany(timeout_ms=LIST_POLL_MS, max_records=1000)
-        if not got:
-            break
-        records.extend(r for batch in got.values() for r in batch)
+    try:
+        await start_with_retry(consumer, "dlq-reader", deadline_s=READER_START_DEADLINE_S)
+        while True:
+            got = await consumer.getmany(timeout_ms=LIST_POLL_MS, max_records=1000)
+            if not got:
+                break
+            records.extend(r for batch in got.values() for r in batch)
+    except BaseException:
+        await consumer.stop()  # a broker that never answered must not leave an unclosed client behind
+        raise
     return consumer, records
 
 

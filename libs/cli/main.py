@@ -64,14 +64,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_FAILURE = 1  # the command could not do its job (a backend down or failing)
+EXIT_USAGE = 2  # the command line or the configuration is wrong: argparse's code for usage errors
+
+
+def expected_failure(exc: Exception) -> tuple[int, str] | None:
+    """The exit code and one-line message for a failure an operator meets in normal use (no broker configured, the
+    broker unreachable), or None for a bug, whose traceback is worth showing. Imports lazily: only on failure."""
+    from aiokafka.errors import KafkaError
+
+    from libs.common.bus.kafka import BrokerNotConfigured
+
+    if isinstance(exc, BrokerNotConfigured):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, KafkaError):
+        return EXIT_FAILURE, f"Kafka broker error: {exc} (is HOWHOT_KAFKA_BOOTSTRAP right and the broker up?)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()
     except ValidationError as exc:  # a bad HOWHOT_* value: named by its variable, no traceback
         print(f"howhot: {exc}", file=sys.stderr)
-        return 2
-    return int(args.fn(args, settings) or 0)
+        return EXIT_USAGE
+    try:
+        return int(args.fn(args, settings) or 0)
+    except Exception as exc:
+        known = expected_failure(exc)
+        if known is None:
+            raise
+        print(f"howhot {args.command}: {known[1]}", file=sys.stderr)
+        return known[0]
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import time
+from pathlib import Path
 
+from libs.common.modelcache import sha256_file
 from libs.common.modelcard import ModelCard
 from libs.common.settings import Settings
 
@@ -14,11 +16,52 @@ REGISTRIES = (
     "services.scoring.models.embedding_registry",  # dlib face embedding (not an ensemble member)
     "services.scoring.models.arcface_registry",  # InsightFace MobileFaceNet embedding (attractiveness features)
 )
+CARD_SUFFIX = ".card.json"
+WEIGHTS_SUFFIX = ".pt"  # every registry saves ``<name>.pt`` next to ``<name>.card.json``
+OK = "ok"
+
+
+class UnreadableCard(ValueError):
+    """A card file that is not a ModelCard: truncated by an interrupted conversion, or edited by hand."""
+
+
+def load_card(path: Path) -> ModelCard:
+    """The card at ``path``; UnreadableCard (naming the file) if it is not valid JSON with a card's fields."""
+    try:
+        return ModelCard.load(path)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError; missing/unknown fields a TypeError
+        raise UnreadableCard(f"{path.name}: {exc}") from exc
+
+
+def weights_status(card_path: Path, card: ModelCard) -> str:
+    """``ok`` if the weights beside the card exist and match its sha256, else what is wrong with them: a card alone
+    says nothing about whether its weights survived (a truncated copy, a half-synced volume)."""
+    weights = card_path.with_name(card_path.name.removesuffix(CARD_SUFFIX) + WEIGHTS_SUFFIX)
+    if not weights.is_file():
+        return "weights missing"
+    if card.sha256 and sha256_file(weights) != card.sha256:
+        return "weights corrupt (sha256 mismatch)"
+    return OK
+
+
+def remove_unreadable_cards(models_dir: Path) -> list[str]:
+    """Delete card files that cannot be read, so each registry converts their model again instead of crashing on
+    them (the registries skip a model only when its card and weights match); returns their file names."""
+    removed = []
+    for path in sorted(models_dir.glob(f"*{CARD_SUFFIX}")):
+        try:
+            load_card(path)
+        except UnreadableCard:
+            path.unlink()
+            removed.append(path.name)
+    return removed
 
 
 def fetch_all(settings: Settings) -> int:
     models_dir = settings.models_dir
     models_dir.mkdir(parents=True, exist_ok=True)
+    for name in remove_unreadable_cards(models_dir):
+        print(f"unreadable card {name} removed: its model is converted again")
     started = time.monotonic()
     cards: list[ModelCard] = []
     for name in REGISTRIES:
@@ -32,11 +75,23 @@ def fetch_all(settings: Settings) -> int:
 
 
 def list_cards(settings: Settings) -> int:
-    cards = sorted(settings.models_dir.glob("*.card.json"))
+    """Print every converted model with the state of its weights; exit 1 if any model is not usable as it is."""
+    cards = sorted(settings.models_dir.glob(f"*{CARD_SUFFIX}"))
     if not cards:
         print(f"no converted models in {settings.models_dir}; run `howhot models fetch`")
         return 1
+    broken = 0
     for path in cards:
-        card = ModelCard.load(path)
-        print(f"{card.name:<28} {card.task:<16} {card.source[:50]:<50} {card.licence}")
+        try:
+            card = load_card(path)
+        except UnreadableCard as exc:
+            broken += 1
+            print(f"{path.name.removesuffix(CARD_SUFFIX):<28} {'?':<16} unreadable card ({exc})")
+            continue
+        status = weights_status(path, card)
+        broken += status != OK
+        print(f"{card.name:<28} {card.task:<16} {status:<10} {card.source[:50]:<50} {card.licence}")
+    if broken:
+        print(f"{broken} model(s) not usable as they are; run `howhot models fetch` to convert them again")
+        return 1
     return 0

@@ -10,6 +10,7 @@ import asyncio
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,6 +76,21 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) 
 LOCAL_TORCH_THREADS = 1
 
 
+class PortInUse(RuntimeError):
+    """A port the stack is configured to listen on is taken (often by another ``howhot up``)."""
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """Whether binding ``host:port`` fails now, as the service's own bind would (SO_REUSEADDR, like aiohttp's)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 class LocalStack:
     """Starts and stops the local stack; usable from ``howhot up`` and from end-to-end tests."""
 
@@ -103,8 +119,28 @@ class LocalStack:
             self.stop()
             raise
 
+    def _claim_ports(self, specs: list[ServiceSpec], dashboard: bool) -> None:
+        """Before anything starts: give a service configured on port 0 a free port (it must be known for the health
+        check and the printed URL), and fail with the setting to change if a configured port is taken; otherwise the
+        service dies on its bind after the broker started, or another stack's healthy service answers for it."""
+        wanted = [(spec.name, spec.port_setting.upper(), getattr(self.settings, spec.port_setting)) for spec in specs]
+        ports = [(name, f"HOWHOT_{setting}_PORT", section, "port") for name, setting, section in wanted]
+        if dashboard and "analytics" in [spec.name for spec in specs]:
+            ports.append(("dashboard", "HOWHOT_ANALYTICS_DASHBOARD_PORT", self.settings.analytics, "dashboard_port"))
+        for name, variable, section, field in ports:
+            port = getattr(section, field)
+            if port == 0:
+                port = free_port(section.host)
+                setattr(section, field, port)
+                self.env[variable] = str(port)
+            elif _port_taken(section.host, port):
+                raise PortInUse(f"port {port} on {section.host} for {name} is already in use (another `howhot up`?); "
+                                f"stop what holds it or set {variable}")
+
     def _start(self, only: list[str] | None, dashboard: bool) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        specs = [s for s in SERVICES if s.implemented() and (only is None or s.name in only)]
+        self._claim_ports(specs, dashboard)
         self.env.setdefault("HOWHOT_DATA_DIR", str(self.settings.core.data_dir.resolve()))
         # every service shares this machine's cores: one torch thread per model service gives more photos/s than
         # each grabbing all cores (benchmarks/results/load_spike.md); an explicit setting wins
@@ -119,7 +155,6 @@ class LocalStack:
             self._say(f"• broker: {self.settings.kafka.bootstrap}")
         created = asyncio.run(ensure_topics(self.settings.kafka))
         self._say(f"• topics: {len(created)} created")
-        specs = [s for s in SERVICES if s.implemented() and (only is None or s.name in only)]
         for spec in specs:
             log = (self.log_dir / f"{spec.name}.log").open("ab")
             self.processes[spec.name] = subprocess.Popen(
