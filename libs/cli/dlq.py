@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -46,6 +47,7 @@ class DeadLetter:
     source_partition: int | None = None
     source_offset: int | None = None
     consumer_group: str = ""
+    value_omitted: str = ""  # the message was too big to dead-letter: its bytes stay only at the source offset
 
     @property
     def source_id(self) -> tuple[str, int, int] | None:
@@ -61,7 +63,7 @@ class DeadLetter:
             "dlq": f"{self.dlq_topic}[{self.partition}]@{self.offset}", "source": self.source_topic,
             "source_message": f"{self.source_topic}{at}" if at else None, "group": self.consumer_group or None,
             "error_type": self.error_type, "error": self.error[:300], "failed_at": self.failed_at,
-            "bytes": len(self.value),
+            "bytes": len(self.value), **({"value_omitted": self.value_omitted} if self.value_omitted else {}),
         }
 
 
@@ -100,7 +102,7 @@ def _to_dead_letter(record: ConsumerRecord) -> DeadLetter:
         failed_at=headers.get("failed_at", ""), value=record.value or b"", key=record.key,
         source_partition=_int_header(headers.get("source_partition")),
         source_offset=_int_header(headers.get("source_offset")),
-        consumer_group=headers.get("consumer_group", ""),
+        consumer_group=headers.get("consumer_group", ""), value_omitted=headers.get("value_omitted", ""),
     )
 
 
@@ -112,9 +114,13 @@ async def list_dead_letters(settings: KafkaSettings, topic: str | None = None) -
     return [_to_dead_letter(r) for r in records]
 
 
-async def replay_dead_letters(settings: KafkaSettings, topic: str | None = None) -> int:
+async def replay_dead_letters(
+    settings: KafkaSettings, topic: str | None = None, on_skip: Callable[[DeadLetter], None] | None = None
+) -> int:
     """Publish not-yet-replayed dead letters back to their source topics, each source message once (however many
-    groups dead-lettered it); returns how many messages were published.
+    groups dead-lettered it); returns how many messages were published. A dead letter written without its bytes
+    (``value_omitted``: too big to dead-letter) is not replayed, which would publish an empty message: ``on_skip``
+    hears of it, and the original stays at its source offset.
 
     Progress is committed as the replay goes (every ``REPLAY_COMMIT_EVERY`` dead letters, and up to the last one
     sent if a send fails), so a failed run re-sends at most what it had not committed.
@@ -138,7 +144,10 @@ async def replay_dead_letters(settings: KafkaSettings, topic: str | None = None)
         for n, record in enumerate(records, 1):
             letter = _to_dead_letter(record)
             source = letter.source_id
-            if source is None or source not in sent:  # another group's copy of a message already sent: skip it
+            if letter.value_omitted:
+                if on_skip is not None:
+                    on_skip(letter)
+            elif source is None or source not in sent:  # another group's copy of a message already sent: skip it
                 await producer.send_and_wait(letter.source_topic, value=letter.value, key=letter.key,
                                              headers=[("replayed_from", f"{record.topic}@{record.offset}".encode())])
                 published += 1
@@ -174,6 +183,10 @@ def run_dlq(command: str, settings: KafkaSettings, topic: str | None, as_json: b
             print(f"{len(letters)} dead-lettered message(s)"
                   + (f" ({messages} distinct source messages)" if messages != len(letters) else ""))
         return 0
-    replayed = asyncio.run(replay_dead_letters(settings, topic))
+    def skipped(letter: DeadLetter) -> None:
+        print(f"not replayed: {letter.summary()['source_message'] or letter.source_topic} was too big to "
+              f"dead-letter ({letter.value_omitted}); it is still at that offset of the source topic")
+
+    replayed = asyncio.run(replay_dead_letters(settings, topic, on_skip=skipped))
     print(f"{replayed} message(s) replayed onto their source topics")
     return 0

@@ -20,10 +20,16 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+)
 
 from libs.common.bus.bulk import decode_records, gc_paused
-from libs.common.bus.kafka import client_kwargs, start_with_retry
+from libs.common.bus.kafka import client_kwargs, start_with_retry, unless_stopped
 from libs.common.bus.producer import EventPublisher
 from libs.common.errors import TransientError
 from libs.common.events import Event, InvalidEvent, decode_event, dlq_topic
@@ -34,6 +40,16 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 500  # how long one poll blocks: bounds the reaction time to a stop request
 PIPELINE_DEPTH = 2  # pipelined mode: batches in flight (one being written, one being prepared)
 MAX_BACKOFF_S = 10.0
+DLQ_STOP_GRACE_S = 5.0  # after stop(): how long an in-flight dead letter may still take (a healthy broker acks in ms)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A TransientError, or a Kafka error from the handler's own publish that means the broker is down or busy
+    (aiokafka's retriable errors and its delivery timeout): a healthy photo must not be dead-lettered because the
+    broker blinked for longer than the bounded retries last. Other Kafka errors (a record too large) stay bugs."""
+    if isinstance(exc, TransientError):
+        return True
+    return isinstance(exc, KafkaError) and (exc.retriable or isinstance(exc, KafkaTimeoutError))
 
 
 class _StopWhileWaiting(Exception):
@@ -142,7 +158,13 @@ class ConsumerRunner:
             session_timeout_ms=self._settings.session_timeout_ms,
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
         )
-        if not await start_with_retry(consumer, f"consumer:{self._group_id}", stop=self._stopping):
+        try:
+            started = await start_with_retry(consumer, f"consumer:{self._group_id}", stop=self._stopping)
+        except BaseException:
+            await consumer.stop()  # a half-started client holds connections and a metadata task
+            raise
+        if not started:
+            await consumer.stop()
             return
         self._consumer = consumer
         log.info("consumer started", extra={"group": self._group_id, "topics": self._topics})
@@ -308,17 +330,17 @@ class ConsumerRunner:
                 return None
             except InvalidEvent as exc:  # the handler found the event unusable: retrying will not help
                 return exc
-            except TransientError as exc:  # a backend is down: wait for it, without limit, never dead-letter
-                self.stats.retries += 1
-                log.warning("backend unavailable, waiting", extra={"group": self._group_id, "error": repr(exc)})
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                    raise _StopWhileWaiting from exc
-                except TimeoutError:
-                    pass
-                delay = min(delay * 2, MAX_BACKOFF_S)
-                continue
             except Exception as exc:  # noqa: BLE001 - any handler error is retried, then dead-lettered
+                if _transient(exc):  # a backend is down: wait for it, without limit, never dead-letter
+                    self.stats.retries += 1
+                    log.warning("backend unavailable, waiting", extra={"group": self._group_id, "error": repr(exc)})
+                    try:
+                        await asyncio.wait_for(self._stopping.wait(), delay)
+                        raise _StopWhileWaiting from exc
+                    except TimeoutError:
+                        pass
+                    delay = min(delay * 2, MAX_BACKOFF_S)
+                    continue
                 last = exc
                 log.warning("handler failed", extra={"group": self._group_id, "attempt": n + 1, "error": repr(exc)})
                 if n < self._settings.handler_retries:
@@ -340,6 +362,15 @@ class ConsumerRunner:
             1 + self._settings.handler_retries,
         )
 
+    async def _unless_stopped(
+        self, work: Awaitable[None], cause: BaseException | None = None, grace_s: float = 0.0
+    ) -> None:
+        """Await ``work`` unless ``stop()`` comes first and ``work`` does not finish ``grace_s`` later: then raise
+        ``_StopWhileWaiting`` (the batch stays uncommitted and is redelivered), so a dead-letter topic that is down or
+        hangs never holds up shutdown, while a healthy one still gets the batch in hand finished."""
+        if not await unless_stopped(work, self._stopping, grace_s):
+            raise _StopWhileWaiting from cause
+
     async def _dead_letter(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: BaseException,
         attempts: int,
@@ -358,11 +389,23 @@ class ConsumerRunner:
         delay = self._settings.retry_backoff_s
         while True:
             try:
-                await self._dlq.publish_raw(dlq_topic(topic), value or b"", key, headers)
+                await self._unless_stopped(
+                    self._dlq.publish_raw(dlq_topic(topic), value or b"", key, headers), grace_s=DLQ_STOP_GRACE_S
+                )
                 break
+            except _StopWhileWaiting:
+                raise
             except Exception as exc:  # noqa: BLE001 - never drop a message: wait for the broker, don't commit past it
+                if isinstance(exc, MessageSizeTooLargeError) and (value or key):
+                    # bigger than this producer may send: retrying would block the partition forever. The dead
+                    # letter goes without the bytes; the original stays at source_topic/partition/offset.
+                    log.error("dead letter too large; sending it without its value", extra={"error": repr(exc)})
+                    omitted = f"{len(value or b'')} bytes, key {len(key or b'')} bytes"
+                    headers.append(("value_omitted", omitted.encode()))
+                    value, key = None, None
+                    continue
                 log.error("dead-letter publish failed, retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(delay)
+                await self._unless_stopped(asyncio.sleep(delay), exc)
                 delay = min(delay * 2, MAX_BACKOFF_S)
         self.stats.dead_lettered += 1
         log.error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -41,9 +42,16 @@ def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
 async def start_with_retry(
     client: Any, what: str, deadline_s: float | None = None, stop: asyncio.Event | None = None
 ) -> bool:
-    """Start an aiokafka client, retrying with capped backoff while the broker is unreachable.
+    """Start an aiokafka client, retrying with capped backoff while the broker cannot serve it yet.
 
-    Returns False (client not started) if ``stop`` was set while waiting, so shutdown never hangs on a dead broker.
+    Any retriable Kafka error is waited out, not only an unreachable broker: a consumer whose topic has no metadata
+    yet (topics not created, advertised listener not reachable yet) gets UnknownTopicOrPartitionError from
+    ``start()``, and letting it escape would end the service's consumer loop for good. Non-retriable errors
+    (authentication, configuration) still raise at once.
+
+    Returns False (client not started) if ``stop`` was set while waiting, even in the middle of one ``start()``
+    (which can block for a whole request timeout), so shutdown never hangs on a dead broker; the caller still
+    owns the client and should ``stop()`` it.
     """
     delay = 0.2
     loop = asyncio.get_running_loop()
@@ -52,18 +60,51 @@ async def start_with_retry(
         if stop is not None and stop.is_set():
             return False
         try:
-            await client.start()
-            return True
-        except KafkaConnectionError as exc:
+            return await _start_unless_stopped(client, stop)
+        except KafkaError as exc:
+            if not (isinstance(exc, KafkaConnectionError) or exc.retriable):
+                raise
             if deadline_s is not None and loop.time() - started > deadline_s:
                 raise
-            log.warning("broker unreachable, retrying", extra={"what": what, "error": str(exc), "retry_in_s": delay})
+            log.warning(
+                "broker cannot serve this client yet, retrying",
+                extra={"what": what, "error": repr(exc), "retry_in_s": delay},
+            )
             if stop is None:
                 await asyncio.sleep(delay)
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
+
+
+async def _start_unless_stopped(client: Any, stop: asyncio.Event | None) -> bool:
+    """One ``client.start()``; abandoned (returns False) as soon as ``stop`` is set."""
+    if stop is None:
+        await client.start()
+        return True
+    return await unless_stopped(client.start(), stop)
+
+
+async def unless_stopped(work: Awaitable[Any], stop: asyncio.Event, grace_s: float = 0.0) -> bool:
+    """Await ``work`` unless ``stop`` is set first and ``work`` does not finish ``grace_s`` later: then cancel it and
+    return False. True when it finished; its own error is re-raised."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and grace_s > 0:
+            await asyncio.wait({task}, timeout=grace_s)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if task.cancelled():
+        return False
+    task.result()
+    return True
 
 
 async def ensure_topics(settings: KafkaSettings, topics: tuple[str, ...] = TOPICS) -> list[str]:
