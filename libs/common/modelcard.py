@@ -6,7 +6,10 @@ of each service builds cards from its pretrained-config table (timm style), so t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +35,30 @@ class ModelCard:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     def save(self, path: Path) -> None:
-        path.write_text(self.to_json() + "\n")
+        """Write to a temporary file beside ``path``, fsync, then rename it into place: a crash or a failed write
+        leaves the previous card (or none), never a truncated one that the registries could not read."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "x") as fh:
+                fh.write(self.to_json() + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
     @classmethod
     def load(cls, path: Path) -> ModelCard:
         return cls(**json.loads(path.read_text()))
+
+    @classmethod
+    def load_if_readable(cls, path: Path) -> ModelCard | None:
+        """The card at ``path``, or None if it is not valid JSON with a card's fields (truncated by a crash in an
+        older version, edited by hand): callers checking whether a model is current then convert it again."""
+        try:
+            return cls.load(path)
+        except (ValueError, TypeError):  # JSONDecodeError is a ValueError; missing/unknown fields a TypeError
+            return None

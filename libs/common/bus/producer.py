@@ -37,13 +37,21 @@ class KafkaEventPublisher:
         self.started = False
 
     async def start(self, deadline_s: float | None = None) -> None:
-        await start_with_retry(self._producer, f"producer:{self._producer_name}", deadline_s)
+        """Connect, retrying until ``deadline_s``. If that fails (deadline passed, a non-retriable error, cancelled)
+        the producer is stopped before the error propagates: its client would otherwise stay open ("Unclosed
+        AIOKafkaProducer"), as callers only ``stop()`` a publisher that started. A failed publisher is not restarted."""
+        try:
+            await start_with_retry(self._producer, f"producer:{self._producer_name}", deadline_s)
+        except BaseException:
+            await self._producer.stop()
+            raise
         self.started = True
 
     async def stop(self) -> None:
-        if self.started:
-            await self._producer.stop()
-            self.started = False
+        """Flush and close; also closes a producer whose start never ran or never finished (aiokafka's stop is
+        idempotent), so every publisher can be stopped unconditionally."""
+        await self._producer.stop()
+        self.started = False
 
     async def publish(self, event: Event) -> None:
         key = event.partition_key

@@ -126,8 +126,8 @@ def fetch(models_dir: Path, progress: bool = True) -> list[ModelCard]:
     models_dir = Path(models_dir)
     weights, card_file = weights_path(models_dir), card_path(models_dir)
     if weights.exists() and card_file.exists():
-        card = ModelCard.load(card_file)
-        if card.sha256 and card.sha256 == sha256_file(weights):
+        card = ModelCard.load_if_readable(card_file)  # None if truncated by a crash: convert again below
+        if card is not None and card.sha256 and card.sha256 == sha256_file(weights):
             current = PRETRAINED_CFGS[MODEL_NAME].card(sha256=card.sha256)
             if current != card:  # the registry's card text changed (e.g. new measured accuracy): rewrite it only
                 _save_card(current, card_file)

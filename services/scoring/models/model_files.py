@@ -36,12 +36,15 @@ def save_converted(models_dir: Path, name: str, payload: object, card_for: Calla
 
 
 def current_card(models_dir: Path, expected: ModelCard) -> ModelCard | None:
-    """The saved card of ``expected.name`` if its weights are there, unchanged, and of the expected version/source."""
+    """The saved card of ``expected.name`` if its weights are there, unchanged, and of the expected version/source;
+    None (convert again) otherwise, including when the card cannot be read."""
     weights, card_file = weights_path(models_dir, expected.name), card_path(models_dir, expected.name)
     if not (weights.exists() and card_file.exists()):
         return None
-    saved = ModelCard.load(card_file)
-    if saved.version != expected.version or saved.source != expected.source or saved.sha256 != sha256_file(weights):
+    saved = ModelCard.load_if_readable(card_file)  # unreadable (truncated by a crash): convert again
+    if saved is None or (saved.version, saved.source) != (expected.version, expected.source):
+        return None
+    if saved.sha256 != sha256_file(weights):
         return None
     return saved
 
