@@ -459,28 +459,48 @@ ORDER BY start, dimension, photos DESC, value
 LIMIT {MAX_ROWS}
 """  # noqa: S608
 
+# The funnel counts one unit, distinct visitors, at every step, so each bar is a share of the one before (it counted
+# photos, then uploads, after a first step in visitors: one visitor with three photos read 300 %). 'visited' merges
+# the page-view and upload visitor states (uniq, like the KPIs' visitors), so an uploader whose page view fell before
+# the range still counts as a visitor. The later steps follow the visitors who uploaded in range, with what their
+# photos did later (any time), from photo_stages FINAL and its owner_key (009): each photo reaches a depth (1 uploaded,
+# 2 a face found, 3 scored, 4 shared, 5 share viewed by someone else, 6 its share brought an upload by a visitor other
+# than the sharer), each step requiring the one before; a visitor's depth is their deepest photo's, and step k counts
+# the visitors of depth ≥ k (exact: 64-bit owner keys). Uploads without a visitor id count in no visitor step.
+_FUNNEL_STEPS = ("uploaded", "face found", "got a result", "shared", "share viewed", "brought an upload")
+# Photos whose share brought an upload by someone other than the sharer. Only upload rows carry via_key, but rows
+# written before 009 lack the owner its backfill added in another row: max per photo merges the two.
+_BROUGHT_AN_UPLOAD = """
+SELECT s.photo_key FROM (
+    SELECT cityHash64(share_id) AS share_key, cityHash64(photo_id) AS photo_key, cityHash64(sharer) AS sharer_key
+    FROM {db}.shares FINAL
+) AS s
+INNER JOIN (
+    SELECT max(via_key) AS via, max(owner_key) AS uploader FROM {db}.photo_stages WHERE via_key != 0 GROUP BY photo_key
+) AS u ON u.via = s.share_key
+WHERE u.uploader != s.sharer_key
+"""
 _FUNNEL_SQL = f"""
 SELECT step, value, unit FROM (
     SELECT 1 AS n, 'visited' AS step, toUInt64(uniqMerge(visitors)) AS value, 'visitors' AS unit
-    FROM ({_visitor_states("('page.viewed')", "type = 'page.viewed'")})
+    FROM ({_visitor_states("('page.viewed', 'photo.uploaded')", "type IN ('page.viewed', 'photo.uploaded')")})
     UNION ALL
-    SELECT t.1 AS n, t.2 AS step, toUInt64(t.3) AS value, t.4 AS unit
+    SELECT t.1 AS n, t.2 AS step, toUInt64(t.3) AS value, 'visitors' AS unit
     FROM (
-        SELECT arrayJoin([
-                   (2, 'uploaded', count(), 'photos'),
-                   (3, 'face found', countIf(faces > 0), 'photos'),
-                   (4, 'scored', countIf(sc != {NEVER_MS}), 'photos'),
-                   (5, 'shared', countIf(sh != {NEVER_MS}), 'photos'),
-                   (6, 'share viewed', countIf(sv != {NEVER_MS}), 'photos')]) AS t
-        FROM ({_PHOTO_ROWS})
+        SELECT arrayJoin([{", ".join(f"({k + 2}, '{name}', countIf(depth >= {k + 1}))"
+                                     for k, name in enumerate(_FUNNEL_STEPS))}]) AS t
+        FROM (
+            SELECT owner_key, max(1 + face + result + shared + viewed + brought) AS depth
+            FROM (
+                SELECT owner_key, faces_found > 0 AS face, face AND scored_ms != {NEVER_MS} AS result,
+                       result AND shared_ms != {NEVER_MS} AS shared, shared AND viewed_ms != {NEVER_MS} AS viewed,
+                       viewed AND photo_key IN ({_BROUGHT_AN_UPLOAD}) AS brought
+                FROM {{db}}.photo_stages FINAL
+                WHERE uploaded_ms != {NEVER_MS} AND owner_key != 0 AND {_ms_in_range('uploaded_ms')}
+            )
+            GROUP BY owner_key
+        )
     )
-    UNION ALL
-    SELECT 7 AS n, 'new upload' AS step, toUInt64(uniqExact(photo_key)) AS value, 'photos' AS unit
-    FROM {{db}}.photo_stages
-    WHERE via_key != 0 AND via_key IN (
-        SELECT share_key FROM ({_SHARE_KEYS}) WHERE cityHash64(photo_id) IN (
-            SELECT photo_key FROM {{db}}.photo_stages
-            WHERE uploaded_ms != {NEVER_MS} AND {_ms_in_range('uploaded_ms')}))
 )
 ORDER BY n
 """  # noqa: S608
@@ -582,9 +602,10 @@ _VIRALITY_QUERIES = (
     ),
     NamedQuery(
         "funnel",
-        "visit → upload → face found → scored → shared → share viewed → new upload. Visitors are those with a page"
-        " view in range; photo steps follow the photos uploaded in range; 'new upload' counts uploads (any time)"
-        " attributed to their shares.",
+        "Distinct visitors at every step: visited (a page view or an upload in range) → uploaded (at least one photo"
+        " in range) → face found → got a result → shared → share viewed (by someone else) → brought an upload (by"
+        " another visitor, through their share). Steps after 'uploaded' follow those uploaders and what their photos"
+        " did later; each step requires the one before, so no step exceeds the one before it.",
         _FUNNEL_SQL,
         RangeParams,
     ),

@@ -135,10 +135,10 @@ def test_a_range_cutting_the_launch_follows_the_photos_uploaded_in_it(tiny: Clie
     first_two = _range(0, 2)  # P1 (0:10, news/press) and P2 (1:00, via S1)
     assert [(r["step"], r["value"]) for r in run(tiny, "funnel", **first_two)] == [
         ("visited", 2),  # V1 0:05, V2 0:55
-        ("uploaded", 2), ("face found", 2), ("scored", 2),
+        ("uploaded", 2), ("face found", 2), ("got a result", 2),
         ("shared", 2),  # S1 of P1 at 0:40, S2 of P2 at 2:00: a cohort keeps what its photos did later
         ("share viewed", 2),
-        ("new upload", 2),  # P2 and P4 came through S1
+        ("brought an upload", 1),  # V1: V2 and V4 uploaded through S1 (V4 at 3:00, outside the range)
     ]
     assert [(r["stage"], r["photos"], r["p50_ms"], r["p95_ms"]) for r in run(tiny, "stage_latency", **first_two)] == [
         ("upload → faces", 2, 1500.0, 1950.0),  # 2 s and 1 s

@@ -108,12 +108,12 @@ async def test_funnel(tiny: TestClient) -> None:
     funnel = await rows(tiny, "funnel", **HOUR)
     assert [(r["step"], r["value"], r["unit"]) for r in funnel] == [
         ("visited", 6, "visitors"),
-        ("uploaded", 4, "photos"),
-        ("face found", 3, "photos"),  # P3 has no face
-        ("scored", 3, "photos"),
-        ("shared", 2, "photos"),
-        ("share viewed", 2, "photos"),
-        ("new upload", 2, "photos"),
+        ("uploaded", 4, "visitors"),  # V1–V4, one photo each
+        ("face found", 3, "visitors"),  # V3's P3 has no face
+        ("got a result", 3, "visitors"),
+        ("shared", 2, "visitors"),  # V1 (S1), V2 (S2)
+        ("share viewed", 2, "visitors"),  # S1 by V2 and V4, S2 by V5
+        ("brought an upload", 1, "visitors"),  # V1: V2 and V4 uploaded through S1
     ]
 
 
