@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +51,23 @@ CV_FOLDS = 2
 RESULTS = REPO / "benchmarks" / "results" / "age_calibration.json"
 
 
-def cached_set(name: str, target: str, portion: str) -> tuple[list, list]:
-    """(samples, rows) of a data-set portion that the cache holds (detect mode)."""
+def cached_set(name: str, target: str, portion: str, members: Sequence[str] = ()) -> tuple[list, list]:
+    """(samples, rows) of a data-set portion that the cache holds (detect mode); with ``members``, the rows also
+    carry what those members read apart from the backbones (an embedder's features, filled like ``howhot eval age``
+    does) and, for members that trained on some of the images, each image's digest (scored out-of-sample)."""
+    from services.scoring.eval_age import training_provenance
+    from services.scoring.evaluation.extract import extract_embedder
+    from services.scoring.evaluation.predict import IMAGE_DIGEST_KEY, embedder_kinds
+
     folder = DATA / name
     rows = load_cache(cache_path(folder, "detect", BACKBONE_MEMBERS))
     samples = [s for s in read_age_samples(folder, target, portion) if s.file in rows]
-    return samples, [rows[s.file] for s in samples]
+    for kind in embedder_kinds(members):
+        rows = extract_embedder(samples, rows, folder, kind, progress=False)
+    out = [rows[s.file] for s in samples]
+    if provenance := training_provenance(list(members), samples):
+        out = [{**row, IMAGE_DIGEST_KEY: d} for row, d in zip(out, provenance["digests"], strict=True)]
+    return samples, out
 
 
 def train_outputs(samples: list, rows: list, members: list[str]) -> tuple[dict[str, MemberOutput], np.ndarray]:
@@ -178,8 +190,10 @@ def main() -> None:
     fg_s, fg_r = cached_set("fgnet", "real_age", "all")
     report: dict = {"train_rows": len(train_s), "heldout_rows": len(held_s), "fgnet_rows": len(fg_s), "profiles": {}}
     for profile in ("default", "commercial-safe"):
-        # the embedding gender member is added afterwards by benchmarks/gender_embedding_train.py (--promote)
-        allowed = [n for n in profile_members(profile) if PRETRAINED_CONFIGS[n].converter != "embedding_head"]
+        # the embedding gender member is added afterwards by benchmarks/gender_embedding_train.py (--promote), the
+        # ArcFace age member by benchmarks/age_arcface_member.py --write (it needs its person-disjoint FG-NET outputs)
+        allowed = [n for n in profile_members(profile)
+                   if PRETRAINED_CONFIGS[n].converter not in ("embedding_head", "arcface_head")]
         outputs, keep = train_outputs(train_s, train_r, allowed)
         detected = np.array([bool(r["detected"]) for r in train_r])
         keep &= detected  # fit on real detections only: fallback chips are a different input distribution

@@ -77,7 +77,7 @@ def crps(probs: np.ndarray, ages: np.ndarray) -> float:
 
 def out_of_fold_probs(profile: str, members: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(age mixtures, true ages) of UTKFace train rows, each from a calibration fitted on the other fold."""
-    samples, rows = cached_set("utkface", "age", "train")
+    samples, rows = cached_set("utkface", "age", "train", members)
     outputs, keep = train_outputs(samples, rows, members)
     keep &= np.array([bool(r["detected"]) for r in rows])
     ages = np.array([s.age for s in samples])[keep]
@@ -94,7 +94,7 @@ def out_of_fold_probs(profile: str, members: list[str]) -> tuple[np.ndarray, np.
 def shipped_probs(profile: str, name: str, target: str, portion: str) -> tuple[np.ndarray, np.ndarray]:
     """The shipped calibration's age mixtures (before widening) on a cached set (report only)."""
     cal = load_calibration(profile)
-    samples, rows = cached_set(name, target, portion)
+    samples, rows = cached_set(name, target, portion, cal.age_members)
     outputs = member_outputs(rows, cal.age_members, cal.flip_members, registered_heads(cal.age_members))
     return combined_age_probs(outputs, cal), np.array([s.age for s in samples])
 

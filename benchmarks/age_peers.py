@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from services.scoring.ensemble import load_calibration  # noqa: E402
 from services.scoring.evaluation.data import read_age_samples, subsample  # noqa: E402
-from services.scoring.evaluation.extract import BACKBONE_MEMBERS, cache_path, extract_embeddings, load_cache  # noqa: E402
+from services.scoring.evaluation.extract import BACKBONE_MEMBERS, cache_path, extract_embedder, load_cache  # noqa: E402
 from services.scoring.evaluation.predict import predict, registered_heads  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "fgnet"
@@ -42,7 +42,7 @@ def main() -> None:
         args.write_list.write_text("\n".join(s.file for s in samples) + "\n")
         return
     rows_by_file = load_cache(cache_path(DATA, "detect", BACKBONE_MEMBERS))
-    rows_by_file = extract_embeddings(samples, rows_by_file, DATA, progress=False)  # the embedding gender member
+    rows_by_file = extract_embedder(samples, rows_by_file, DATA, progress=False)  # the embedding gender member
     rows = [rows_by_file[s.file] for s in samples]
     ages = np.array([s.age for s in samples])
     ours_found = np.array([bool(r["detected"]) for r in rows])

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from services.scoring.ensemble import load_calibration  # noqa: E402
 from services.scoring.evaluation.data import read_age_samples  # noqa: E402
-from services.scoring.evaluation.extract import extract, extract_embeddings  # noqa: E402
+from services.scoring.evaluation.extract import extract, extract_embedder  # noqa: E402
 from services.scoring.evaluation.predict import predict, registered_heads, uses_embedding  # noqa: E402
 
 BAND_EDGES = (0, 8, 13, 20, 200)  # predicted-age bands: < 8, 8–12, 13–19, 20+
@@ -37,7 +37,7 @@ def load(dataset: Path, portion: str) -> dict:
     samples = [s for s in read_age_samples(dataset, "age", portion) if s.female is not None]
     rows = extract(samples, dataset, "detect", progress=False)
     if uses_embedding(calibration.members):
-        rows = extract_embeddings(samples, rows, dataset, progress=False)
+        rows = extract_embedder(samples, rows, dataset, progress=False)
     ordered = [rows[s.file] for s in samples]
     preds = predict(ordered, calibration, registered_heads(calibration.members))
     detected = np.array([bool(r["detected"]) for r in ordered])

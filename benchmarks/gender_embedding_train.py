@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/gender_embedding_train.py [--data ../shared/data] [--threads 2]
 
 1. Rows of UTKFace through the full pipeline (``extract``: RetinaFace → align_face; cached in .howhot/cache/age) and
-   the face embedding of each chip and its mirror (``extract_embeddings``; cached beside them).
+   the face embedding of each chip and its mirror (``extract_embedder``; cached beside them).
 2. Logistic regression P(female | embedding) on the TRAIN portion only (``split_portion``), detected faces, face and
    mirror as two rows (the member averages both views' P(female), as ``run_member``'s flip TTA does); features
    standardised on train, L2 chosen on every 5th training face, refit on the whole train portion; the
@@ -37,7 +37,7 @@ from services.face.detector import FaceDetector  # noqa: E402 - a benchmark comp
 from services.scoring.ensemble import CALIBRATION_DIR, EnsembleCalibration, load_calibration  # noqa: E402
 from services.scoring.evaluation.data import read_age_samples, split_portion  # noqa: E402
 from services.scoring.evaluation.detection import provide_detector  # noqa: E402
-from services.scoring.evaluation.extract import EMBEDDING_KEY, extract, extract_embeddings  # noqa: E402
+from services.scoring.evaluation.extract import EMBEDDING_KEY, extract, extract_embedder  # noqa: E402
 from services.scoring.models.embedding_gender import HEAD_FILE, NAME, head_state  # noqa: E402
 from services.scoring.models.registry import pretrained_config  # noqa: E402
 from services.scoring.training.logistic import logistic_fit  # noqa: E402
@@ -115,7 +115,7 @@ def main() -> None:
         return
     samples = [s for s in read_age_samples(folder, "age", "train") if s.female is not None]
     assert all(split_portion(s.file) == "train" for s in samples)
-    rows = extract_embeddings(samples, extract(samples, folder, "detect"), folder)
+    rows = extract_embedder(samples, extract(samples, folder, "detect"), folder)
     keep = [i for i, s in enumerate(samples) if bool(rows[s.file]["detected"])]
     samples = [samples[i] for i in keep]
     emb = np.stack([rows[s.file][EMBEDDING_KEY] for s in samples]).astype(np.float64)

@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from age_fit_calibration import cached_set  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from services.face.detector import FaceDetector  # noqa: E402
 from services.scoring.beauty.cache import cached_landmarks  # noqa: E402
 from services.scoring.beauty.chips import chips_for, load_rgb  # noqa: E402
 from services.scoring.beauty.dataset import load_mebeauty  # noqa: E402
@@ -38,6 +39,7 @@ from services.scoring.beauty.evaluate import mebeauty_files  # noqa: E402
 from services.scoring.beauty.minors import ADULT_AGE, MINOR_PROBABILITY_THRESHOLD, minor_probability  # noqa: E402
 from services.scoring.chipsource import chip_from_landmarks  # noqa: E402
 from services.scoring.evaluation.data import read_age_samples  # noqa: E402
+from services.scoring.evaluation.detection import provide_detector  # noqa: E402
 from services.scoring.scorer import FaceScorer  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -151,6 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     thresholds = [float(t) for t in args.thresholds.split(",")]
+    provide_detector(FaceDetector.from_settings)  # used only where the attractiveness landmark cache misses
     scorer = FaceScorer(profile=args.profile, device="cpu")
     sets = load_sets(scorer)
     suffix = "" if args.profile == "default" else f"_{args.profile}"

@@ -14,7 +14,7 @@ from libs.common.settings import Settings
 REGISTRIES = (
     "services.face.models.convert_tf_graph", "services.scoring.models.registry",
     "services.scoring.models.embedding_registry",  # dlib face embedding (not an ensemble member)
-    "services.scoring.models.arcface_registry",  # InsightFace MobileFaceNet embedding (attractiveness features)
+    "services.scoring.models.arcface_registry",  # MobileFaceNet: attractiveness features, age member backbone
 )
 CARD_SUFFIX = ".card.json"
 WEIGHTS_SUFFIX = ".pt"  # every registry saves ``<name>.pt`` next to ``<name>.card.json``

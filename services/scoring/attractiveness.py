@@ -19,6 +19,9 @@ from torch import nn
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
 from libs.common.modelcard import ModelCard
 from services.scoring.beauty.features import (
+    ARCFACE,
+    ARCFACE_MEMBER,
+    ARCFACE_MEMBER_BLOCK,
     EMBEDDERS,
     EMBEDDING,
     EMBEDDING_MEMBER,
@@ -96,6 +99,8 @@ class Attractiveness:
         tap = {name: FLIP_BY_MEMBER.get(name, True) for name in names}
         if EMBEDDING in names:  # where the ensemble has the embedding gender member, its pass carries the embedding
             tap[EMBEDDING_MEMBER] = FLIP_BY_MEMBER.get(EMBEDDING, True)
+        if ARCFACE in names:  # the ArcFace age member's pass (face and mirror) carries the ARCFACE blocks
+            tap[ARCFACE_MEMBER] = FLIP_BY_MEMBER.get(ARCFACE, True)
         return tap
 
     def enrich(
@@ -130,7 +135,11 @@ class Attractiveness:
                 blocks.update(chip_features(untapped, adult_chips, adult_landmarks))
             for name in sorted(set(EMBEDDERS) & set(names)):
                 if name == EMBEDDING and EMBEDDING_MEMBER_BLOCK in tapped:  # read in the gender member's pass
-                    blocks.update(_member_embedding_blocks([scores[i].features for i in adults]))
+                    blocks.update(_member_blocks([scores[i].features for i in adults], EMBEDDING_MEMBER, EMBEDDING))
+                    continue
+                if name == ARCFACE and ARCFACE_MEMBER_BLOCK in tapped:  # read in the ArcFace age member's pass
+                    blocks.update(_member_blocks([scores[i].features for i in adults], ARCFACE_MEMBER, ARCFACE,
+                                                 normalise_emb=True))
                     continue
                 if name not in self.embedders:
                     if name in self.head_embedders:
@@ -149,10 +158,18 @@ class Attractiveness:
         return out, per_face
 
 
-def _member_embedding_blocks(features: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The dlib embedding's blocks as the embedding gender member's pass read them (same network and chip), renamed
-    from ``dlib_embedding_gender.<layer>`` to ``dlib_face_embedding.<layer>``."""
-    prefix = f"{EMBEDDING_MEMBER}."
+def _member_blocks(
+    features: Sequence[dict[str, np.ndarray]], member: str, embedder: str, normalise_emb: bool = False
+) -> dict[str, np.ndarray]:
+    """An embedder's blocks as an ensemble member running the same network on the same crop read them, renamed
+    from ``<member>.<layer>`` to ``<embedder>.<layer>``: the embedding gender member's are dlib's embedding blocks,
+    the ArcFace age member's the ArcFace blocks (whose embedding block is the face and mirror mean, L2-normalised,
+    as ``arcface_mbf.embed`` gives it: ``normalise_emb``)."""
+    prefix = f"{member}."
     layers = {key[len(prefix):] for key in features[0] if key.startswith(prefix)}
-    wanted = {layer for layer in layers if layer.split("_", 1)[0] in HOOKS[EMBEDDING_MEMBER]}
-    return {f"{EMBEDDING}.{layer}": np.stack([f[prefix + layer] for f in features]) for layer in sorted(wanted)}
+    wanted = {layer for layer in layers if layer.split("_", 1)[0] in HOOKS[member]}
+    out = {f"{embedder}.{layer}": np.stack([f[prefix + layer] for f in features]) for layer in sorted(wanted)}
+    if normalise_emb:
+        emb = out[f"{embedder}.emb"]
+        out[f"{embedder}.emb"] = (emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)).astype(emb.dtype)
+    return out

@@ -178,7 +178,7 @@ class EnsembleCalibration:
         fitted beside the members they extend.
         """
         members = [n for n in profile_members(profile)
-                   if PRETRAINED_CONFIGS[n].converter not in ("dex_head", "embedding_head")]
+                   if PRETRAINED_CONFIGS[n].converter not in ("dex_head", "embedding_head", "arcface_head")]
         age = [n for n in members if "age" in PRETRAINED_CONFIGS[n].task]
         gender = [n for n in members if "gender" in PRETRAINED_CONFIGS[n].task]
         equal_age = {n: 1.0 / len(age) for n in age}

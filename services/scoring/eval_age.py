@@ -84,9 +84,9 @@ def evaluate_age(
         PIPELINE_KEY,
         cache_path,
         extract,
-        extract_embeddings,
+        extract_embedder,
     )
-    from services.scoring.evaluation.predict import predict, registered_heads, uses_embedding
+    from services.scoring.evaluation.predict import IMAGE_DIGEST_KEY, embedder_kinds, predict, registered_heads
 
     mode = "aligned" if aligned else "detect"
     samples = subsample(read_age_samples(dataset, target, portion), limit)
@@ -95,10 +95,13 @@ def evaluate_age(
     cache = cache_dir or DEFAULT_CACHE_DIR
     by_file = extract(samples, dataset, mode, cache_dir=cache, models_dir=models_dir, progress=progress)
     calibration = EnsembleCalibration.load(calibration_path) if calibration_path else load_calibration(profile)
-    if uses_embedding(calibration.members):  # the embedding gender member: its inputs are cached apart
-        by_file = extract_embeddings(samples, by_file, dataset, cache_dir=cache, models_dir=models_dir,
-                                     progress=progress)
+    for kind in embedder_kinds(calibration.members):  # members on an embedder: their inputs are cached apart
+        by_file = extract_embedder(samples, by_file, dataset, kind, cache_dir=cache, models_dir=models_dir,
+                                   progress=progress)
     rows = [by_file[s.file] for s in samples]
+    provenance = training_provenance(calibration.members, samples)
+    if provenance:  # members that trained on some of these images: score those from their out-of-sample records
+        rows = [{**row, IMAGE_DIGEST_KEY: digest} for row, digest in zip(rows, provenance["digests"], strict=True)]
     preds = predict(rows, calibration, registered_heads(calibration.members))
     detected = np.array([bool(r["detected"]) for r in rows])
     true_age = np.array([s.age for s in samples])
@@ -134,7 +137,36 @@ def evaluate_age(
                 "members = the three backbones incl. CC0 mirror passes, not the DEX heads",
     }
     summary["cache"] = str(cache_path(dataset, PIPELINE_KEY, list(_backbones()), cache))
+    if provenance:
+        scored = set(keep.tolist())
+        for key in ("out_of_sample", "in_sample"):
+            counts = {n: sum(1 for i in rows_idx if i in scored) for n, rows_idx in provenance[key].items()}
+            if any(counts.values()):
+                summary[key] = {n: c for n, c in counts.items() if c}
     return AgeEvaluation(summary, _records(samples, rows, preds))
+
+
+def training_provenance(members: list[str], samples: list[AgeSample]) -> dict[str, Any]:
+    """For members whose head file lists its training images (the ArcFace age member trains on FG-NET and
+    UTKFace's train portion): the samples' image digests, and per member which samples it trained on and has an
+    out-of-sample record for (``out_of_sample``: scored from that record) or not (``in_sample``: their figures flatter
+    it). Empty when no member lists its images."""
+    from services.scoring.models.arcface_age import image_digest, out_of_sample_probs
+    from services.scoring.models.registry import PRETRAINED_CONFIGS
+    from services.scoring.training.heads import load_heads
+    from services.scoring.training.member import committed_head_path
+
+    listed = [n for n in members if n in PRETRAINED_CONFIGS and PRETRAINED_CONFIGS[n].converter == "arcface_head"]
+    if not listed:
+        return {}
+    digests = [image_digest(s.path) for s in samples]
+    out: dict[str, Any] = {"digests": digests, "out_of_sample": {}, "in_sample": {}}
+    for name in listed:
+        extra = load_heads(committed_head_path(PRETRAINED_CONFIGS[name].member))[1]
+        trained, recorded = set(extra.get("train_images", [])), out_of_sample_probs(extra)
+        out["out_of_sample"][name] = [i for i, d in enumerate(digests) if d in trained and d in recorded]
+        out["in_sample"][name] = [i for i, d in enumerate(digests) if d in trained and d not in recorded]
+    return out
 
 
 def _backbones() -> tuple[str, ...]:
@@ -180,6 +212,12 @@ def format_table(summary: dict[str, Any]) -> str:
     ms = summary["ms_per_face"]
     extras.append(f"ms/face: detect+align {ms['detect_align']:.0f}, members {ms['members']:.0f}")
     extras.append("ensemble beats every member: " + ("yes" if summary["beats_every_member"] else "NO"))
+    for name, n in summary.get("out_of_sample", {}).items():
+        extras.append(f"{name} trained on {n} of these images: scored from its out-of-sample record (heads that "
+                      "never saw them, benchmarks/age_arcface_member.py)")
+    for name, n in summary.get("in_sample", {}).items():
+        extras.append(f"IN-SAMPLE: {name} trained on {n} of these images with no out-of-sample record; its figures "
+                      "and the ensemble's flatter it")
     return "\n".join([*lines, "", *extras])
 
 

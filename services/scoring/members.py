@@ -37,6 +37,10 @@ class MemberOutput:
 def member_crops(cfg: PretrainedConfig, chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
     """uint8 [N, S, S, 3] RGB crops of the chips in ``cfg``'s training geometry."""
     crop: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    if cfg.crop == "face_frame":  # the ArcFace template is the chip's own face frame: no landmarks needed
+        from services.scoring.models.arcface_mbf import arcface_chips
+
+        return arcface_chips(chips)
     if cfg.crop == "dex_box":
         def crop(c: np.ndarray, lm: np.ndarray) -> np.ndarray:
             return dex_crop(c, lm, cfg.input_size, cfg.crop_margin)

@@ -24,7 +24,7 @@ import torch
 
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
 from libs.common.precision import bf16_worthwhile, resolve_device
-from services.scoring.beauty.features import HOOKS, feature_hooks, output_blocks, pooled_blocks
+from services.scoring.beauty.features import HOOKS, SELF_MIRRORING, feature_hooks, output_blocks, pooled_blocks
 from services.scoring.ensemble import EnsembleCalibration, combine, load_calibration
 from services.scoring.members import MemberOutput, member_crops, run_member
 from services.scoring.models.registry import create_model, pretrained_config
@@ -134,12 +134,13 @@ class FaceScorer:
         for name, cfg in self.configs.items():
             crops = member_crops(cfg, chips, landmarks)
             flip = name in flips
-            tapped = tap is not None and tap.get(name) == flip and name in HOOKS
+            mirrored = flip or name in SELF_MIRRORING  # its maps hold faces then mirrors: tapped blocks average them
+            tapped = tap is not None and tap.get(name) == mirrored and name in HOOKS
             with feature_hooks(name, self.models[name]) if tapped else nullcontext({}) as captured:
                 outputs[name] = run_member(cfg, self.models[name], crops, flip=flip, device=self.device,
                                            autocast_dtype=self.autocast[name])
             if tapped:
-                blocks.update(pooled_blocks(name, captured, len(crops), flip))
+                blocks.update(pooled_blocks(name, captured, len(crops), mirrored))
                 blocks.update(output_blocks(outputs[name]))
         return outputs, blocks
 

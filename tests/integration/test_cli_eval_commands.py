@@ -61,9 +61,12 @@ def test_eval_age_runs_the_whole_pipeline(dataset: Path, tmp_path: Path) -> None
     report = howhot("eval", "age", "--dataset", str(dataset), "--json", "--no-progress",
                     "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert report["n"] == 3 and report["failures"] == 0
-    assert report["mae"] < 15  # one adult face: a sane age, not a precise one
+    # one adult face: a sane age, not a precise one (the default ensemble reads this made-up, smiling studio portrait
+    # of a 44-year-old at about 28 on average over the three copies: every member reads her young, the ArcFace
+    # member most)
+    assert report["mae"] < 20
     assert report["gender_accuracy"] >= 2 / 3  # the colour photos are read as female; the grey copy is the hard one
-    assert set(report["member_mae"]) >= {"agegender_cc0_age", "wrn16_8_imdbwiki"}
+    assert set(report["member_mae"]) >= {"agegender_cc0_age", "wrn16_8_imdbwiki", "dex_head_arcface"}
 
 
 def test_train_full_on_a_folder_detects_once_and_skips_unreadable_files(dataset: Path, tmp_path: Path) -> None:

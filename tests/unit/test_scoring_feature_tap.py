@@ -18,10 +18,14 @@ from libs.common.settings import Settings
 from services.scoring import attractiveness as attractiveness_module
 from services.scoring.attractiveness import Attractiveness
 from services.scoring.beauty.features import (
+    ARCFACE,
+    ARCFACE_MEMBER,
+    ARCFACE_MEMBER_BLOCK,
     EMBEDDERS,
     EMBEDDING,
     EMBEDDING_MEMBER,
     EMBEDDING_MEMBER_BLOCK,
+    SELF_MIRRORING,
     embedder_features,
     member_features,
 )
@@ -51,9 +55,9 @@ def test_tapped_blocks_match_a_separate_feature_pass(scorer: FaceScorer, face) -
     tap = beauty.tap()
     [score] = scorer.score_batch([chip], [landmarks], tap)
     tapped_members = {key.split(".", 1)[0] for key in score.features}
-    assert tapped_members == {m for m, flip in tap.items()
-                              if m in scorer.configs and flip == (m in scorer.calibration.flip_members)}
-    for member in tapped_members:
+    assert tapped_members == {m for m, flip in tap.items() if m in scorer.configs
+                              and flip == (m in scorer.calibration.flip_members or m in SELF_MIRRORING)}
+    for member in tapped_members - SELF_MIRRORING:  # those mirror by themselves: checked against their embedder
         alone = member_features(scorer.configs[member], scorer.models[member], [chip], [landmarks],
                                 flip=tap[member])
         assert set(alone) == {k for k in score.features if k.startswith(f"{member}.")}
@@ -108,10 +112,12 @@ def test_service_scoring_runs_each_member_once(scorer: FaceScorer, face, monkeyp
     monkeypatch.setattr(attractiveness_module, "embedder_features", counting_embedding)
     [(score, extra)] = ScoringModels(scorer, beauty).score([(chip, landmarks)])
     assert untapped_calls == []  # every member the head reads came from the ensemble's pass
-    # each face embedding the head reads runs once per batch, except dlib's where the profile has the embedding
-    # gender member: its pass carries the embedding and the last map
+    # each face embedding the head reads runs once per batch, except where the profile has a member running the same
+    # network on the same crop: the embedding gender member's pass carries dlib's blocks, the ArcFace age member's
+    # the ArcFace blocks
     read = sorted(set(EMBEDDERS) & set(beauty.tap()))
-    expected = [n for n in read if not (n == EMBEDDING and EMBEDDING_MEMBER in scorer.models)]
+    shared = {EMBEDDING: EMBEDDING_MEMBER, ARCFACE: ARCFACE_MEMBER}
+    expected = [n for n in read if shared[n] not in scorer.models]
     assert embedding_calls == expected
     if EMBEDDING in beauty.tap() and EMBEDDING_MEMBER in scorer.models:  # the shared embedding is the embedding
         assert EMBEDDING_MEMBER_BLOCK in score.features
@@ -120,13 +126,22 @@ def test_service_scoring_runs_each_member_once(scorer: FaceScorer, face, monkeyp
         for key, value in alone.items():  # embedding and last map, as the standalone network computes them
             np.testing.assert_allclose(per_face[0][key], value[0], rtol=1e-4, atol=1e-4, err_msg=key)
         assert embedding_calls == expected * 2  # the second enrich: no dlib pass of its own
+    if ARCFACE in beauty.tap() and ARCFACE_MEMBER in scorer.models:  # the ArcFace blocks from the age member's pass
+        assert ARCFACE_MEMBER_BLOCK in score.features
+        _, per_face = beauty.enrich(scorer, [chip], [landmarks], [score])
+        alone = embedder_features(ARCFACE, beauty.embedders[ARCFACE], [chip], [landmarks], True)
+        assert set(alone) <= set(per_face[0])
+        for key, value in alone.items():  # embedding (normalised) and last map, as the standalone network gives them
+            np.testing.assert_allclose(per_face[0][key], value[0], rtol=1e-4, atol=1e-4, err_msg=key)
+        assert ARCFACE not in embedding_calls
     assert 1.0 <= extra["attractiveness"] <= 10.0
 
     # the second-pass route (what ran before the tap) agrees with it
     plain = scorer.score_batch([chip], [landmarks])
     [reference], _ = beauty.enrich(scorer, [chip], [landmarks], plain)
     # the members run again; the face embedding (no member) runs apart, as does its gender member's tap
-    assert untapped_calls and set(untapped_calls[0]) == set(beauty.tap()) - {*EMBEDDERS, EMBEDDING_MEMBER}
+    assert untapped_calls and set(untapped_calls[0]) == set(beauty.tap()) - {*EMBEDDERS, EMBEDDING_MEMBER,
+                                                                              ARCFACE_MEMBER}
     assert abs(reference["attractiveness"] - extra["attractiveness"]) < 0.1
     assert score.age == pytest.approx(plain[0].age)
 

@@ -48,8 +48,11 @@ def test_scores_have_every_field_and_are_consistent(batch_scores: list[FaceScore
         assert 0 <= score.age_low <= score.age <= score.age_high <= 100 and score.age_std > 0
         assert score.gender == ("female" if score.p_female > 0.5 else "male")
         assert set(score.members) == set(score.model_versions) == {
-            "wrn16_8_imdbwiki", "agegender_cc0_age", "agegender_cc0_gender", "dlib_embedding_gender"}
+            "wrn16_8_imdbwiki", "agegender_cc0_age", "agegender_cc0_gender", "dlib_embedding_gender",
+            "dex_head_arcface"}
         assert score.members["agegender_cc0_gender"]["age"] is None
+        assert score.members["dex_head_arcface"]["p_female"] is None
+        assert 0.0 <= score.members["dex_head_arcface"]["age"] <= 100.0
         assert score.members["dlib_embedding_gender"]["age"] is None
         assert 0.0 <= score.members["dlib_embedding_gender"]["p_female"] <= 1.0
         assert score.members["wrn16_8_imdbwiki"]["p_female"] is not None

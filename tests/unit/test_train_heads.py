@@ -156,3 +156,15 @@ def test_head_member_matches_cached_feature_path(pooling: str) -> None:
     with torch.no_grad():
         torch.testing.assert_close(probs, member.heads(feats))
     torch.testing.assert_close(probs.sum(1), torch.ones(2))
+
+
+def test_training_is_repeatable_whatever_ran_before() -> None:
+    """The heads' initial weights come from the seed, not from the global RNG state other code left behind."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 8)).astype(np.float32)
+    ages = rng.uniform(5, 80, 120)
+    spec = HeadSpec("agegender_cc0_age", "blocks.4", relu=False, pooling="gap", in_features=8, members=2)
+    first = predict_probs(train_heads(x, ages, spec, epochs=2).ensemble, x)
+    torch.rand(1000)  # another model's random initialisation, say
+    second = predict_probs(train_heads(x, ages, spec, epochs=2).ensemble, x)
+    np.testing.assert_array_equal(first, second)

@@ -54,6 +54,9 @@ EMBEDDER_REGISTRIES = {
 EMBEDDERS = tuple(EMBEDDER_REGISTRIES)
 EMBEDDING_MEMBER = "dlib_embedding_gender"  # an ensemble member that runs the same network on the same chip
 EMBEDDING_MEMBER_BLOCK = f"{EMBEDDING_MEMBER}.emb"  # its tapped embedding: used as EMBEDDING_BLOCK when present
+ARCFACE_MEMBER = "dex_head_arcface"  # the ArcFace age member: the same network on the same crop, mirror included
+ARCFACE_MEMBER_BLOCK = f"{ARCFACE_MEMBER}.emb"  # its tapped embedding: the ARCFACE blocks are read from its pass
+SELF_MIRRORING = frozenset({ARCFACE_MEMBER})  # members that mirror each face themselves: maps hold faces, then mirrors
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,11 @@ HOOKS: dict[str, dict[str, HookSpec]] = {
     },
     ARCFACE: {
         "final": HookSpec(ARCFACE_FINAL_MAP, relu=False, grid=True),  # 512 × 7 × 7 map before the GDC conv
+    },
+    # the ArcFace age member's own pass (face and mirror, always): its last map and embedding are the ARCFACE blocks
+    ARCFACE_MEMBER: {
+        "final": HookSpec(f"backbone.{ARCFACE_FINAL_MAP}", relu=False, grid=True),
+        "emb": HookSpec("backbone", relu=False, grid=False),
     },
     # the embedding gender member's own pass over the embedding's 150-px chip: its embedding and last map (face and
     # mirror averaged when the member runs with flip TTA) are exactly the EMBEDDING blocks, read from there

