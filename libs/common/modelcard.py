@@ -6,13 +6,12 @@ of each service builds cards from its pretrained-config table (timm style), so t
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from libs.common.atomicfile import write_atomically
 
 
 @dataclass(frozen=True)
@@ -37,18 +36,7 @@ class ModelCard:
     def save(self, path: Path) -> None:
         """Write to a temporary file beside ``path``, fsync, then rename it into place: a crash or a failed write
         leaves the previous card (or none), never a truncated one that the registries could not read."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "x") as fh:
-                fh.write(self.to_json() + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        write_atomically(Path(path), [(self.to_json() + "\n").encode()])
 
     @classmethod
     def load(cls, path: Path) -> ModelCard:

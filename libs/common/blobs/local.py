@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from libs.common.atomicfile import write_atomically
 from libs.common.blobs.base import (
     DEFAULT_CONTENT_TYPE,
     Blob,
@@ -163,18 +164,7 @@ class LocalBlobStore:
 
 
 def _write_atomically(path: Path, header: bytes, data: bytes) -> None:
-    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex}")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(header)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    write_atomically(path, (header, data), f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex}")
     _fsync_directory(path.parent)
 
 
