@@ -258,6 +258,11 @@ def test_rate_page(stack: LocalStack, page) -> None:
     shot(page, "07-rate")
 
 
+def face_shown(page) -> None:
+    """Wait until the rate page shows its face: rate.js ignores votes until the image has loaded (aria-busy false)."""
+    page.locator('#rate-card[aria-busy="false"]').wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+
+
 def test_rate_page_votes_name_the_browsers_latest_photo(stack: LocalStack, page) -> None:
     """rate.js sends rater_photo_id = the newest photo this browser uploaded and still owns (the rating records the
     gender of its face 0), and leaves it out when the browser owns none. The faces to rate are stubbed: the stack's
@@ -274,7 +279,7 @@ def test_rate_page_votes_name_the_browsers_latest_photo(stack: LocalStack, page)
         return posted.value.post_data_json
 
     page.goto(f"{base}/rate")
-    page.locator("#rate-card").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    face_shown(page)  # a key pressed before the image loaded is ignored, and no request would come
     first = vote("ArrowRight")
     assert first["rating"] == 1 and "rater_photo_id" not in first  # this browser owns no photo
     assert first["rate_id"] == faces[0]["rate_id"] and "photo_id" not in first  # raters know faces by rate id
@@ -312,7 +317,7 @@ def test_rate_page_keeps_votes_when_its_remembered_photo_is_refused(stack: Local
     page.route("**/api/v1/rate/next*", lambda route: route.fulfill(json={"faces": faces}))
     page.route("**/api/v1/ratings", ratings)
     page.goto(f"{base}/rate")
-    page.locator("#rate-card").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
+    face_shown(page)
     own = "someoneElsesPhoto0001"
     page.evaluate(f"window.Howhot.setToken('{own}', 't'); window.Howhot.rememberUpload('{own}')")
     page.keyboard.press("ArrowRight")
@@ -376,14 +381,14 @@ def test_rate_page_votes_only_on_a_face_that_is_shown(stack: LocalStack, page) -
     page.route("**/api/v1/ratings", ratings)
     page.goto(f"{base}/rate")
     page.locator("#rate-card").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
-    page.wait_for_function("document.getElementById('rate-face').naturalWidth > 0", timeout=UI_TIMEOUT_MS)
+    face_shown(page)
     page.get_by_role("button", name="Hot").dblclick()
     page.keyboard.press("ArrowLeft")
     page.wait_for_timeout(500)  # lets Playwright dispatch any further rating request
     assert [b["rate_id"] for b in posted] == [faces[0]["rate_id"]]
     for route in held:
         route.fulfill(content_type="image/svg+xml", body=svg)
-    page.wait_for_function("document.getElementById('rate-face').naturalWidth > 0", timeout=UI_TIMEOUT_MS)
+    face_shown(page)
     page.keyboard.press("ArrowLeft")
     page.wait_for_timeout(500)
     assert [(b["rate_id"], b["rating"]) for b in posted] == [(faces[0]["rate_id"], 1), (faces[1]["rate_id"], 0)]
@@ -421,7 +426,7 @@ def test_rate_page_running_out_of_faces_keeps_keyboard_focus(stack: LocalStack, 
     page.route("**/api/v1/ratings", lambda route: route.fulfill(status=202, json={"status": "accepted"}))
     page.goto(f"{base}/rate")
     page.locator("#rate-card").wait_for(state="visible", timeout=UI_TIMEOUT_MS)
-    page.wait_for_function("document.getElementById('rate-face').naturalWidth > 0", timeout=UI_TIMEOUT_MS)
+    face_shown(page)
     page.get_by_role("button", name="Hot").focus()
     page.keyboard.press("Enter")
     page.locator("#rate-empty").wait_for(state="visible", timeout=UI_TIMEOUT_MS)

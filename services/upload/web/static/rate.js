@@ -120,6 +120,7 @@
     }
     if (image.getAttribute('src') !== current.image_url) { // the same URL again fires no new load event
       shown = false; // a double click or a held key must not vote on the next face before it appears
+      card.setAttribute('aria-busy', 'true'); // assistive technology (and tests) learn when the face is there
       image.src = current.image_url;
     }
     card.hidden = false;
@@ -170,7 +171,10 @@
 
   el('vote-not').addEventListener('click', function () { vote(0); });
   el('vote-hot').addEventListener('click', function () { vote(1); });
-  image.addEventListener('load', function () { shown = true; });
+  image.addEventListener('load', function () {
+    shown = true;
+    card.setAttribute('aria-busy', 'false');
+  });
   image.addEventListener('error', next); // a face deleted meanwhile: skip it
   document.addEventListener('keydown', function (e) {
     if (card.hidden || e.altKey || e.ctrlKey || e.metaKey || /^(INPUT|TEXTAREA|SELECT)$/.test(e.target.tagName)) {
