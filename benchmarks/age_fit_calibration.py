@@ -55,19 +55,16 @@ def cached_set(name: str, target: str, portion: str, members: Sequence[str] = ()
     """(samples, rows) of a data-set portion that the cache holds (detect mode); with ``members``, the rows also
     carry what those members read apart from the backbones (an embedder's features, filled like ``howhot eval age``
     does) and, for members that trained on some of the images, each image's digest (scored out-of-sample)."""
-    from services.scoring.eval_age import training_provenance
+    from services.scoring.eval_age import with_image_digests
     from services.scoring.evaluation.extract import extract_embedder
-    from services.scoring.evaluation.predict import IMAGE_DIGEST_KEY, embedder_kinds
+    from services.scoring.evaluation.predict import embedder_kinds
 
     folder = DATA / name
     rows = load_cache(cache_path(folder, "detect", BACKBONE_MEMBERS))
     samples = [s for s in read_age_samples(folder, target, portion) if s.file in rows]
     for kind in embedder_kinds(members):
         rows = extract_embedder(samples, rows, folder, kind, progress=False)
-    out = [rows[s.file] for s in samples]
-    if provenance := training_provenance(list(members), samples):
-        out = [{**row, IMAGE_DIGEST_KEY: d} for row, d in zip(out, provenance["digests"], strict=True)]
-    return samples, out
+    return samples, with_image_digests([rows[s.file] for s in samples], members, samples)[0]
 
 
 def train_outputs(samples: list, rows: list, members: list[str]) -> tuple[dict[str, MemberOutput], np.ndarray]:

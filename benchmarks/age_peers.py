@@ -24,9 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from services.scoring.ensemble import load_calibration  # noqa: E402
+from services.scoring.eval_age import with_image_digests  # noqa: E402
 from services.scoring.evaluation.data import read_age_samples, subsample  # noqa: E402
 from services.scoring.evaluation.extract import BACKBONE_MEMBERS, cache_path, extract_embedder, load_cache  # noqa: E402
-from services.scoring.evaluation.predict import predict, registered_heads  # noqa: E402
+from services.scoring.evaluation.predict import embedder_kinds, predict, registered_heads  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "fgnet"
 SAMPLE = 300  # face-api runs ~0.3–3 s per photo on one shared wasm thread: a hash-sample keeps it to minutes
@@ -42,8 +43,9 @@ def main() -> None:
         args.write_list.write_text("\n".join(s.file for s in samples) + "\n")
         return
     rows_by_file = load_cache(cache_path(DATA, "detect", BACKBONE_MEMBERS))
-    rows_by_file = extract_embedder(samples, rows_by_file, DATA, progress=False)  # the embedding gender member
-    rows = [rows_by_file[s.file] for s in samples]
+    for kind in embedder_kinds(load_calibration("default").members):  # embedding gender and ArcFace age members
+        rows_by_file = extract_embedder(samples, rows_by_file, DATA, kind, progress=False)
+    rows = with_image_digests([rows_by_file[s.file] for s in samples], load_calibration("default").members, samples)[0]
     ages = np.array([s.age for s in samples])
     ours_found = np.array([bool(r["detected"]) for r in rows])
     peer = {r["file"]: r for r in json.loads(PEER_FILE.read_text())["results"]}

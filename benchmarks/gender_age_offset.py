@@ -21,9 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from services.scoring.ensemble import load_calibration  # noqa: E402
+from services.scoring.eval_age import with_image_digests  # noqa: E402
 from services.scoring.evaluation.data import read_age_samples  # noqa: E402
 from services.scoring.evaluation.extract import extract, extract_embedder  # noqa: E402
-from services.scoring.evaluation.predict import predict, registered_heads, uses_embedding  # noqa: E402
+from services.scoring.evaluation.predict import embedder_kinds, predict, registered_heads  # noqa: E402
 
 BAND_EDGES = (0, 8, 13, 20, 200)  # predicted-age bands: < 8, 8–12, 13–19, 20+
 OFFSET_GRID = np.round(np.arange(-1.5, 1.51, 0.1), 2)
@@ -36,9 +37,9 @@ def load(dataset: Path, portion: str) -> dict:
     calibration = load_calibration("default")
     samples = [s for s in read_age_samples(dataset, "age", portion) if s.female is not None]
     rows = extract(samples, dataset, "detect", progress=False)
-    if uses_embedding(calibration.members):
-        rows = extract_embedder(samples, rows, dataset, progress=False)
-    ordered = [rows[s.file] for s in samples]
+    for kind in embedder_kinds(calibration.members):  # the embedding gender member, the ArcFace age member
+        rows = extract_embedder(samples, rows, dataset, kind, progress=False)
+    ordered = with_image_digests([rows[s.file] for s in samples], calibration.members, samples)[0]
     preds = predict(ordered, calibration, registered_heads(calibration.members))
     detected = np.array([bool(r["detected"]) for r in ordered])
     return {"p": preds.p_female[detected], "age": preds.age[detected],

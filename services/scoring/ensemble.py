@@ -33,7 +33,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from services.scoring.members import MemberOutput
-from services.scoring.models.registry import PRETRAINED_CONFIGS
+from services.scoring.models.registry import PRETRAINED_CONFIGS, TRAINED_HEAD_CONVERTERS
 
 MAX_AGE = 100  # the common grid is 0..100 (the WRN's range; CC0's 0..80 embeds into it)
 AGE_GRID = np.arange(MAX_AGE + 1, dtype=np.float64)
@@ -178,7 +178,7 @@ class EnsembleCalibration:
         fitted beside the members they extend.
         """
         members = [n for n in profile_members(profile)
-                   if PRETRAINED_CONFIGS[n].converter not in ("dex_head", "embedding_head", "arcface_head")]
+                   if PRETRAINED_CONFIGS[n].converter not in TRAINED_HEAD_CONVERTERS]
         age = [n for n in members if "age" in PRETRAINED_CONFIGS[n].task]
         gender = [n for n in members if "gender" in PRETRAINED_CONFIGS[n].task]
         equal_age = {n: 1.0 / len(age) for n in age}

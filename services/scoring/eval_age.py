@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ def evaluate_age(
         extract,
         extract_embedder,
     )
-    from services.scoring.evaluation.predict import IMAGE_DIGEST_KEY, embedder_kinds, predict, registered_heads
+    from services.scoring.evaluation.predict import embedder_kinds, predict, registered_heads
 
     mode = "aligned" if aligned else "detect"
     samples = subsample(read_age_samples(dataset, target, portion), limit)
@@ -98,10 +99,7 @@ def evaluate_age(
     for kind in embedder_kinds(calibration.members):  # members on an embedder: their inputs are cached apart
         by_file = extract_embedder(samples, by_file, dataset, kind, cache_dir=cache, models_dir=models_dir,
                                    progress=progress)
-    rows = [by_file[s.file] for s in samples]
-    provenance = training_provenance(calibration.members, samples)
-    if provenance:  # members that trained on some of these images: score those from their out-of-sample records
-        rows = [{**row, IMAGE_DIGEST_KEY: digest} for row, digest in zip(rows, provenance["digests"], strict=True)]
+    rows, provenance = with_image_digests([by_file[s.file] for s in samples], calibration.members, samples)
     preds = predict(rows, calibration, registered_heads(calibration.members))
     detected = np.array([bool(r["detected"]) for r in rows])
     true_age = np.array([s.age for s in samples])
@@ -144,6 +142,17 @@ def evaluate_age(
             if any(counts.values()):
                 summary[key] = {n: c for n, c in counts.items() if c}
     return AgeEvaluation(summary, _records(samples, rows, preds))
+
+
+def with_image_digests(rows: list[dict], members: Sequence[str], samples: list[AgeSample]) -> tuple[list[dict], dict]:
+    """``rows`` with each image's digest when a member trained on some of these images (``training_provenance``), so
+    ``predict`` scores those from the member's out-of-sample record; and the provenance (empty when none did)."""
+    from services.scoring.evaluation.predict import IMAGE_DIGEST_KEY
+
+    provenance = training_provenance(list(members), samples)
+    if provenance:
+        rows = [{**row, IMAGE_DIGEST_KEY: digest} for row, digest in zip(rows, provenance["digests"], strict=True)]
+    return rows, provenance
 
 
 def training_provenance(members: list[str], samples: list[AgeSample]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import torch
 
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
 from libs.common.precision import bf16_worthwhile, resolve_device
-from services.scoring.beauty.features import HOOKS, SELF_MIRRORING, feature_hooks, output_blocks, pooled_blocks
+from services.scoring.beauty.features import HOOKS, feature_hooks, output_blocks, pooled_blocks
 from services.scoring.ensemble import EnsembleCalibration, combine, load_calibration
 from services.scoring.members import MemberOutput, member_crops, run_member
 from services.scoring.models.registry import create_model, pretrained_config
@@ -61,6 +61,11 @@ class FaceScore:
         out.pop("age_probs")
         out.pop("features")
         return out
+
+
+def mirrors_itself(model: torch.nn.Module) -> bool:
+    """A member that mirrors every face itself (``DexHeadMember(mirror=True)``, also inside torch.compile's wrapper)."""
+    return bool(getattr(getattr(model, "_orig_mod", model), "mirror", False))
 
 
 class FaceScorer:
@@ -134,7 +139,7 @@ class FaceScorer:
         for name, cfg in self.configs.items():
             crops = member_crops(cfg, chips, landmarks)
             flip = name in flips
-            mirrored = flip or name in SELF_MIRRORING  # its maps hold faces then mirrors: tapped blocks average them
+            mirrored = flip or mirrors_itself(self.models[name])  # maps hold faces, then mirrors: taps average them
             tapped = tap is not None and tap.get(name) == mirrored and name in HOOKS
             with feature_hooks(name, self.models[name]) if tapped else nullcontext({}) as captured:
                 outputs[name] = run_member(cfg, self.models[name], crops, flip=flip, device=self.device,

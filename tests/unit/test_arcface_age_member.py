@@ -17,7 +17,7 @@ from services.scoring.beauty.features import ARCFACE, HOOKS, pooled_blocks
 from services.scoring.ensemble import CALIBRATION_DIR, EnsembleCalibration, profile_members
 from services.scoring.evaluation.predict import arcface_head_output, embedder_kinds
 from services.scoring.models import arcface_mbf
-from services.scoring.models.arcface_age import NAME, committed_plan, pooled_map
+from services.scoring.models.arcface_age import NAME, committed_plan
 from services.scoring.models.registry import pretrained_config
 
 
@@ -33,14 +33,21 @@ def test_config_is_research_only_on_the_arcface_crop() -> None:
     assert embedder_kinds([NAME]) == ["arcface"] and embedder_kinds(["agegender_cc0_age"]) == []
 
 
-def test_pooled_map_averages_face_and_mirror_like_the_cached_blocks() -> None:
-    """The member pools the map of 2N rows (faces, then mirrors) exactly as ``pooled_blocks`` does for the features
-    the heads were trained on: global mean and 2×2 grid, each averaged over face and mirror (grid not unflipped)."""
-    fmap = torch.randn(6, 512, 7, 7)
-    blocks = pooled_blocks(ARCFACE, {layer: fmap for layer in HOOKS[ARCFACE]}, 3, flip=True)
+def test_the_member_pools_face_and_mirror_like_the_cached_blocks() -> None:
+    """The member mirrors every face itself and pools the map of 2N rows (faces, then mirrors) exactly as
+    ``pooled_blocks`` does for the features the heads were trained on: global mean and 2×2 grid, each averaged over
+    face and mirror (grid not unflipped). An identity "backbone" makes the hooked map the input itself."""
+    from services.scoring.training.heads import HeadEnsemble, HeadSpec
+    from services.scoring.training.member import DexHeadMember
+
+    spec = HeadSpec(ARCFACE, "0", relu=False, pooling="gap+grid", in_features=2560, members=2)
+    heads = HeadEnsemble(spec).eval()
+    member = DexHeadMember(torch.nn.Sequential(torch.nn.Identity()), heads, mirror=True).eval()
+    fmap = torch.randn(3, 512, 7, 7)
+    blocks = pooled_blocks(ARCFACE, {layer: torch.cat([fmap, fmap.flip(-1)]) for layer in HOOKS[ARCFACE]}, 3, True)
     expected = np.hstack([blocks[f"{ARCFACE}.final_gap"], blocks[f"{ARCFACE}.final_grid"]])
-    np.testing.assert_allclose(pooled_map(fmap, 3).numpy(), expected, atol=1e-6)
-    assert pooled_map(fmap, 3).shape == (3, 2560)
+    with torch.no_grad():
+        np.testing.assert_allclose(member(fmap).numpy(), heads(torch.from_numpy(expected)).numpy(), atol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 from libs.common.chips import CHIP_SIZE, CHIP_TEMPLATE
 from services.scoring.ensemble import CALIBRATION_DIR, EnsembleCalibration, profile_members
 from services.scoring.evaluation.extract import EMBEDDING_KEY
-from services.scoring.evaluation.predict import embedding_head_output, uses_embedding
+from services.scoring.evaluation.predict import embedder_kinds, embedding_head_output
 from services.scoring.models import dlib_face_embedding as emb
 from services.scoring.models.embedding_gender import NAME
 from services.scoring.models.registry import pretrained_config
@@ -25,7 +25,7 @@ def test_config_is_research_only_with_the_embeddings_chip() -> None:
     assert (cfg.mean, cfg.scale, cfg.color_order) == (emb.MEAN_RGB, emb.SCALE, "RGB")
     assert NAME not in profile_members("commercial-safe")  # UTKFace-trained: never in the commercial-safe profile
     assert NAME not in EnsembleCalibration.uncalibrated("default").members
-    assert uses_embedding([NAME]) and not uses_embedding(["agegender_cc0_gender"])
+    assert embedder_kinds([NAME]) == ["embedding"] and embedder_kinds(["agegender_cc0_gender"]) == []
 
 
 @pytest.fixture(scope="module")

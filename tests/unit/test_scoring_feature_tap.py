@@ -25,12 +25,11 @@ from services.scoring.beauty.features import (
     EMBEDDING,
     EMBEDDING_MEMBER,
     EMBEDDING_MEMBER_BLOCK,
-    SELF_MIRRORING,
     embedder_features,
     member_features,
 )
 from services.scoring.beauty.minors import minor_probability
-from services.scoring.scorer import FaceScorer
+from services.scoring.scorer import FaceScorer, mirrors_itself
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +55,8 @@ def test_tapped_blocks_match_a_separate_feature_pass(scorer: FaceScorer, face) -
     [score] = scorer.score_batch([chip], [landmarks], tap)
     tapped_members = {key.split(".", 1)[0] for key in score.features}
     assert tapped_members == {m for m, flip in tap.items() if m in scorer.configs
-                              and flip == (m in scorer.calibration.flip_members or m in SELF_MIRRORING)}
-    for member in tapped_members - SELF_MIRRORING:  # those mirror by themselves: checked against their embedder
+                              and flip == (m in scorer.calibration.flip_members or mirrors_itself(scorer.models[m]))}
+    for member in tapped_members - {ARCFACE_MEMBER}:  # mirrors itself: test_service_scoring_runs_each_member_once
         alone = member_features(scorer.configs[member], scorer.models[member], [chip], [landmarks],
                                 flip=tap[member])
         assert set(alone) == {k for k in score.features if k.startswith(f"{member}.")}

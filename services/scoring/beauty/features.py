@@ -56,7 +56,6 @@ EMBEDDING_MEMBER = "dlib_embedding_gender"  # an ensemble member that runs the s
 EMBEDDING_MEMBER_BLOCK = f"{EMBEDDING_MEMBER}.emb"  # its tapped embedding: used as EMBEDDING_BLOCK when present
 ARCFACE_MEMBER = "dex_head_arcface"  # the ArcFace age member: the same network on the same crop, mirror included
 ARCFACE_MEMBER_BLOCK = f"{ARCFACE_MEMBER}.emb"  # its tapped embedding: the ARCFACE blocks are read from its pass
-SELF_MIRRORING = frozenset({ARCFACE_MEMBER})  # members that mirror each face themselves: maps hold faces, then mirrors
 
 
 @dataclass(frozen=True)

@@ -93,11 +93,6 @@ def embedder_kinds(members: Sequence[str]) -> list[str]:
     return sorted(kind for converter, kind in EMBEDDER_KINDS.items() if converter in converters)
 
 
-def uses_embedding(members: Sequence[str]) -> bool:
-    """Whether any of ``members`` reads the face embedding (the rows then need ``extract_embedder``)."""
-    return "embedding" in embedder_kinds(members)
-
-
 IMAGE_DIGEST_KEY = "image_digest"  # a row's image identity (arcface_age.image_digest), added by ``howhot eval age``
 
 
@@ -139,13 +134,13 @@ def member_outputs(
         if name in heads:
             outputs[name] = head_output(name, heads[name], rows, name in flips)
             continue
-        if uses_embedding([name]):
+        cfg = pretrained_config(name)
+        if cfg.converter == "embedding_head":
             outputs[name] = embedding_head_output(name, rows, name in flips)
             continue
-        if embedder_kinds([name]) == ["arcface"]:
+        if cfg.converter == "arcface_head":
             outputs[name] = arcface_head_output(name, rows)
             continue
-        cfg = pretrained_config(name)
         probs = _flip_mean(rows, f"{name}.age_probs", name in flips)
         p_female = _flip_mean(rows, f"{name}.p_female", name in flips)
         if probs is not None:

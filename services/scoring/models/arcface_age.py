@@ -25,52 +25,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from services.scoring.models.arcface_mbf import FINAL_MAP_MODULE
 from services.scoring.models.onnx_graph import OnnxGraphNet
-from services.scoring.training.heads import HeadEnsemble, HeadSpec, load_heads
+from services.scoring.training.heads import HeadEnsemble, load_heads
+from services.scoring.training.member import DexHeadMember, committed_head_spec
 
 NAME = "dex_head_arcface"
 HEAD_FILE = f"{NAME}.pt"
 PLAN_FILE = Path(__file__).with_name("arcface_mbf_plan.json")
-GRID = 2  # the heads read the map's global mean and its 2×2 grid (beauty.features: HookSpec grid=True)
 
 
 @cache
 def committed_plan() -> dict[str, Any]:
     """The MobileFaceNet's graph plan (nodes and attributes, no weights) as committed."""
     return json.loads(PLAN_FILE.read_text())
-
-
-def pooled_map(fmap: torch.Tensor, n: int) -> torch.Tensor:
-    """[2N, C, H, W] map of N faces then their mirrors → [N, C + 4C]: global mean and 2×2 grid, face and mirror
-    averaged (the mirror's grid is not flipped back, as ``pooled_blocks`` does for the cached features)."""
-    fmap = fmap.float()
-    features = torch.cat([fmap.mean(dim=(2, 3)), F.adaptive_avg_pool2d(fmap, GRID).flatten(1)], dim=1)
-    return (features[:n] + features[n:]) / 2
-
-
-class ArcFaceAgeHead(nn.Module):
-    """x [N, 3, 112, 112] → backbone on faces and mirrors → pooled last map (averaged) → heads → [N, 101]."""
-
-    def __init__(self, spec: HeadSpec) -> None:
-        super().__init__()
-        self.backbone = OnnxGraphNet(committed_plan())
-        self.heads = HeadEnsemble(spec)
-        self._map: torch.Tensor | None = None
-        dict(self.backbone.named_modules())[FINAL_MAP_MODULE].register_forward_hook(self._keep)
-
-    def _keep(self, _module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-        self._map = output
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.backbone(torch.cat([x, x.flip(-1)]))
-        fmap, self._map = self._map, None
-        if fmap is None:
-            raise RuntimeError("the ArcFace net's last map did not run")
-        return self.heads(pooled_map(fmap, len(x)))
 
 
 def image_digest(path: Path) -> str:
@@ -93,21 +61,12 @@ def out_of_sample_probs(extra: dict[str, Any]) -> dict[str, np.ndarray]:
     return dict(zip(recorded["images"], probs, strict=True))
 
 
-def head_spec(path: Path) -> HeadSpec:
-    """The committed heads' spec (their shapes), read without building them."""
-    if not path.exists():
-        raise FileNotFoundError(f"head weights {path} missing")
-    return HeadSpec(**torch.load(path, map_location="cpu", weights_only=True)["spec"])
-
-
-def arcface_age_member() -> ArcFaceAgeHead:
+def arcface_age_member() -> DexHeadMember:
     """The member's architecture with the committed heads' shapes (weights loaded by ``registry.create_model``)."""
-    from services.scoring.training.member import committed_head_path
-
-    return ArcFaceAgeHead(head_spec(committed_head_path(HEAD_FILE)))
+    return DexHeadMember(OnnxGraphNet(committed_plan()), HeadEnsemble(committed_head_spec(HEAD_FILE)), mirror=True)
 
 
-def load_member(model: ArcFaceAgeHead, backbone_weights: Path, head_weights: Path) -> ArcFaceAgeHead:
+def load_member(model: DexHeadMember, backbone_weights: Path, head_weights: Path) -> DexHeadMember:
     """Load the ArcFace net's converted weights and the heads' file into ``model`` (strict)."""
     saved = torch.load(backbone_weights, map_location="cpu", weights_only=True)
     model.backbone.load_state_dict(saved["state"], strict=True)

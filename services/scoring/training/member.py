@@ -25,42 +25,62 @@ def committed_head_path(file_name: str) -> Path:
     return WEIGHTS_DIR / file_name
 
 
-class DexHeadMember(nn.Module):
-    """backbone(x) → hooked map → (ReLU) → pooled features → mean softmax of K heads [N, 101]."""
+def pool_map(fmap: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[N, C, H, W] → the features a head reads: "gap" (global mean), "grid" (2×2 average) or "gap+grid" (both)."""
+    parts = {"gap": lambda: fmap.mean(dim=(2, 3)), "grid": lambda: F.adaptive_avg_pool2d(fmap, GRID).flatten(1)}
+    return torch.cat([parts[kind]() for kind in pooling.split("+")], dim=1)
 
-    def __init__(self, backbone: nn.Module, heads: HeadEnsemble) -> None:
+
+class DexHeadMember(nn.Module):
+    """backbone(x) → hooked map → (ReLU) → pooled features → mean softmax of K heads [N, 101].
+
+    ``mirror``: the member mirrors every face itself and averages the pooled features of face and mirror before the
+    heads (the ArcFace age member's heads were trained on such averages), so it runs without the ensemble's flip TTA.
+    """
+
+    def __init__(self, backbone: nn.Module, heads: HeadEnsemble, mirror: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.heads = heads
+        self.mirror = mirror
         self._map: torch.Tensor | None = None
         spec = heads.spec
+        if mirror and spec.with_probs:
+            raise ValueError("a mirroring member cannot read its backbone's own age output")
         dict(backbone.named_modules())[spec.layer].register_forward_hook(self._keep)
 
     def _keep(self, _module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
         self._map = output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(x)
+        n = len(x)
+        out = self.backbone(torch.cat([x, x.flip(-1)]) if self.mirror else x)
         fmap = self._map
         if fmap is None:
             raise RuntimeError("the backbone's hooked layer did not run")
         self._map = None
         fmap = F.relu(fmap.float()) if self.heads.spec.relu else fmap.float()
         spec = self.heads.spec
-        features = fmap.mean(dim=(2, 3)) if spec.pooling == "gap" else F.adaptive_avg_pool2d(fmap, GRID).flatten(1)
+        features = pool_map(fmap, spec.pooling)
+        if self.mirror:  # faces, then their mirrors: the mirror's grid is not flipped back (as the cached features)
+            features = (features[:n] + features[n:]) / 2
         if spec.with_probs:  # the backbone's own age distribution: the last output of (gender, age) or the only one
             age_probs = out[-1] if isinstance(out, tuple) else out
             features = torch.cat([features.float(), log_probs_feature(age_probs)], dim=1)
         return self.heads(features.float())
 
 
+def committed_head_spec(file_name: str) -> HeadSpec:
+    """The committed heads' spec (their shapes), read without building them."""
+    path = committed_head_path(file_name)
+    if not path.exists():
+        raise FileNotFoundError(f"head weights {path} missing")
+    return HeadSpec(**torch.load(path, map_location="cpu", weights_only=True)["spec"])
+
+
 def dex_head_member(head_file: str, backbone_constructor: object) -> DexHeadMember:
     """The member's architecture with the committed heads' shapes (weights loaded by ``create_model``)."""
-    path = committed_head_path(head_file)
-    spec = HeadSpec(**torch.load(path, map_location="cpu", weights_only=True)["spec"]) if path.exists() else None
-    if spec is None:
-        raise FileNotFoundError(f"head weights {path} missing")
-    return DexHeadMember(backbone_constructor(), HeadEnsemble(spec))  # type: ignore[operator]
+    return DexHeadMember(backbone_constructor(), HeadEnsemble(committed_head_spec(head_file)))  # type: ignore[operator]
 
 
 def load_member_weights(member: DexHeadMember, backbone_weights: Path, head_weights: Path) -> DexHeadMember:
