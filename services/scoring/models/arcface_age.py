@@ -2,13 +2,13 @@
 
 Why: a linear DEX head on the frozen face-recognition map is the best single age predictor we have on UTKFace, and
 trained on FG-NET's real ages too it is also the best on FG-NET (benchmarks/results/age_arcface_head.md, session 14:
-the ensemble with it goes from 5.54 to 4.77 y on UTKFace held-out and from 3.54 to 3.07 y on FG-NET, person held out).
+the ensemble with it goes from 5.54 to 4.83 y on UTKFace held-out and from 3.54 to 3.11 y on FG-NET, person held out).
 
 Input: the ArcFace crop (the chip's face frame resized bicubic to 112 px, ``arcface_mbf.arcface_chips``),
 ``(x − 127.5) / 127.5`` RGB. The member mirrors every face itself and averages the pooled map of face and mirror
 *before* the heads (global mean + 2×2 grid, 2,560 features), exactly as the heads were trained
-(``beauty.features.pooled_blocks``), so the ensemble runs it without flip TTA of its own. Output: [N, 101], the mean
-of the K heads' softmax over ages 0..100.
+(``beauty.features.pooled_blocks``; ``DexHeadMember(mirror=True)``), so the ensemble runs it without flip TTA of its
+own. Output: [N, 101], the mean of the K heads' softmax over ages 0..100.
 
 Architecture without weights: the MobileFaceNet's graph plan is committed (``arcface_mbf_plan.json``, 12 KB; the
 converter checks that the published ONNX still yields it), so untrained-weight speed runs need no model cache.
